@@ -1,0 +1,462 @@
+"""The segment store: the one place its layout and file names are parsed and built.
+
+Layout: ``BASE/<channel>/<quality>/<hour>/<name>`` where ``hour`` is the UTC hour
+the segment starts in (``2026-11-28T13``) and ``name`` is
+``MM:SS.ffffff-DURATION-TYPE-HASH.ts``.
+
+Times are kept as aware UTC datetimes and durations as timedeltas, both exact to
+the microsecond. Floats are never used: a 1 µs error would make two neighbouring
+segments look overlapping and turn every join into a hole.
+
+Anything that reads a store (restreamer, backfiller, cutter) goes through
+`parse_segment_path`; a bad name raises `ValueError` saying what is wrong, and
+store scans log and skip such files rather than failing the whole listing.
+"""
+
+import base64
+import datetime
+import hashlib
+import logging
+import os
+import random
+import re
+import secrets
+from typing import NamedTuple
+
+logger = logging.getLogger(__name__)
+
+UTC = datetime.UTC
+HOUR_FORMAT = "%Y-%m-%dT%H"
+ONE_HOUR = datetime.timedelta(hours=1)
+
+# Types in order of preference for one start time: a complete download beats a
+# suspicious one beats one whose body broke. `temp` files are being written and
+# are invisible to readers.
+TYPE_RANK = {"full": 3, "suspect": 2, "partial": 1}
+TYPES = ("full", "suspect", "partial", "temp")
+
+# SHA-256 is 32 bytes: 43 characters of URL-safe base64 once the `=` is dropped.
+HASH_LENGTH = 43
+
+_NAME_RE = re.compile(
+    r"(?P<minute>\d{2}):(?P<second>\d{2})\.(?P<micro>\d{6})"
+    r"-(?P<duration>[^-]*)"
+    r"-(?P<type>[^-]*)"
+    r"-(?P<hash>.*)\.ts"
+)
+_DURATION_RE = re.compile(r"(\d+)(?:\.(\d{1,6}))?")
+_HASH_RE = re.compile(r"[A-Za-z0-9_-]+")
+_HOUR_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}")
+_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class SegmentInfo(NamedTuple):
+    """One segment file, as its path describes it.
+
+    `channel`, `quality` and `hour` are None when parsed from a bare name with
+    nothing to say them; `start` is then None too unless an hour was given.
+    """
+
+    path: str
+    channel: str | None
+    quality: str | None
+    hour: str | None
+    start: datetime.datetime | None
+    duration: datetime.timedelta
+    type: str
+    hash: str
+
+    @property
+    def end(self):
+        return self.start + self.duration
+
+    @property
+    def is_partial(self):
+        """True for segments that do not hold their full duration of good video."""
+        return self.type in ("partial", "suspect")
+
+    @property
+    def name(self):
+        return os.path.basename(self.path)
+
+
+def _bad(path, reason):
+    return ValueError(f"bad segment path {path!r}: {reason}")
+
+
+def to_utc(dt):
+    """Naive datetimes are taken as UTC; aware ones are converted to UTC."""
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def validate_name_part(value, what):
+    """Check a channel, quality or other single path component; return it.
+
+    Refuses anything that could walk out of its directory or hide: empty, `.`
+    first, path separators, NUL, over-long.
+    """
+    if not value or not isinstance(value, str):
+        raise ValueError(f"bad {what} {value!r}: empty")
+    if value.startswith("."):
+        raise ValueError(f"bad {what} {value!r}: starts with '.'")
+    if "/" in value or "\\" in value or "\0" in value:
+        raise ValueError(f"bad {what} {value!r}: contains a path separator or NUL")
+    if len(value) > 255:
+        raise ValueError(f"bad {what}: longer than 255 characters")
+    return value
+
+
+def parse_hour(hour):
+    """`2026-11-28T13` → aware datetime of the hour's start. ValueError if malformed."""
+    if not isinstance(hour, str) or not _HOUR_RE.fullmatch(hour):
+        raise ValueError(f"bad hour {hour!r}: expected YYYY-MM-DDTHH")
+    try:
+        return datetime.datetime.strptime(hour, HOUR_FORMAT).replace(tzinfo=UTC)
+    except ValueError as e:
+        raise ValueError(f"bad hour {hour!r}: {e}") from None
+
+
+def format_hour(dt):
+    return to_utc(dt).strftime(HOUR_FORMAT)
+
+
+def parse_duration(text):
+    """Decimal seconds → timedelta, exactly; at most 6 decimal places."""
+    match = _DURATION_RE.fullmatch(text)
+    if not match:
+        raise ValueError(f"bad duration {text!r}")
+    whole, frac = match.groups()
+    micros = int(whole) * 1_000_000 + (int(frac.ljust(6, "0")) if frac else 0)
+    return datetime.timedelta(microseconds=micros)
+
+
+def format_duration(duration):
+    """timedelta → `2.000` or `2.002` (milliseconds), or 6 places when needed."""
+    micros = duration // datetime.timedelta(microseconds=1)
+    if micros < 0:
+        raise ValueError(f"negative duration {duration}")
+    seconds, micros = divmod(micros, 1_000_000)
+    if micros % 1000 == 0:
+        return f"{seconds}.{micros // 1000:03d}"
+    return f"{seconds}.{micros:06d}"
+
+
+def _check_hash(path, type, value):
+    if type == "temp":
+        if not _ID_RE.fullmatch(value):
+            raise _bad(path, f"bad temp id {value!r}")
+        return
+    if len(value) != HASH_LENGTH or not _HASH_RE.fullmatch(value):
+        raise _bad(path, f"bad hash {value!r}: expected {HASH_LENGTH} URL-safe base64 characters")
+    try:
+        raw = base64.urlsafe_b64decode(value + "=")
+    except ValueError:
+        raise _bad(path, f"bad hash encoding {value!r}") from None
+    if len(raw) != 32 or encode_hash(raw) != value:
+        raise _bad(path, f"bad hash encoding {value!r}")
+
+
+def parse_segment_path(path, *, channel=None, quality=None, hour=None):
+    """Parse a segment's full path, or a bare file name, into a `SegmentInfo`.
+
+    Channel, quality and hour come from the path's parent directories when it
+    has them (`.../<channel>/<quality>/<hour>/<name>`), otherwise from the
+    keyword arguments. When both are present they must agree, which is how a
+    reader checks that a peer's listing is for what it asked. Raises ValueError
+    naming the path and what is wrong.
+    """
+    parts = path.split("/")
+    name = parts[-1]
+    given = {"channel": channel, "quality": quality, "hour": hour}
+    found = dict(
+        zip(("channel", "quality", "hour"), [None] * (4 - len(parts)) + parts[-4:-1], strict=True)
+    )
+    for key, value in found.items():
+        if value is not None and given[key] is not None and value != given[key]:
+            raise _bad(path, f"{key} {value!r} is not {given[key]!r}")
+        if value is None:
+            found[key] = given[key]
+    if name.startswith("."):
+        raise _bad(path, "hidden file")
+    if not name.endswith(".ts"):
+        raise _bad(path, "not a .ts file")
+    match = _NAME_RE.fullmatch(name)
+    if not match:
+        raise _bad(path, "expected MM:SS.ffffff-DURATION-TYPE-HASH.ts")
+    type = match["type"]
+    if type not in TYPES:
+        raise _bad(path, f"unknown type {type!r}")
+    minute, second = int(match["minute"]), int(match["second"])
+    if minute > 59 or second > 59:
+        raise _bad(path, f"bad time {match['minute']}:{match['second']}")
+    try:
+        duration = parse_duration(match["duration"])
+    except ValueError as e:
+        raise _bad(path, str(e)) from None
+    _check_hash(path, type, match["hash"])
+    start = None
+    if found["hour"] is not None:
+        try:
+            hour_start = parse_hour(found["hour"])
+        except ValueError as e:
+            raise _bad(path, str(e)) from None
+        offset = (minute * 60 + second) * 1_000_000 + int(match["micro"])
+        start = hour_start + datetime.timedelta(microseconds=offset)
+    return SegmentInfo(
+        path=path,
+        channel=found["channel"],
+        quality=found["quality"],
+        hour=found["hour"],
+        start=start,
+        duration=duration,
+        type=type,
+        hash=match["hash"],
+    )
+
+
+def segment_name(start, duration, type, hash):
+    """The file name for a segment (no directories)."""
+    start = to_utc(start)
+    if type not in TYPES:
+        raise ValueError(f"unknown type {type!r}")
+    return (
+        f"{start.minute:02d}:{start.second:02d}.{start.microsecond:06d}"
+        f"-{format_duration(duration)}-{type}-{hash}.ts"
+    )
+
+
+def segment_path(base_dir, channel, quality, start, duration, type, hash):
+    """The inverse of `parse_segment_path`: the full path of a segment."""
+    return os.path.join(
+        base_dir,
+        validate_name_part(channel, "channel"),
+        validate_name_part(quality, "quality"),
+        format_hour(start),
+        segment_name(start, duration, type, hash),
+    )
+
+
+def encode_hash(digest):
+    """Raw SHA-256 digest → the name's hash: URL-safe base64 without `=`."""
+    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
+
+
+def hash_bytes(data):
+    return encode_hash(hashlib.sha256(data).digest())
+
+
+def jitter(interval, fraction=0.1):
+    """Vary an interval by ±fraction so that retries and polls never synchronise."""
+    return interval * (1 + fraction * (2 * random.random() - 1))
+
+
+# --- writing ---------------------------------------------------------------
+
+
+class SegmentWriter:
+    """Write one segment atomically, hashing as it goes.
+
+    Bytes go to a `temp` file in the segment's final directory; `finish(type)`
+    renames it to its final name (which carries the hash) and returns the path.
+    If an identical file is already there (another writer of the same segment
+    won the race), the rename simply replaces it with the same bytes: success.
+    `abort()` (also on leaving a `with` block by an exception, or without
+    finishing) removes the temp file, so only whole files ever appear.
+    """
+
+    def __init__(self, base_dir, channel, quality, start, duration):
+        self.base_dir = base_dir
+        self.channel = channel
+        self.quality = quality
+        self.start = to_utc(start)
+        self.duration = duration
+        self.temp_path = segment_path(
+            base_dir, channel, quality, self.start, duration, "temp", secrets.token_urlsafe(12)
+        )
+        os.makedirs(os.path.dirname(self.temp_path), exist_ok=True)
+        self._file = open(self.temp_path, "wb")
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.path = None
+
+    def write(self, chunk):
+        self._file.write(chunk)
+        self._hash.update(chunk)
+        self.size += len(chunk)
+
+    @property
+    def hash(self):
+        return encode_hash(self._hash.digest())
+
+    def finish(self, type="full"):
+        self._file.close()
+        path = segment_path(
+            self.base_dir, self.channel, self.quality, self.start, self.duration, type, self.hash
+        )
+        os.replace(self.temp_path, path)
+        self.path = path
+        return path
+
+    def abort(self):
+        if not self._file.closed:
+            self._file.close()
+        if self.path is None:
+            try:
+                os.remove(self.temp_path)
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.abort()
+
+
+def atomic_write(path, data):
+    """Write `data` (bytes, or an iterable of bytes) to `path` atomically.
+
+    The bytes go to a hidden temp file in the same directory, which is then
+    renamed over `path`: readers see the old file or the whole new one. On any
+    error the temp file is removed and the error propagates.
+    """
+    directory, name = os.path.split(path)
+    os.makedirs(directory or ".", exist_ok=True)
+    temp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+    try:
+        with open(temp, "wb") as f:
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                f.write(data)
+            else:
+                for chunk in data:
+                    f.write(chunk)
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.remove(temp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+# --- reading: choosing the segments for a time range -----------------------
+
+
+def hours_for_range(start, end):
+    """The hour directory names that may hold segments covering [start, end).
+
+    Starts one hour before `start`: a segment that began in the previous hour
+    may still cover it.
+    """
+    start, end = to_utc(start), to_utc(end)
+    hour = start.replace(minute=0, second=0, microsecond=0) - ONE_HOUR
+    hours = []
+    while hour < end:
+        hours.append(hour.strftime(HOUR_FORMAT))
+        hour += ONE_HOUR
+    return hours
+
+
+def list_segments(hour_path):
+    """Every readable segment in one hour directory, unsorted.
+
+    Skips dotfiles and `temp` files; a name that does not parse is logged and
+    skipped so that one stray file cannot break a listing. A missing directory
+    is an empty hour.
+    """
+    try:
+        names = os.listdir(hour_path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    segments = []
+    for name in names:
+        if name.startswith(".") or "-temp-" in name:
+            continue
+        try:
+            segment = parse_segment_path(os.path.join(hour_path, name))
+        except ValueError as e:
+            logger.warning("Skipping unreadable file: %s", e)
+            continue
+        if segment.type != "temp":
+            segments.append(segment)
+    return segments
+
+
+def _file_size(segment):
+    try:
+        return os.stat(segment.path).st_size
+    except OSError:
+        return -1
+
+
+def best_segments_by_start(segments):
+    """From many files, the best one for each distinct start time, in time order.
+
+    Best: `full` over `suspect` over `partial`; then the longest duration; then
+    (only stat'ed when still tied) the largest file; then the hash, so that
+    every node makes the same choice.
+    """
+    by_start = {}
+    for segment in segments:
+        by_start.setdefault(segment.start, []).append(segment)
+    best = []
+    for start in sorted(by_start):
+        candidates = by_start[start]
+        if len(candidates) == 1:
+            best.append(candidates[0])
+            continue
+        top_rank = max((TYPE_RANK[s.type], s.duration) for s in candidates)
+        tied = [s for s in candidates if (TYPE_RANK[s.type], s.duration) == top_rank]
+        if len(tied) > 1:
+            tied.sort(key=lambda s: (_file_size(s), s.hash))
+        best.append(tied[-1])
+    return best
+
+
+def get_best_segments(hours_path, start, end):
+    """The best segments covering [start, end), with `None` at every hole.
+
+    `hours_path` is `BASE/<channel>/<quality>`. Two neighbouring segments join
+    when one ends exactly where the next starts; a gap between them, or a
+    `partial`/`suspect` segment (whose content stops short), is followed by a
+    `None`. A `None` also starts the list if nothing covers `start` and ends it
+    if nothing reaches `end`. A segment that overlaps the one before it (a
+    stream that restarted with other timestamps) is skipped with a log line.
+    `start == end` gives an empty list; an empty store gives `[None]`.
+    """
+    start, end = to_utc(start), to_utc(end)
+    if end < start:
+        raise ValueError(f"end {end} is before start {start}")
+    if start == end:
+        return []
+    result = []
+    for hour in hours_for_range(start, end):
+        for segment in best_segments_by_start(list_segments(os.path.join(hours_path, hour))):
+            if segment.end <= start:
+                continue
+            if segment.start >= end:
+                break
+            if not result:
+                if segment.start > start:
+                    result.append(None)
+                result.append(segment)
+                continue
+            previous = result[-1]
+            if previous is None:
+                result.append(segment)
+            elif previous.end > segment.start:
+                logger.info(
+                    "Skipping %s: it overlaps %s (ending %s)",
+                    segment.path,
+                    previous.path,
+                    previous.end.isoformat(),
+                )
+            elif previous.end < segment.start or previous.is_partial:
+                result += [None, segment]
+            else:
+                result.append(segment)
+    if not result or (result[-1] is not None and (result[-1].end < end or result[-1].is_partial)):
+        result.append(None)
+    return result

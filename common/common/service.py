@@ -1,0 +1,144 @@
+"""The one lifecycle every service shares (STYLE habit 7).
+
+`run_service` starts the metrics server and the optional backdoor, installs
+SIGTERM/SIGINT handlers, runs the service's workers as greenlets and waits.
+Whichever way it ends — a signal, a worker returning, a worker crashing — every
+other worker is asked to stop (`stop()`), given `STOP_TIMEOUT` to finish, then
+killed. A worker's exception is re-raised after the others have stopped, so
+the process exits non-zero with the traceback; a clean stop exits 0.
+
+Workers are objects with `run()` (blocks until done or stopped) and `stop()`
+(asks it to stop soon; must not block). `Stoppable` gives the usual event.
+"""
+
+import argparse
+import logging
+import os
+import signal
+
+import gevent
+import gevent.event
+import gevent.pywsgi
+import prometheus_client
+
+from .backdoor import start_backdoor
+from .stats import LogCountHandler
+
+logger = logging.getLogger(__name__)
+
+# How long stopping workers get to finish in-flight work before being killed.
+# Long enough to rename a just-finished segment; short enough for `docker stop`
+# (which waits 10 s before SIGKILL).
+STOP_TIMEOUT = 5
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class Stoppable:
+    """Gives a worker a `stopping` event, and `stop()` to set it.
+
+    Loops sleep only on the event (`self.stopping.wait(jitter(interval))`), so a
+    stop never waits out a sleep.
+    """
+
+    def __init__(self):
+        self.stopping = gevent.event.Event()
+
+    def stop(self):
+        self.stopping.set()
+
+
+def base_parser(prog, description, metrics_port):
+    """An ArgumentParser with the flags every service shares."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--base-dir", default=".", help="the segment store (default: .)")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=metrics_port,
+        help=f"port for Prometheus /metrics; 0 = off (default: {metrics_port})",
+    )
+    parser.add_argument(
+        "--backdoor-port",
+        type=int,
+        default=0,
+        help="port for a telnet Python shell on 127.0.0.1; 0 = off (default: 0)",
+    )
+    return parser
+
+
+def setup_logging(registry=prometheus_client.REGISTRY):
+    """Log to stderr at STREAMVAULT_LOG_LEVEL (default INFO), counting lines by level."""
+    level = os.environ.get("STREAMVAULT_LOG_LEVEL", "INFO").upper()
+    root = logging.getLogger()
+    if not any(isinstance(h, LogCountHandler) for h in root.handlers):
+        logging.basicConfig(format=LOG_FORMAT)
+        root.addHandler(LogCountHandler(registry))
+    try:
+        root.setLevel(level)
+    except ValueError:
+        root.setLevel(logging.INFO)
+        logger.warning("Unknown STREAMVAULT_LOG_LEVEL %r, using INFO", level)
+
+
+def start_metrics_server(port, registry=prometheus_client.REGISTRY, host="0.0.0.0"):
+    """Serve `registry` at `/metrics` on `port` in a greenlet; returns the server."""
+    if not port:
+        return None
+    server = gevent.pywsgi.WSGIServer(
+        (host, port), prometheus_client.make_wsgi_app(registry), log=None
+    )
+    server.start()
+    return server
+
+
+def run_service(
+    name,
+    workers,
+    *,
+    metrics_port=0,
+    backdoor_port=0,
+    backdoor_locals=None,
+    stop_timeout=STOP_TIMEOUT,
+):
+    """Run `workers` until one ends or a signal comes; stop the rest. Returns 0.
+
+    Raises the first worker exception, after stopping the others.
+    """
+    metrics = start_metrics_server(metrics_port)
+    backdoor = start_backdoor(backdoor_port, dict(backdoor_locals or {}, workers=workers))
+    greenlets = [gevent.spawn(worker.run) for worker in workers]
+    stopped_by = []
+
+    def stop_all(signum=None):
+        if signum is not None:
+            stopped_by.append(signal.Signals(signum).name)
+            logger.info("%s: got %s, stopping", name, stopped_by[-1])
+        for worker in workers:
+            try:
+                worker.stop()
+            except Exception:
+                logger.exception("%s: error asking %r to stop", name, worker)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        gevent.signal_handler(signum, stop_all, signum)
+    logger.info("%s: started", name)
+    try:
+        if greenlets:
+            gevent.wait(greenlets, count=1)
+        stop_all()
+        gevent.joinall(greenlets, timeout=stop_timeout)
+        alive = [g for g in greenlets if not g.dead]
+        if alive:
+            logger.warning(
+                "%s: %d workers did not stop in %ss; killing", name, len(alive), stop_timeout
+            )
+            gevent.killall(alive, timeout=1)
+    finally:
+        for server in (metrics, backdoor):
+            if server is not None:
+                server.stop(timeout=1)
+    for greenlet in greenlets:
+        if greenlet.exception is not None:
+            raise greenlet.exception
+    logger.info("%s: stopped", name)
+    return 0

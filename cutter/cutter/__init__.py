@@ -1,0 +1,1 @@
+"""streamvault cutter: cut and upload jobs claimed from PostgreSQL."""

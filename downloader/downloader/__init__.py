@@ -1,0 +1,1 @@
+"""streamvault downloader: record live HLS streams as segment files."""

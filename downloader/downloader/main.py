@@ -1,0 +1,23 @@
+"""streamvault downloader: record live HLS streams as segment files.
+
+A skeleton until its own issue lands: it parses the shared flags and runs no workers.
+"""
+
+import sys
+
+from common.service import base_parser, run_service, setup_logging
+
+
+def parse_args(argv=None):
+    parser = base_parser("downloader", __doc__.splitlines()[0], metrics_port=8001)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    setup_logging()
+    sys.exit(
+        run_service(
+            "downloader", [], metrics_port=args.metrics_port, backdoor_port=args.backdoor_port
+        )
+    )

@@ -1,0 +1,7 @@
+import gevent.monkey
+
+gevent.monkey.patch_all()
+
+from restreamer.main import main  # noqa: E402
+
+main()
