@@ -30,6 +30,7 @@ import argparse
 import ctypes
 import datetime
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -452,6 +453,7 @@ class RunLocal:
         self.args = args
         self.data_dir = os.path.abspath(args.data_dir)
         self.logs = os.path.join(self.data_dir, "logs")
+        self.state_path = os.path.join(self.data_dir, "run-local.json")
         self.stopping = threading.Event()
         self.children = []  # (Child, kind) in start order; kind: service/teststream
         self.database = Database(self.data_dir, args.db)
@@ -514,16 +516,26 @@ class RunLocal:
         if self.test_stream:
             self.start_test_stream()
 
-        delayed = []
+        # Start every service at once, then wait for each: imports take a second
+        # or two apiece, so one at a time would add up.
+        starting = []
         for node in self.nodes:
             for service, argv in node.commands(self.channels, self.qualities, dsn).items():
                 name = f"{node.name} {service}"
                 if service == "downloader" and node.index > 1:
-                    delayed.append((name, argv, node))
+                    self.delayed.append((name, argv, node))
                     continue
-                self.start_service(name, argv, node.health_url(service))
+                progress(f"starting {name}")
+                starting.append((self.start_child(name, argv, "service"), node.health_url(service)))
+        for child, health_url in starting:
+            self.wait_until(
+                lambda url=health_url: answers(url),
+                START_TIMEOUT,
+                f"{child.name} to answer on {health_url}",
+                child,
+            )
+        self.write_state(dsn)
         self.wait_for_first_segment(self.nodes[0])
-        self.delayed = delayed
         self.delayed_at = time.monotonic() + SECOND_NODE_DELAY
 
     def start_child(self, name, argv, kind):
@@ -559,15 +571,38 @@ class RunLocal:
     def start_service(self, name, argv, health_url):
         progress(f"starting {name}")
         child = self.start_child(name, argv, "service")
-
-        def answers():
-            try:
-                return requests.get(health_url, timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
-
-        self.wait_until(answers, START_TIMEOUT, f"{name} to answer on {health_url}", child)
+        self.wait_until(
+            lambda: answers(health_url), START_TIMEOUT, f"{name} to answer on {health_url}", child
+        )
         return child
+
+    def write_state(self, dsn):
+        """DATA/run-local.json: where everything is, for scripts (and the tests)."""
+        state = {
+            "pid": os.getpid(),
+            "database": dsn,
+            "channels": [name for name, _ in self.channels],
+            "qualities": self.qualities,
+            "nodes": [
+                {
+                    "name": node.name,
+                    "url": node.url,
+                    "store": node.store,
+                    "uploads": node.uploads,
+                    "upload_location": UPLOAD_LOCATION,
+                    "peers": node.peers,
+                    **{f"{s}_url": node.url_for(s) for s in ("downloader", "backfiller", "cutter")},
+                    "backdoor_ports": {
+                        s: node.ports[f"{s}-backdoor"] for s in self.services_of(node)
+                    },
+                }
+                for node in self.nodes
+            ],
+        }
+        tmp = self.state_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(state, f, indent=2)
+        os.replace(tmp, self.state_path)
 
     def wait_for_first_segment(self, node):
         progress(f"{node.name}: waiting for the first segment")
@@ -740,7 +775,21 @@ class RunLocal:
                 code = child.wait(STOP_TIMEOUT)
                 if code not in (0, -signal.SIGTERM):
                     progress(f"{child.name} exited with status {code} (see {child.log_path})")
+        try:
+            os.remove(self.state_path)
+        except FileNotFoundError:
+            pass
+        if self.nodes:
+            self.summary()  # before a private database stops: it counts the jobs
         self.database.stop()
+
+
+def answers(url):
+    """True when `url` answers 200 (a service is up)."""
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 def _read(path):
@@ -833,8 +882,6 @@ def main(argv=None):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         run.stop()
-        if run.nodes:
-            run.summary()
     return status
 
 
