@@ -77,17 +77,19 @@ PORT_OFFSETS = {
 TESTSTREAM_PORT_OFFSET = 9  # in node 1's block
 
 TEST_CHANNEL = "test"
-# The test stream's two qualities, as the downloader names them.
-TEST_QUALITIES = ["source", "360p"]
+# The test stream's two qualities (its default), as the downloader names them.
+TEST_QUALITIES = ["source", "240p"]
 UPLOAD_LOCATION = "local"
 
 # The backfiller leaves segments younger than this to the local downloader. Its
 # default (120 s) suits real streams; on one machine both nodes read the same
 # origin, so a short one lets replication show within a minute.
 RECENT_CUTOFF = 10  # seconds
-# With --nodes 2, node 2's downloader starts this much later, like a node that
-# joins an event late: what it missed reaches it through its backfiller.
-SECOND_NODE_DELAY = 15  # seconds
+# With --nodes 2, node 2 starts recording (downloader and backfiller) this long
+# after node 1's first segment, like a node joining an event late. Longer than
+# the test stream's playlist window (10 segments of 2 s), so the start of the
+# recording reaches node 2 only through its backfiller: replication, visibly.
+SECOND_NODE_DELAY = 25  # seconds
 
 # PostgreSQL: the private cluster's socket lives in its directory (no TCP port,
 # so no clash with anything); the server refuses to run as root.
@@ -522,7 +524,7 @@ class RunLocal:
         for node in self.nodes:
             for service, argv in node.commands(self.channels, self.qualities, dsn).items():
                 name = f"{node.name} {service}"
-                if service == "downloader" and node.index > 1:
+                if service in ("downloader", "backfiller") and node.index > 1:
                     self.delayed.append((name, argv, node))
                     continue
                 progress(f"starting {name}")
@@ -552,7 +554,7 @@ class RunLocal:
             "teststream",
             [sys.executable, "-m", "common.teststream", "--host", "127.0.0.1",
              "--port", str(self.teststream_port), "--work-dir", work_dir,
-             "--channel", TEST_CHANNEL],
+             "--channel", TEST_CHANNEL, "--qualities", ",".join(self.qualities)],
             "teststream",
         )  # fmt: skip
         pattern = re.compile(r"teststream: serving (\S+)")
@@ -652,7 +654,7 @@ class RunLocal:
             self.check_children()
             if self.delayed and time.monotonic() >= self.delayed_at:
                 for name, argv, node in self.delayed:
-                    self.start_service(name, argv, node.health_url("downloader"))
+                    self.start_service(name, argv, node.health_url(name.split()[-1]))
                 self.delayed = []
 
     # -- the banner and the summary ---------------------------------------------
@@ -698,9 +700,9 @@ class RunLocal:
         ]
         for other in self.nodes[1:]:
             lines.append(
-                f"  {other.name}     {other.url} (restreamer), {other.url_for('cutter')} (jobs); "
-                f"its downloader starts {SECOND_NODE_DELAY} s late, and what it missed "
-                f"is backfilled from {node.name}"
+                f"  {other.name}     {other.url} (restreamer), {other.url_for('cutter')} (jobs);\n"
+                f"            it starts recording {SECOND_NODE_DELAY} s late, like a node joining "
+                f"an event late:\n            what it missed is backfilled from {node.name}"
             )
         lines += [
             f"  Data      {self.data_dir}   (logs in {self.logs})",
