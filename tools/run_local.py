@@ -133,10 +133,13 @@ class Child:
     killed with its whole process group, and so is anything it left behind.
     """
 
-    def __init__(self, name, argv, log_path):
+    def __init__(self, name, argv, log_path, cwd):
         self.name = name
         self.argv = argv
         self.log_path = log_path
+        # Not the checkout: there `python -m cutter` would find the project
+        # folder `cutter/` (no __init__.py) before the installed package.
+        self.cwd = cwd
         self.proc = None
 
     def start(self):
@@ -151,6 +154,7 @@ class Child:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
+                cwd=self.cwd,
             )
 
     @property
@@ -541,7 +545,8 @@ class RunLocal:
         self.delayed_at = time.monotonic() + SECOND_NODE_DELAY
 
     def start_child(self, name, argv, kind):
-        child = Child(name, argv, os.path.join(self.logs, name.replace(" ", "-") + ".log"))
+        log = os.path.join(self.logs, name.replace(" ", "-") + ".log")
+        child = Child(name, argv, log, cwd=self.data_dir)
         child.start()
         self.children.append((child, kind))
         return child
