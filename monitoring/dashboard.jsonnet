@@ -43,10 +43,15 @@ local rows = [
   [
     panel(
       'Behind live',
-      'Seconds between now and the start of the newest segment recorded, per channel and quality. ' +
-      'Climbing steadily: the downloader is stuck or the stream is offline.',
-      [['time() - max by (node, channel, quality) (downloader_newest_segment_timestamp{%s})' % chsel,
-        '{{node}} {{channel}}/{{quality}}']],
+      'Seconds between now and the broadcast end of the newest segment stored, per channel and ' +
+      'quality; and the 95th percentile of how late segments reach the disk after their broadcast ' +
+      'end. Climbing steadily: the downloader is stuck or the stream is offline.',
+      [
+        ['time() - max by (node, channel, quality) (downloader_latest_segment_end_timestamp_seconds{%s})' % chsel,
+         'behind {{node}} {{channel}}/{{quality}}'],
+        ['histogram_quantile(0.95, sum by (le, node, channel, quality) (rate(downloader_segment_lateness_seconds_bucket{%s}[$__rate_interval])))' % chsel,
+         'p95 lateness {{node}} {{channel}}/{{quality}}'],
+      ],
       unit='s',
     ),
     panel(
@@ -54,10 +59,10 @@ local rows = [
       'Segments per minute written by the downloader, and fetched from peers by the backfiller. ' +
       'Backfill should be near zero when every node is healthy; a burst means a node caught up.',
       [
-        ['sum by (node, channel, quality) (rate(downloader_segments_downloaded_total{%s}[$__rate_interval])) * 60' % chsel,
+        ['sum by (node, channel, quality) (rate(downloader_segments_total{%s}[$__rate_interval])) * 60' % chsel,
          'downloaded {{node}} {{channel}}/{{quality}}'],
-        ['sum by (node, channel, quality) (rate(backfiller_segments_backfilled_total{%s}[$__rate_interval])) * 60' % chsel,
-         'backfilled {{node}} {{channel}}/{{quality}}'],
+        ['sum by (node, peer, channel, quality) (rate(backfiller_segments_total{%s}[$__rate_interval])) * 60' % chsel,
+         'backfilled {{node}} {{channel}}/{{quality}} from {{peer}}'],
       ],
       unit='short',
     ),
@@ -65,7 +70,7 @@ local rows = [
       'Holes',
       'Segments per minute recorded incompletely (partial: the download broke; suspect: complete ' +
       'by length but untrustworthy). Each may leave a hole unless a peer has a full copy.',
-      [['sum by (node, channel, quality, type) (rate(downloader_segments_downloaded_total{%s, type!="full"}[$__rate_interval])) * 60' % chsel,
+      [['sum by (node, channel, quality, type) (rate(downloader_segments_total{%s, type!="full"}[$__rate_interval])) * 60' % chsel,
         '{{type}} {{node}} {{channel}}/{{quality}}']],
       stack=true,
     ),
@@ -74,12 +79,15 @@ local rows = [
   [
     panel(
       'Cut latency',
-      'Seconds to cut one job (median and 95th percentile), per upload location.',
+      'Seconds to cut one job (median and 95th percentile), per upload location, and seconds ' +
+      'of cutting per second of video (a fast cut is about constant, so this falls as clips grow).',
       [
         ['histogram_quantile(0.5, sum by (le, location) (rate(cutter_cut_latency_bucket{%s}[$__rate_interval])))' % sel,
          'p50 {{location}}'],
         ['histogram_quantile(0.95, sum by (le, location) (rate(cutter_cut_latency_bucket{%s}[$__rate_interval])))' % sel,
          'p95 {{location}}'],
+        ['histogram_quantile(0.5, sum by (le, location) (rate(cutter_cut_latency_normalized_bucket{%s}[$__rate_interval])))' % sel,
+         'p50 per second of video {{location}}'],
       ],
       unit='s',
     ),
@@ -96,10 +104,14 @@ local rows = [
     ),
     panel(
       'Jobs',
-      'Cut jobs per minute by outcome.',
-      [['sum by (node, location, result) (rate(cutter_jobs_total{%s}[$__rate_interval])) * 60' % sel,
-        '{{result}} {{location}} ({{node}})']],
-      stack=true,
+      'Cut jobs in the database by state (every cutter reports the whole table), and jobs per ' +
+      'minute that failed, by the state they were left in (EDITED: retried; UNEDITED: a person ' +
+      'must look; FINALIZING: an operator must check the upload).',
+      [
+        ['max by (state) (cutter_jobs_by_state{%s})' % sel, '{{state}}'],
+        ['sum by (node, location, state) (rate(cutter_jobs_failed_total{%s}[$__rate_interval])) * 60' % sel,
+         'failed → {{state}} {{location}} ({{node}})'],
+      ],
     ),
   ],
   [row('Health')],
@@ -177,7 +189,7 @@ local variable(name, query) = {
         current: { text: 'Prometheus', value: 'prometheus' },
       },
       variable('node', 'label_values(up, node)'),
-      variable('channel', 'label_values(downloader_segments_downloaded_total, channel)'),
+      variable('channel', 'label_values(downloader_segments_total, channel)'),
     ],
   },
   panels: laid.panels,

@@ -41,9 +41,9 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from common.segments import list_segments
 
@@ -80,6 +80,8 @@ TEST_CHANNEL = "test"
 # The test stream's two qualities (its default), as the downloader names them.
 TEST_QUALITIES = ["source", "240p"]
 UPLOAD_LOCATION = "local"
+# The backfiller's counter of segments fetched (its family name, without _total).
+BACKFILLED_METRIC = "backfiller_segments"
 
 # The backfiller leaves segments younger than this to the local downloader. Its
 # default (120 s) suits real streams; on one machine both nodes read the same
@@ -469,6 +471,8 @@ class RunLocal:
         self.nodes = []
         self.teststream_port = None
         self.first_segment_start = None
+        self.services_started = None
+        self.backfilled = {}  # node name -> segments its backfiller fetched
         # Downloaders started late (--nodes 2): [(name, argv, node)], and when.
         self.delayed = []
         self.delayed_at = None
@@ -525,6 +529,7 @@ class RunLocal:
         # Start every service at once, then wait for each: imports take a second
         # or two apiece, so one at a time would add up.
         starting = []
+        self.services_started = time.monotonic()
         for node in self.nodes:
             for service, argv in node.commands(self.channels, self.qualities, dsn).items():
                 name = f"{node.name} {service}"
@@ -613,7 +618,7 @@ class RunLocal:
 
     def wait_for_first_segment(self, node):
         progress(f"{node.name}: waiting for the first segment")
-        started = time.monotonic()
+        started = self.services_started
         found = []
 
         def recorded():
@@ -668,12 +673,19 @@ class RunLocal:
         node = self.nodes[0]
         channel = self.channels[0][0]
         quality = self.qualities[0]
-        start = self.first_segment_start
+        # The first whole second recorded, so the example cut has no hole at its start.
+        first = self.first_segment_start
+        start = first.replace(microsecond=0) + datetime.timedelta(
+            seconds=1 if first.microsecond else 0
+        )
         end = start + datetime.timedelta(seconds=10)
         fmt = "%Y-%m-%dT%H:%M:%S"
-        query = urllib.parse.urlencode({"start": start.strftime(fmt), "end": end.strftime(fmt)})
-        what = "the built-in test stream" if self.test_stream else "channel"
-        channel_list = ", ".join(name for name, _ in self.channels)
+        query = f"start={start.strftime(fmt)}&end={end.strftime(fmt)}"
+        names = [name for name, _ in self.channels]
+        if self.test_stream:
+            what = f'the built-in test stream (channel "{channel}")'
+        else:
+            what = ("channel " if len(names) == 1 else "channels ") + ", ".join(names)
         job = (
             f'{{"channel": "{channel}", "quality": "{quality}", '
             f'"start": "{start.strftime(fmt)}", "end": "{end.strftime(fmt)}", '
@@ -682,7 +694,7 @@ class RunLocal:
         lines = [
             "",
             f"streamvault is running: {len(self.nodes)} node{'s' if len(self.nodes) > 1 else ''} "
-            f"recording {what} {channel_list} in {', '.join(self.qualities)}.",
+            f"recording {what} in {' and '.join(self.qualities)}.",
             "",
             f"  Watch     ffplay {node.url}/playlist/{channel}.m3u8     (or mpv, VLC)",
         ]
@@ -758,6 +770,11 @@ class RunLocal:
                     + (f" (+{other} partial or suspect)" if other else "")
                     + f", {first:%H:%M:%S}–{last:%H:%M:%S} UTC, {size / 1e6:.1f} MB"
                 )
+            if self.backfilled.get(node.name):
+                lines.append(
+                    f"  {node.name}: {self.backfilled[node.name]} of these segments backfilled "
+                    "from peers"
+                )
             uploads = [n for n in _listdir(node.uploads) if not n.startswith(".")]
             if uploads:
                 lines.append(f"  {node.name} uploads: {len(uploads)} videos in {node.uploads}")
@@ -770,7 +787,23 @@ class RunLocal:
 
     # -- stopping -----------------------------------------------------------------
 
+    def count_backfilled(self):
+        """Segments each node's backfiller fetched, from its metrics (gone once it stops)."""
+        for node in self.nodes:
+            if not node.peers:
+                continue
+            try:
+                text = requests.get(node.health_url("backfiller"), timeout=2).text
+            except requests.RequestException:
+                continue
+            total = 0
+            for family in text_string_to_metric_families(text):
+                if family.name == BACKFILLED_METRIC:
+                    total += sum(s.value for s in family.samples if s.name.endswith("_total"))
+            self.backfilled[node.name] = int(total)
+
     def stop(self):
+        self.count_backfilled()
         services = [c for c, kind in self.children if kind == "service"]
         others = [c for c, kind in self.children if kind != "service"]
         if services:
