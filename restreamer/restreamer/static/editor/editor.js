@@ -1,0 +1,1198 @@
+/* streamvault editor.
+ *
+ * Plays any stored time range of a channel through the restreamer's HLS
+ * playlists (hls.js), maps the playhead to broadcast time with the playlist's
+ * EXT-X-PROGRAM-DATE-TIME tags, lets an editor mark a start and an end, shows
+ * the holes (EXT-X-DISCONTINUITY, uncovered edges) in the window and in the
+ * selection, previews the exact cut from /cut, and submits it as a job to a
+ * cutter's API, whose jobs it then follows.
+ *
+ * How it fails, in words on the page, never silently: the restreamer refusing
+ * a request (its one-line reason is shown), a range with no video (with a way
+ * to the latest recorded hour), a player error, the cutter API unreachable or
+ * refusing a job. `window.editor` exposes the state for tests and debugging.
+ *
+ * Times are broadcast times in UTC, kept as milliseconds since the epoch and
+ * written like the restreamer's API: 2026-11-28T13:50:07.300.
+ */
+"use strict";
+
+// How often the job list is refreshed while the page is open.
+const JOB_POLL_MS = 1500;
+// Default window when the URL names none: the last half hour, following live.
+const DEFAULT_WINDOW_MS = 30 * 60 * 1000;
+// A jump in program date time larger than this between two segments that the
+// playlist does not mark as a discontinuity still counts as a hole (a segment's
+// EXTINF and the real gap between starts differ by a frame or so at most).
+const GAP_TOLERANCE_MS = 250;
+// Until the real frame rate is measured from decoded frames, step by this.
+const DEFAULT_FRAME_S = 1 / 30;
+// Larger previews are measured and offered for download, not played: one
+// fragment of this size is about what a browser's media buffer takes at once.
+const PREVIEW_PLAY_MAX_BYTES = 100 * 1000 * 1000;
+const API_STORAGE_KEY = "streamvault.editor.api";
+const LOCATION_STORAGE_KEY = "streamvault.editor.upload_location";
+// Job states in which a cutter may still be stopped (DESIGN §4).
+const CANCELLABLE = new Set(["EDITED", "CLAIMED"]);
+
+const $ = (id) => document.getElementById(id);
+const video = $("video");
+
+const editor = {
+  channel: null,
+  quality: null,
+  windowStart: null, // ms
+  windowEnd: null, // ms, or null when following live
+  playlistUrl: null,
+  segments: [], // [{pdt (ms), duration (s), discontinuity (bool)}] of the loaded window
+  holes: [], // [{from, to} ms], `to - from` may be 0 for a break with no time missing
+  selection: { start: null, end: null },
+  frameS: DEFAULT_FRAME_S,
+  hls: null,
+  previewHls: null,
+  api: "",
+  jobs: [],
+  errors: [], // every message of kind "error" shown, for tests
+  hlsErrors: [], // every hls.js ERROR event: {type, details, fatal}
+};
+window.editor = editor;
+
+// ---------------------------------------------------------------- times
+
+function pad(n, width = 2) {
+  return String(n).padStart(width, "0");
+}
+
+/** "2026-11-28T13:50:07.300" for a time in ms (rounded to the millisecond). */
+function formatTime(ms) {
+  return new Date(Math.round(ms)).toISOString().slice(0, 23);
+}
+
+function formatClock(ms) {
+  return new Date(Math.round(ms)).toISOString().slice(11, 23);
+}
+
+/** Seconds as "12.345 s" or "1:02:03.456". */
+function formatDuration(seconds) {
+  if (!Number.isFinite(seconds)) return "—";
+  const sign = seconds < 0 ? "−" : "";
+  let s = Math.abs(seconds);
+  if (s < 60) return `${sign}${s.toFixed(3)} s`;
+  const h = Math.floor(s / 3600);
+  s -= h * 3600;
+  const m = Math.floor(s / 60);
+  s -= m * 60;
+  const sec = s.toFixed(3).padStart(6, "0");
+  return h ? `${sign}${h}:${pad(m)}:${sec}` : `${sign}${m}:${sec}`;
+}
+
+/**
+ * Parse a UTC time typed by a person or given in the URL: "2026-11-28T13:50",
+ * "2026-11-28 13:50:07.3", optionally ending in Z or +00:00. NaN if invalid.
+ */
+function parseTime(text) {
+  const m =
+    /^\s*(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?\s*(Z|[+-]00:?00)?\s*$/i.exec(
+      text || "",
+    );
+  if (!m) return NaN;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map((v) => Number(v || 0));
+  const base = Date.UTC(year, month - 1, day, hour, minute, second);
+  const d = new Date(base);
+  if (
+    d.getUTCFullYear() !== year ||
+    d.getUTCMonth() !== month - 1 ||
+    d.getUTCDate() !== day ||
+    hour > 23 ||
+    minute > 59 ||
+    second > 59
+  ) {
+    return NaN;
+  }
+  return base + (m[7] ? Math.round(Number(`0.${m[7]}`) * 1000) : 0);
+}
+
+// ---------------------------------------------------------------- messages
+
+/** Show (or replace) the message under `key`; kind is error, warn or info. */
+function showMessage(key, kind, text, action) {
+  let el = document.querySelector(`#messages [data-key="${key}"]`);
+  if (!el) {
+    el = document.createElement("div");
+    el.dataset.key = key;
+    $("messages").appendChild(el);
+  }
+  el.className = `message ${kind}`;
+  el.textContent = text;
+  if (action) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = action.label;
+    button.addEventListener("click", action.run);
+    el.appendChild(button);
+  }
+  if (kind === "error") editor.errors.push(text);
+}
+
+function clearMessage(key) {
+  const el = document.querySelector(`#messages [data-key="${key}"]`);
+  if (el) el.remove();
+}
+
+function setStatus(id, kind, text) {
+  const el = $(id);
+  el.className = kind ? `status-${kind}` : "";
+  el.textContent = text;
+  if (kind === "error") editor.errors.push(text);
+}
+
+/** The words for a failed fetch: the server's own reason when it gave one. */
+async function describeResponse(response) {
+  let text = "";
+  try {
+    text = (await response.text()).trim();
+    const parsed = JSON.parse(text);
+    if (parsed && typeof parsed === "object") text = parsed.error || parsed.message || text;
+  } catch (e) {
+    // not JSON: keep the text
+  }
+  if (text.length > 300) text = `${text.slice(0, 300)}…`;
+  return `${response.status} ${response.statusText}${text ? `: ${text}` : ""}`;
+}
+
+// ---------------------------------------------------------------- playlists
+
+/**
+ * The parts of an HLS media playlist the editor needs (RFC 8216 §4.3.2):
+ * each segment's EXTINF duration, EXT-X-PROGRAM-DATE-TIME and whether an
+ * EXT-X-DISCONTINUITY precedes it; and whether EXT-X-ENDLIST closes it.
+ * A program date time carries over to the following segments (§4.3.2.6).
+ */
+function parsePlaylist(text) {
+  const segments = [];
+  let duration = null;
+  let pdt = null;
+  let discontinuity = false;
+  let endList = false;
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (!line) continue;
+    if (line.startsWith("#EXTINF:")) {
+      duration = Number.parseFloat(line.slice(8));
+    } else if (line.startsWith("#EXT-X-PROGRAM-DATE-TIME:")) {
+      pdt = Date.parse(line.slice(25));
+    } else if (line === "#EXT-X-DISCONTINUITY") {
+      discontinuity = true;
+    } else if (line === "#EXT-X-ENDLIST") {
+      endList = true;
+    } else if (!line.startsWith("#") && duration !== null) {
+      segments.push({ pdt, duration, discontinuity: discontinuity && segments.length > 0, uri: line });
+      if (pdt !== null) pdt += duration * 1000;
+      duration = null;
+      discontinuity = false;
+    }
+  }
+  return { segments, endList };
+}
+
+/**
+ * Holes in a window: at every discontinuity (the time between the segments,
+ * possibly 0 when an incomplete segment ends a run), at every unmarked jump in
+ * program date time, and where the window's edges are not covered. `windowEnd`
+ * null means live: the not-yet-recorded future is no hole.
+ */
+function findHoles(segments, windowStart, windowEnd) {
+  const holes = [];
+  if (!segments.length) {
+    if (windowEnd !== null) holes.push({ from: windowStart, to: windowEnd });
+    return holes;
+  }
+  const first = segments[0];
+  if (first.pdt - windowStart > GAP_TOLERANCE_MS) holes.push({ from: windowStart, to: first.pdt });
+  for (let i = 1; i < segments.length; i++) {
+    const prev = segments[i - 1];
+    const seg = segments[i];
+    const prevEnd = prev.pdt + prev.duration * 1000;
+    const gap = seg.pdt - prevEnd;
+    if (seg.discontinuity || gap > GAP_TOLERANCE_MS) {
+      holes.push({ from: Math.min(prevEnd, seg.pdt), to: seg.pdt });
+    }
+  }
+  const last = segments[segments.length - 1];
+  const lastEnd = last.pdt + last.duration * 1000;
+  if (windowEnd !== null && windowEnd - lastEnd > GAP_TOLERANCE_MS) {
+    holes.push({ from: lastEnd, to: windowEnd });
+  }
+  return holes;
+}
+
+function describeHoles(holes, what) {
+  if (!holes.length) return `No holes in ${what}.`;
+  const missing = holes.reduce((sum, h) => sum + (h.to - h.from), 0) / 1000;
+  const parts = holes.slice(0, 5).map((h) =>
+    h.to > h.from
+      ? `${formatClock(h.from)}–${formatClock(h.to)} (${formatDuration((h.to - h.from) / 1000)})`
+      : `${formatClock(h.from)} (an incomplete segment)`,
+  );
+  if (holes.length > 5) parts.push(`and ${holes.length - 5} more`);
+  const count = holes.length === 1 ? "1 hole" : `${holes.length} holes`;
+  return `${count} in ${what}, ${formatDuration(missing)} missing: ${parts.join(", ")}.`;
+}
+
+// ---------------------------------------------------------------- media time <-> broadcast time
+
+/**
+ * The player's fragments, [{start (media s), duration (s), pdt (ms)}]. hls.js
+ * corrects fragment starts and durations from the real timestamps as it plays,
+ * so its own fragment list is the truth once it has one.
+ */
+function timeline() {
+  const hls = editor.hls;
+  const level = hls && hls.levels && hls.levels[Math.max(hls.currentLevel, 0)];
+  const fragments = level && level.details && level.details.fragments;
+  if (fragments && fragments.length) {
+    return fragments.map((f) => ({ start: f.start, duration: f.duration, pdt: f.programDateTime }));
+  }
+  let start = 0;
+  return editor.segments.map((s) => {
+    const entry = { start, duration: s.duration, pdt: s.pdt };
+    start += s.duration;
+    return entry;
+  });
+}
+
+/** Broadcast time (ms) of a media time, or null when unknown. */
+function mediaToBroadcast(t) {
+  const frags = timeline();
+  if (!frags.length) return null;
+  let frag = frags[0];
+  for (const f of frags) {
+    if (f.start <= t + 1e-6) frag = f;
+    else break;
+  }
+  if (frag.pdt === null || frag.pdt === undefined || Number.isNaN(frag.pdt)) return null;
+  return frag.pdt + (t - frag.start) * 1000;
+}
+
+/** Media time of a broadcast time; a time in a hole maps to the video after it. */
+function broadcastToMedia(ms) {
+  const frags = timeline();
+  if (!frags.length) return null;
+  for (const f of frags) {
+    const end = f.pdt + f.duration * 1000;
+    if (ms < f.pdt) return f.start; // before this fragment: in a hole, or before the first
+    if (ms < end) return f.start + (ms - f.pdt) / 1000;
+  }
+  const last = frags[frags.length - 1];
+  return last.start + last.duration;
+}
+
+function playheadMs() {
+  return mediaToBroadcast(video.currentTime);
+}
+
+// ---------------------------------------------------------------- sources
+
+function segmentUrl(...parts) {
+  return parts.map(encodeURIComponent).join("/");
+}
+
+async function fetchJson(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(await describeResponse(response));
+  return response.json();
+}
+
+function fillSelect(select, values, wanted) {
+  select.replaceChildren(
+    ...values.map((v) => {
+      const option = document.createElement("option");
+      option.value = option.textContent = v;
+      return option;
+    }),
+  );
+  if (values.includes(wanted)) select.value = wanted;
+}
+
+async function loadChannels(wantedChannel, wantedQuality) {
+  let channels;
+  try {
+    channels = await fetchJson("/files");
+  } catch (e) {
+    showMessage("source", "error", `Cannot list the channels on this restreamer: ${e.message}`);
+    return false;
+  }
+  if (!channels.length) {
+    showMessage("source", "warn", "This restreamer has no recordings yet: no channel to show.");
+    return false;
+  }
+  fillSelect($("channel"), channels, wantedChannel);
+  return loadQualities(wantedQuality);
+}
+
+async function loadQualities(wanted) {
+  const channel = $("channel").value;
+  let qualities;
+  try {
+    qualities = await fetchJson(`/files/${segmentUrl(channel)}`);
+  } catch (e) {
+    showMessage("source", "error", `Cannot list the qualities of ${channel}: ${e.message}`);
+    return false;
+  }
+  if (!qualities.length) {
+    showMessage("source", "warn", `${channel} has no recordings in any quality.`);
+    return false;
+  }
+  fillSelect($("quality"), qualities, wanted || (qualities.includes("source") ? "source" : null));
+  clearMessage("source");
+  return true;
+}
+
+function setLive(live) {
+  $("live").checked = live;
+  $("window-end").disabled = live;
+  if (live) $("window-end").value = "";
+}
+
+/** Read and check the window fields; null (with a message) when they are wrong. */
+function readWindow() {
+  const start = parseTime($("window-start").value);
+  const live = $("live").checked;
+  const end = live ? null : parseTime($("window-end").value);
+  markInvalid($("window-start"), Number.isNaN(start));
+  markInvalid($("window-end"), !live && Number.isNaN(end));
+  if (Number.isNaN(start) || (!live && Number.isNaN(end))) {
+    showMessage("window", "error", "Times look like 2026-11-28T13:50:07 (UTC); leave To empty and tick 'follow live' to follow the recording.");
+    return null;
+  }
+  if (end !== null && end <= start) {
+    showMessage("window", "error", "The window's To must be after its From.");
+    return null;
+  }
+  clearMessage("window");
+  return { start, end };
+}
+
+function markInvalid(input, invalid) {
+  input.setAttribute("aria-invalid", invalid ? "true" : "false");
+}
+
+function updateUrl() {
+  const params = new URLSearchParams(location.search);
+  if (editor.channel) params.set("channel", editor.channel);
+  if (editor.quality) params.set("quality", editor.quality);
+  if (editor.windowStart !== null) params.set("start", formatTime(editor.windowStart));
+  if (editor.windowEnd !== null) params.set("end", formatTime(editor.windowEnd));
+  else params.delete("end");
+  history.replaceState(null, "", `${location.pathname}?${params}`);
+}
+
+/**
+ * Load the window in the fields into the player. The playlist is fetched once
+ * here first: hls.js reports a refused request without the restreamer's reason,
+ * and an empty range is better said in words than shown as a black player.
+ */
+async function loadWindow() {
+  const range = readWindow();
+  const channel = $("channel").value;
+  const quality = $("quality").value;
+  if (!range || !channel || !quality) return;
+  editor.channel = channel;
+  editor.quality = quality;
+  editor.windowStart = range.start;
+  editor.windowEnd = range.end;
+  updateUrl();
+  const query = new URLSearchParams({ start: formatTime(range.start) });
+  if (range.end !== null) query.set("end", formatTime(range.end));
+  const url = `/playlist/${segmentUrl(channel)}/${segmentUrl(quality)}.m3u8?${query}`;
+  editor.playlistUrl = url;
+  clearMessage("player");
+  clearMessage("empty");
+  let text;
+  try {
+    const response = await fetch(url);
+    if (response.status === 404) {
+      // Nothing recorded in the window: say so, and offer the latest recording.
+      stopPlayer();
+      setSegments([]);
+      await explainEmpty(channel, quality, range);
+      return;
+    }
+    if (!response.ok) {
+      showMessage("player", "error", `The restreamer refused this window: ${await describeResponse(response)}`);
+      stopPlayer();
+      return;
+    }
+    text = await response.text();
+  } catch (e) {
+    showMessage("player", "error", `Cannot reach the restreamer for the playlist: ${e.message}`);
+    return;
+  }
+  if (editor.playlistUrl !== url) return; // a newer load started meanwhile
+  const parsed = parsePlaylist(text);
+  setSegments(parsed.segments);
+  if (!parsed.segments.length) {
+    stopPlayer();
+    await explainEmpty(channel, quality, range);
+    return;
+  }
+  if (parsed.segments.some((s) => s.pdt === null || Number.isNaN(s.pdt))) {
+    showMessage("player", "warn", "This playlist has no program date times: broadcast times cannot be shown.");
+  }
+  startPlayer(url);
+}
+
+async function explainEmpty(channel, quality, range) {
+  const what = range.end === null ? `since ${formatTime(range.start)}` : `between ${formatTime(range.start)} and ${formatTime(range.end)}`;
+  let action;
+  let latest = "";
+  try {
+    const hours = await fetchJson(`/files/${segmentUrl(channel)}/${segmentUrl(quality)}`);
+    if (hours.length) {
+      const hour = hours[hours.length - 1];
+      const from = parseTime(`${hour}:00`);
+      latest = ` The latest recorded hour is ${hour}.`;
+      if (!Number.isNaN(from)) {
+        action = {
+          label: `Show ${hour}`,
+          run: () => {
+            setLive(false);
+            $("window-start").value = formatTime(from);
+            $("window-end").value = formatTime(from + 3600 * 1000);
+            loadWindow();
+          },
+        };
+      }
+    }
+  } catch (e) {
+    // the listing failing too changes nothing in what we say
+  }
+  showMessage("empty", "warn", `No video of ${channel} (${quality}) ${what}.${latest}`, action);
+}
+
+function stopPlayer() {
+  if (editor.hls) {
+    editor.hls.destroy();
+    editor.hls = null;
+  }
+  video.removeAttribute("src");
+  video.load();
+  render();
+}
+
+function startPlayer(url) {
+  if (editor.hls) editor.hls.destroy();
+  if (!window.Hls) {
+    showMessage("player", "error", "The player library (hls.js) did not load: run tools/setup on the restreamer's machine.");
+    return;
+  }
+  if (!Hls.isSupported()) {
+    showMessage("player", "error", "This browser cannot play HLS through Media Source Extensions.");
+    return;
+  }
+  const hls = new Hls({ startPosition: editor.windowEnd === null ? -1 : 0 });
+  editor.hls = hls;
+  let recovered = false;
+  hls.on(Hls.Events.LEVEL_LOADED, (event, data) => onLevel(data.details));
+  hls.on(Hls.Events.LEVEL_UPDATED, (event, data) => onLevel(data.details));
+  hls.on(Hls.Events.FRAG_BUFFERED, () => clearMessage("player"));
+  if (editor.windowEnd === null) {
+    // Following live: start playing at the live edge, as a viewer expects.
+    hls.on(Hls.Events.MANIFEST_PARSED, () =>
+      video.play().catch(() => showMessage("player", "info", "Press Play to start following the recording.")),
+    );
+  }
+  hls.on(Hls.Events.ERROR, (event, data) => {
+    editor.hlsErrors.push({ type: data.type, details: data.details, fatal: data.fatal });
+    if (!data.fatal) return;
+    if (data.type === Hls.ErrorTypes.MEDIA_ERROR && !recovered) {
+      recovered = true;
+      hls.recoverMediaError();
+      return;
+    }
+    const status = data.response && data.response.code ? ` (HTTP ${data.response.code})` : "";
+    showMessage("player", "error", `The player stopped: ${data.details}${status}.`, {
+      label: "Retry",
+      run: loadWindow,
+    });
+  });
+  hls.loadSource(url);
+  hls.attachMedia(video);
+}
+
+function onLevel(details) {
+  if (!details || !details.fragments) return;
+  let prevCc = null;
+  setSegments(
+    details.fragments.map((f) => {
+      const segment = { pdt: f.programDateTime, duration: f.duration, discontinuity: prevCc !== null && f.cc !== prevCc };
+      prevCc = f.cc;
+      return segment;
+    }),
+  );
+}
+
+function setSegments(segments) {
+  editor.segments = segments;
+  editor.holes = findHoles(segments, editor.windowStart, editor.windowEnd);
+  const holes = $("holes");
+  holes.textContent = segments.length ? describeHoles(editor.holes, "this window") : "";
+  holes.className = `holes ${editor.holes.length ? "has-holes" : "no-holes"}`;
+  if (segments.length) {
+    const first = segments[0].pdt;
+    const last = segments[segments.length - 1];
+    const covered = segments.reduce((sum, s) => sum + s.duration, 0);
+    $("window-info").textContent = `video ${formatClock(first)}–${formatClock(last.pdt + last.duration * 1000)}, ${formatDuration(covered)} in ${segments.length} segments${editor.windowEnd === null ? ", following live" : ""}`;
+  } else {
+    $("window-info").textContent = "";
+  }
+  renderSelection();
+  render();
+}
+
+// ---------------------------------------------------------------- display
+
+/** The window's extent on the timeline, in ms. */
+function timelineExtent() {
+  const segs = editor.segments;
+  let from = editor.windowStart;
+  let to = editor.windowEnd;
+  if (segs.length) {
+    const last = segs[segs.length - 1];
+    const lastEnd = last.pdt + last.duration * 1000;
+    if (to === null) to = Math.max(lastEnd, Date.now());
+    from = Math.min(from, segs[0].pdt);
+    to = Math.max(to, lastEnd);
+  }
+  if (from === null || to === null || to <= from) return null;
+  return { from, to };
+}
+
+function placeBar(el, from, to, extent) {
+  const span = extent.to - extent.from;
+  const left = Math.max(0, (from - extent.from) / span);
+  const right = Math.min(1, (to - extent.from) / span);
+  el.style.left = `${left * 100}%`;
+  el.style.width = `max(2px, ${Math.max(0, right - left) * 100}%)`;
+}
+
+function renderTimeline() {
+  const extent = timelineExtent();
+  const bars = $("timeline-bars");
+  bars.replaceChildren();
+  $("scale-start").textContent = extent ? formatTime(extent.from) : "";
+  $("scale-end").textContent = extent ? formatTime(extent.to) : "";
+  if (!extent) return;
+  // Covered runs: neighbouring segments merged.
+  let run = null;
+  const runs = [];
+  for (const s of editor.segments) {
+    const end = s.pdt + s.duration * 1000;
+    if (run && !s.discontinuity && s.pdt - run.to <= GAP_TOLERANCE_MS) run.to = end;
+    else runs.push((run = { from: s.pdt, to: end }));
+  }
+  for (const r of runs) {
+    const el = document.createElement("div");
+    el.className = "bar";
+    placeBar(el, r.from, r.to, extent);
+    bars.appendChild(el);
+  }
+  for (const h of editor.holes) {
+    const el = document.createElement("div");
+    el.className = "bar hole";
+    el.title = h.to > h.from ? `hole: ${formatTime(h.from)} – ${formatTime(h.to)}` : `incomplete segment before ${formatTime(h.to)}`;
+    placeBar(el, h.from, h.to, extent);
+    bars.appendChild(el);
+  }
+}
+
+function renderPlayhead() {
+  const ms = editor.segments.length ? playheadMs() : null;
+  const out = $("broadcast-time");
+  out.textContent = ms === null ? "—" : formatTime(ms);
+  out.dataset.ms = ms === null ? "" : String(Math.round(ms));
+  out.dataset.media = String(video.currentTime);
+  const extent = timelineExtent();
+  const head = $("timeline-playhead");
+  head.hidden = ms === null || !extent;
+  if (!head.hidden) head.style.left = `${((ms - extent.from) / (extent.to - extent.from)) * 100}%`;
+  $("play").textContent = video.paused ? "Play" : "Pause";
+}
+
+function render() {
+  renderTimeline();
+  renderSelectionBar();
+  renderPlayhead();
+}
+
+// ---------------------------------------------------------------- transport
+
+function seekMedia(t) {
+  const seekable = video.seekable;
+  if (seekable.length) {
+    t = Math.min(Math.max(t, seekable.start(0)), seekable.end(seekable.length - 1));
+  }
+  if (Number.isFinite(t)) video.currentTime = Math.max(0, t);
+}
+
+function seekToBroadcast(ms) {
+  const t = broadcastToMedia(ms);
+  if (t !== null) seekMedia(t);
+}
+
+function stepSeconds(seconds) {
+  seekMedia(video.currentTime + seconds);
+}
+
+function stepFrames(frames) {
+  video.pause();
+  seekMedia(video.currentTime + frames * editor.frameS);
+}
+
+function togglePlay() {
+  if (video.paused) video.play().catch((e) => showMessage("player", "warn", `The browser did not start playback: ${e.message}`));
+  else video.pause();
+}
+
+/** Measure the frame duration from the frames actually shown. */
+function watchFrames() {
+  if (!video.requestVideoFrameCallback) return;
+  let previous = null;
+  const onFrame = (now, metadata) => {
+    if (previous !== null && !video.paused) {
+      const d = metadata.mediaTime - previous;
+      if (d > 0.004 && d < 0.2 && (editor.frameS === DEFAULT_FRAME_S || d < editor.frameS - 1e-4)) {
+        editor.frameS = d;
+      }
+    }
+    previous = metadata.mediaTime;
+    renderPlayhead();
+    video.requestVideoFrameCallback(onFrame);
+  };
+  video.requestVideoFrameCallback(onFrame);
+}
+
+// ---------------------------------------------------------------- selection
+
+function setSelection(which, ms) {
+  editor.selection[which] = ms === null ? null : Math.round(ms);
+  const input = $(which === "start" ? "cut-start" : "cut-end");
+  input.value = ms === null ? "" : formatTime(ms);
+  markInvalid(input, false);
+  renderSelection();
+}
+
+function markFromPlayhead(which) {
+  const ms = playheadMs();
+  if (ms === null) {
+    setStatus("preview-status", "error", "Load a window with video first: there is no playhead to mark.");
+    return;
+  }
+  setSelection(which, ms);
+}
+
+function onSelectionTyped(which) {
+  const input = $(which === "start" ? "cut-start" : "cut-end");
+  if (!input.value.trim()) {
+    editor.selection[which] = null;
+    markInvalid(input, false);
+  } else {
+    const ms = parseTime(input.value);
+    markInvalid(input, Number.isNaN(ms));
+    if (Number.isNaN(ms)) {
+      $("cut-duration").textContent = "times look like 2026-11-28T13:50:07.300 (UTC)";
+      return;
+    }
+    editor.selection[which] = ms;
+  }
+  renderSelection();
+}
+
+function selectionProblem() {
+  const { start, end } = editor.selection;
+  if (start === null || end === null) return "Mark a start and an end first (keys [ and ], or type them).";
+  if (end <= start) return "The end must be after the start.";
+  return null;
+}
+
+function selectionHoles() {
+  const { start, end } = editor.selection;
+  if (start === null || end === null || end <= start) return [];
+  const inside = editor.holes.filter((h) => h.to >= start && h.from <= end && !(h.to === h.from && (h.to === start || h.to === end)));
+  return inside.map((h) => ({ from: Math.max(h.from, start), to: Math.min(h.to, end) }));
+}
+
+function renderSelection() {
+  const { start, end } = editor.selection;
+  const out = $("cut-duration");
+  const problem = start !== null && end !== null && end <= start;
+  out.textContent = start === null || end === null ? "—" : problem ? "the end is before the start" : formatDuration((end - start) / 1000);
+  out.className = problem ? "status-error" : "";
+  const holesEl = $("cut-holes");
+  if (start === null || end === null || problem || !editor.segments.length) {
+    holesEl.textContent = "";
+  } else {
+    const holes = selectionHoles();
+    holesEl.textContent =
+      describeHoles(holes, "the selection") +
+      (holes.length && !$("allow-holes").checked ? " The cut will be refused unless 'allow holes' is ticked." : "");
+    holesEl.className = `holes ${holes.length ? "has-holes" : "no-holes"}`;
+  }
+  renderSelectionBar();
+}
+
+function renderSelectionBar() {
+  const { start, end } = editor.selection;
+  const extent = timelineExtent();
+  const el = $("timeline-selection");
+  el.hidden = !extent || start === null || end === null || end <= start;
+  if (!el.hidden) placeBar(el, start, end, extent);
+}
+
+// ---------------------------------------------------------------- preview
+
+/**
+ * The video duration of an MPEG-TS file in seconds, from its PES timestamps
+ * (ISO 13818-1): PAT → PMT → the first video stream's PID, then every PTS on
+ * it. Duration is last presentation minus first plus one frame. Null when the
+ * file has no recognisable video stream.
+ */
+function tsVideoDuration(buffer) {
+  const d = new Uint8Array(buffer);
+  const VIDEO_STREAM_TYPES = new Set([0x01, 0x02, 0x1b, 0x24]);
+  let pmtPid = -1;
+  let videoPid = -1;
+  const pts = [];
+  for (let off = 0; off + 188 <= d.length; off += 188) {
+    if (d[off] !== 0x47) return null;
+    const unitStart = (d[off + 1] & 0x40) !== 0;
+    const pid = ((d[off + 1] & 0x1f) << 8) | d[off + 2];
+    const adaptation = (d[off + 3] >> 4) & 3;
+    if (!unitStart || !(adaptation & 1)) continue;
+    let p = off + 4;
+    if (adaptation === 3) p += 1 + d[p];
+    if (p >= off + 188) continue;
+    if (pid === 0 || (pid === pmtPid && videoPid < 0)) {
+      p += 1 + d[p]; // pointer field
+      const sectionEnd = Math.min(p + 3 + (((d[p + 1] & 0x0f) << 8) | d[p + 2]) - 4, off + 188);
+      if (pid === 0) {
+        for (let i = p + 8; i + 4 <= sectionEnd; i += 4) {
+          if (((d[i] << 8) | d[i + 1]) !== 0) {
+            pmtPid = ((d[i + 2] & 0x1f) << 8) | d[i + 3];
+            break;
+          }
+        }
+      } else {
+        let i = p + 12 + (((d[p + 10] & 0x0f) << 8) | d[p + 11]);
+        while (i + 5 <= sectionEnd) {
+          if (VIDEO_STREAM_TYPES.has(d[i])) {
+            videoPid = ((d[i + 1] & 0x1f) << 8) | d[i + 2];
+            break;
+          }
+          i += 5 + (((d[i + 3] & 0x0f) << 8) | d[i + 4]);
+        }
+      }
+    } else if (pid === videoPid && d[p] === 0 && d[p + 1] === 0 && d[p + 2] === 1 && d[p + 7] & 0x80) {
+      const q = p + 9;
+      pts.push((d[q] >> 1 & 7) * 2 ** 30 + ((d[q + 1] << 7) | (d[q + 2] >> 1)) * 2 ** 15 + ((d[q + 3] << 7) | (d[q + 4] >> 1)));
+    }
+  }
+  if (!pts.length) return null;
+  // Unwrap the 33-bit clock around the first timestamp.
+  const ref = pts[0];
+  const unwrapped = pts.map((v) => (v - ref > 2 ** 32 ? v - 2 ** 33 : ref - v > 2 ** 32 ? v + 2 ** 33 : v)).sort((a, b) => a - b);
+  let frame = Infinity;
+  for (let i = 1; i < unwrapped.length; i++) {
+    const step = unwrapped[i] - unwrapped[i - 1];
+    if (step > 0 && step < frame) frame = step;
+  }
+  if (!Number.isFinite(frame)) frame = DEFAULT_FRAME_S * 90000;
+  return (unwrapped[unwrapped.length - 1] - unwrapped[0] + frame) / 90000;
+}
+
+let previewAbort = null;
+let previewUrls = [];
+
+function formatBytes(n) {
+  return n < 1e6 ? `${(n / 1e3).toFixed(0)} kB` : `${(n / 1e6).toFixed(1)} MB`;
+}
+
+async function preview() {
+  const problem = selectionProblem();
+  if (problem) {
+    setStatus("preview-status", "error", problem);
+    return;
+  }
+  if (!editor.channel) {
+    setStatus("preview-status", "error", "Choose a channel and quality first.");
+    return;
+  }
+  if (previewAbort) previewAbort.abort();
+  previewAbort = new AbortController();
+  const { start, end } = editor.selection;
+  const query = new URLSearchParams({ start: formatTime(start), end: formatTime(end), type: "fast" });
+  if ($("allow-holes").checked) query.set("allow_holes", "true");
+  const url = `/cut/${segmentUrl(editor.channel)}/${segmentUrl(editor.quality)}.ts?${query}`;
+  setStatus("preview-status", "busy", "Cutting…");
+  $("preview").disabled = true;
+  try {
+    const response = await fetch(url, { signal: previewAbort.signal });
+    if (!response.ok) {
+      setStatus("preview-status", "error", `The restreamer could not cut this range: ${await describeResponse(response)}`);
+      return;
+    }
+    const reader = response.body.getReader();
+    const chunks = [];
+    let received = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      received += value.length;
+      setStatus("preview-status", "busy", `Cutting… ${formatBytes(received)} received`);
+    }
+    const blob = new Blob(chunks, { type: "video/mp2t" });
+    if (!blob.size) {
+      setStatus("preview-status", "error", "The restreamer sent an empty cut.");
+      return;
+    }
+    const duration = tsVideoDuration(await blob.arrayBuffer());
+    showPreview(blob, duration, (end - start) / 1000);
+  } catch (e) {
+    if (e.name !== "AbortError") setStatus("preview-status", "error", `The preview failed: ${e.message}`);
+  } finally {
+    $("preview").disabled = false;
+  }
+}
+
+function showPreview(blob, duration, wanted) {
+  previewUrls.forEach((u) => URL.revokeObjectURL(u));
+  const tsUrl = URL.createObjectURL(blob);
+  previewUrls = [tsUrl];
+  const status = $("preview-status");
+  status.className = duration === null ? "status-error" : "status-ok";
+  status.dataset.duration = duration === null ? "" : String(duration);
+  status.textContent =
+    duration === null
+      ? `The cut has no video stream (${formatBytes(blob.size)}). `
+      : `Cut: ${formatDuration(duration)} of video (asked for ${formatDuration(wanted)}), ${formatBytes(blob.size)}. `;
+  const link = document.createElement("a");
+  link.href = tsUrl;
+  link.download = `${editor.channel}-${editor.quality}-${formatTime(editor.selection.start).replace(/:/g, "-")}.ts`;
+  link.textContent = "Download";
+  status.appendChild(link);
+  if (editor.previewHls) editor.previewHls.destroy();
+  editor.previewHls = null;
+  if (blob.size > PREVIEW_PLAY_MAX_BYTES || duration === null || !window.Hls) {
+    $("preview-box").hidden = true;
+    return;
+  }
+  // One VOD playlist with the whole cut as its only segment.
+  const playlist = [
+    "#EXTM3U",
+    "#EXT-X-VERSION:3",
+    `#EXT-X-TARGETDURATION:${Math.ceil(duration)}`,
+    "#EXT-X-PLAYLIST-TYPE:VOD",
+    `#EXTINF:${duration.toFixed(3)},`,
+    tsUrl,
+    "#EXT-X-ENDLIST",
+    "",
+  ].join("\n");
+  const playlistUrl = URL.createObjectURL(new Blob([playlist], { type: "application/vnd.apple.mpegurl" }));
+  previewUrls.push(playlistUrl);
+  const hls = new Hls();
+  editor.previewHls = hls;
+  hls.on(Hls.Events.ERROR, (event, data) => {
+    if (data.fatal) setStatus("preview-status", "error", `The preview does not play: ${data.details}.`);
+  });
+  $("preview-box").hidden = false;
+  hls.loadSource(playlistUrl);
+  hls.attachMedia($("preview-video"));
+}
+
+// ---------------------------------------------------------------- jobs
+
+function jobsUrl(path = "") {
+  return `${editor.api.replace(/\/+$/, "")}/jobs${path}`;
+}
+
+function apiName() {
+  return editor.api || `${location.origin} (same origin)`;
+}
+
+async function callApi(path, options) {
+  let response;
+  try {
+    response = await fetch(jobsUrl(path), options);
+  } catch (e) {
+    throw new Error(`Cannot reach the cutter API at ${apiName()}: ${e.message}`);
+  }
+  if (!response.ok) {
+    throw new Error(`The cutter API at ${apiName()} answered ${await describeResponse(response)}`);
+  }
+  return response.json();
+}
+
+async function submit(event) {
+  event.preventDefault();
+  const problem = selectionProblem();
+  if (problem) {
+    setStatus("submit-status", "error", problem);
+    return;
+  }
+  const title = $("title").value.trim();
+  if (!title) {
+    setStatus("submit-status", "error", "Give the video a title.");
+    return;
+  }
+  const holes = selectionHoles();
+  if (holes.length && !$("allow-holes").checked) {
+    setStatus("submit-status", "error", "The selection has holes: tick 'allow holes' to cut it anyway, or change the range.");
+    return;
+  }
+  const location_ = $("upload-location").value.trim();
+  const job = {
+    channel: editor.channel,
+    quality: editor.quality,
+    start: formatTime(editor.selection.start),
+    end: formatTime(editor.selection.end),
+    title,
+    description: $("description").value,
+    allow_holes: $("allow-holes").checked,
+    upload_location: location_,
+  };
+  $("submit").disabled = true;
+  setStatus("submit-status", "busy", "Submitting…");
+  try {
+    const created = await callApi("", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(job),
+    });
+    const id = created && (created.id ?? (created.job && created.job.id));
+    setStatus("submit-status", "ok", id !== undefined ? `Submitted as job ${id}.` : "Submitted.");
+    localStorage.setItem(LOCATION_STORAGE_KEY, location_);
+    refreshJobs();
+  } catch (e) {
+    setStatus("submit-status", "error", e.message);
+  } finally {
+    $("submit").disabled = false;
+  }
+}
+
+let jobsTimer = null;
+
+async function refreshJobs() {
+  clearTimeout(jobsTimer);
+  const api = editor.api;
+  try {
+    const answer = await callApi("");
+    if (api !== editor.api) return;
+    editor.jobs = Array.isArray(answer) ? answer : answer.jobs || [];
+    setStatus("jobs-status", "", "");
+    renderJobs();
+  } catch (e) {
+    if (api !== editor.api) return;
+    setStatus("jobs-status", "error", `${e.message}. The list will retry.`);
+  } finally {
+    if (api === editor.api) jobsTimer = setTimeout(refreshJobs, JOB_POLL_MS);
+  }
+}
+
+function cell(row, text, className) {
+  const td = document.createElement("td");
+  if (className) td.className = className;
+  if (text instanceof Node) td.appendChild(text);
+  else td.textContent = text ?? "";
+  row.appendChild(td);
+  return td;
+}
+
+function jobLink(job) {
+  const link = job.video_link;
+  if (!link) return null;
+  if (/^(https?|file):/i.test(link)) {
+    const a = document.createElement("a");
+    a.href = link;
+    a.textContent = job.video_id || link;
+    a.target = "_blank";
+    a.rel = "noopener";
+    return a;
+  }
+  return document.createTextNode(link);
+}
+
+function renderJobs() {
+  const body = $("jobs").tBodies[0];
+  const jobs = [...editor.jobs].sort((a, b) => (b.id > a.id ? 1 : b.id < a.id ? -1 : 0));
+  if (!jobs.length) {
+    const row = document.createElement("tr");
+    row.className = "empty";
+    cell(row, "No jobs yet.").colSpan = 6;
+    body.replaceChildren(row);
+    return;
+  }
+  body.replaceChildren(
+    ...jobs.map((job) => {
+      const row = document.createElement("tr");
+      row.dataset.id = job.id;
+      row.dataset.state = job.state;
+      cell(row, `#${job.id}`);
+      cell(row, job.title);
+      const start = parseTime(job.start);
+      const end = parseTime(job.end);
+      cell(
+        row,
+        `${job.channel}/${job.quality} ${job.start} → ${job.end}${Number.isNaN(start) || Number.isNaN(end) ? "" : ` (${formatDuration((end - start) / 1000)})`}`,
+        "range-cell",
+      );
+      const state = document.createElement("span");
+      state.className = `state state-${job.state}`;
+      state.textContent = job.state;
+      cell(row, state);
+      const link = jobLink(job);
+      if (link) cell(row, link, "link-cell");
+      else cell(row, job.error || "", job.error ? "error-cell" : "");
+      const actions = cell(row, "");
+      if (CANCELLABLE.has(job.state)) {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.textContent = "Cancel";
+        button.addEventListener("click", () => cancelJob(job.id, button));
+        actions.appendChild(button);
+      }
+      return row;
+    }),
+  );
+}
+
+async function cancelJob(id, button) {
+  button.disabled = true;
+  try {
+    await callApi(`/${encodeURIComponent(id)}/cancel`, { method: "POST" });
+    refreshJobs();
+  } catch (e) {
+    setStatus("jobs-status", "error", e.message);
+    button.disabled = false;
+  }
+}
+
+function setApi(base) {
+  editor.api = (base || "").trim().replace(/\/+$/, "");
+  $("api").value = editor.api;
+  $("jobs-source").textContent = `from ${apiName()}`;
+  editor.jobs = [];
+  $("jobs").tBodies[0].replaceChildren();
+  setStatus("jobs-status", "busy", "Loading jobs…");
+  refreshJobs();
+}
+
+// ---------------------------------------------------------------- wiring
+
+function onKey(event) {
+  if (event.ctrlKey || event.altKey || event.metaKey) return;
+  const tag = event.target.tagName;
+  if (tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT") return;
+  let handled = true;
+  switch (event.key) {
+    case "[":
+      markFromPlayhead("start");
+      break;
+    case "]":
+      markFromPlayhead("end");
+      break;
+    case "ArrowLeft":
+      if (event.shiftKey) stepFrames(-1);
+      else stepSeconds(-1);
+      break;
+    case "ArrowRight":
+      if (event.shiftKey) stepFrames(1);
+      else stepSeconds(1);
+      break;
+    case ",":
+      stepFrames(-1);
+      break;
+    case ".":
+      stepFrames(1);
+      break;
+    case " ":
+      if (tag === "BUTTON") return;
+      togglePlay();
+      break;
+    default:
+      handled = false;
+  }
+  if (handled) event.preventDefault();
+}
+
+function wire() {
+  document.addEventListener("keydown", onKey);
+  $("source").addEventListener("submit", (e) => {
+    e.preventDefault();
+    loadWindow();
+  });
+  $("channel").addEventListener("change", async () => {
+    if (await loadQualities($("quality").value)) loadWindow();
+  });
+  $("quality").addEventListener("change", loadWindow);
+  $("live").addEventListener("change", () => setLive($("live").checked));
+  $("last30").addEventListener("click", () => {
+    setLive(true);
+    $("window-start").value = formatTime(Date.now() - DEFAULT_WINDOW_MS);
+    loadWindow();
+  });
+  for (const button of document.querySelectorAll("[data-step]")) {
+    button.addEventListener("click", () => stepSeconds(Number(button.dataset.step)));
+  }
+  for (const button of document.querySelectorAll("[data-frames]")) {
+    button.addEventListener("click", () => stepFrames(Number(button.dataset.frames)));
+  }
+  $("play").addEventListener("click", togglePlay);
+  $("set-start").addEventListener("click", () => markFromPlayhead("start"));
+  $("set-end").addEventListener("click", () => markFromPlayhead("end"));
+  $("goto-start").addEventListener("click", () => editor.selection.start !== null && seekToBroadcast(editor.selection.start));
+  $("goto-end").addEventListener("click", () => editor.selection.end !== null && seekToBroadcast(editor.selection.end));
+  $("cut-start").addEventListener("change", () => onSelectionTyped("start"));
+  $("cut-end").addEventListener("change", () => onSelectionTyped("end"));
+  $("allow-holes").addEventListener("change", renderSelection);
+  $("preview").addEventListener("click", preview);
+  $("submit-form").addEventListener("submit", submit);
+  $("api-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    localStorage.setItem(API_STORAGE_KEY, $("api").value.trim());
+    setApi($("api").value);
+  });
+  $("timeline").addEventListener("click", (e) => {
+    const extent = timelineExtent();
+    if (!extent) return;
+    const box = e.currentTarget.getBoundingClientRect();
+    seekToBroadcast(extent.from + ((e.clientX - box.left) / box.width) * (extent.to - extent.from));
+  });
+  for (const name of ["timeupdate", "seeked", "play", "pause", "loadedmetadata"]) {
+    video.addEventListener(name, renderPlayhead);
+  }
+  watchFrames();
+  // Keep a live window's timeline moving even while paused.
+  setInterval(() => editor.windowEnd === null && editor.segments.length && render(), 5000);
+}
+
+async function init() {
+  const params = new URLSearchParams(location.search);
+  wire();
+  setApi(params.has("api") ? params.get("api") : localStorage.getItem(API_STORAGE_KEY) || "");
+  $("upload-location").value = params.get("location") || localStorage.getItem(LOCATION_STORAGE_KEY) || "";
+  const start = parseTime(params.get("start"));
+  const end = parseTime(params.get("end"));
+  if (Number.isNaN(start)) {
+    setLive(true);
+    $("window-start").value = formatTime(Date.now() - DEFAULT_WINDOW_MS);
+    if (params.get("start")) showMessage("window", "warn", `Ignored the start in the address (${params.get("start")}): showing the last 30 minutes.`);
+  } else {
+    $("window-start").value = formatTime(start);
+    setLive(Number.isNaN(end));
+    if (!Number.isNaN(end)) $("window-end").value = formatTime(end);
+  }
+  if (await loadChannels(params.get("channel"), params.get("quality"))) await loadWindow();
+}
+
+init();

@@ -1,0 +1,219 @@
+"""The editor page in a real browser, against a real restreamer over a real store.
+
+Chromium plays the restreamer's playlists through hls.js; the tests act as an
+editor would (click, press keys, type) and read back what the page shows,
+judging it against the playlist the restreamer serves and the cut it makes.
+"""
+
+import datetime
+import os
+import urllib.parse
+
+import m3u8
+import requests
+
+from tests.conftest import MEDIA_START
+from tests.media import add_to_store
+
+CHANNEL = "desertbus"
+QUALITY = "source"
+FRAME = 1 / 30  # seconds: the test media's frame duration
+# hls.js notes these while it works around the media's first timestamps; they
+# are reported as non-fatal and do not interrupt playback.
+BENIGN_HLS_ERRORS = {"bufferSeekOverHole"}
+
+
+def format_time(dt):
+    """As the page writes times: UTC, milliseconds, no zone."""
+    return dt.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+
+
+def seconds(n):
+    return datetime.timedelta(seconds=n)
+
+
+def editor_url(server, start, end=None, **params):
+    query = {"channel": CHANNEL, "quality": QUALITY, "start": format_time(start)}
+    if end is not None:
+        query["end"] = format_time(end)
+    query.update(params)
+    return f"{server.url}/editor?{urllib.parse.urlencode(query)}"
+
+
+def stock(media, *runs):
+    """A store filler: `runs` are (offset seconds from MEDIA_START, segments)."""
+
+    def fill(base):
+        for offset, segments in runs or [(0, media)]:
+            add_to_store(base, CHANNEL, QUALITY, MEDIA_START + seconds(offset), segments)
+
+    return fill
+
+
+def parse_shown_time(text):
+    return datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.UTC)
+
+
+def playlist_time(server, start, end, media_time):
+    """The broadcast time of `media_time` by the restreamer's own playlist."""
+    query = urllib.parse.urlencode({"start": format_time(start), "end": format_time(end)})
+    response = requests.get(f"{server.url}/playlist/{CHANNEL}/{QUALITY}.m3u8?{query}", timeout=10)
+    response.raise_for_status()
+    position = 0.0
+    for segment in m3u8.loads(response.text).segments:
+        if media_time < position + segment.duration:
+            return segment.program_date_time + seconds(media_time - position)
+        position += segment.duration
+    raise AssertionError(f"{media_time} is past the playlist's end")
+
+
+def wait_loaded(page):
+    page.wait_for_function("editor.segments.length > 0 && editor.hls && video.readyState >= 2")
+
+
+def wait_shown(page):
+    """Wait until the broadcast time shown is the playhead's; return (media time, shown)."""
+    page.wait_for_function(
+        "!video.seeking && document.getElementById('broadcast-time').dataset.media"
+        " === String(video.currentTime)"
+    )
+    media_time = page.evaluate("video.currentTime")
+    return media_time, parse_shown_time(page.text_content("#broadcast-time"))
+
+
+def hls_errors(page):
+    errors = page.evaluate("editor.hlsErrors")
+    return [e for e in errors if e["fatal"] or e["details"] not in BENIGN_HLS_ERRORS]
+
+
+def test_plays_and_shows_broadcast_time(page, restreamer, media):
+    server = restreamer(stock(media))
+    end = MEDIA_START + seconds(30)
+    page.goto(editor_url(server, MEDIA_START, end))
+    wait_loaded(page)
+    assert page.input_value("#channel") == CHANNEL
+    assert page.input_value("#quality") == QUALITY
+    assert page.text_content("#holes") == "No holes in this window."
+
+    page.click("#play")
+    page.wait_for_function("video.currentTime > 1.5")
+    page.click("#play")
+    page.wait_for_function("video.paused")
+    media_time, shown = wait_shown(page)
+    assert hls_errors(page) == []
+    expected = playlist_time(server, MEDIA_START, end, media_time)
+    assert abs((shown - expected).total_seconds()) <= FRAME, (shown, expected)
+
+    # Across a segment boundary the mapping holds too (not only for the first segment).
+    page.evaluate("video.currentTime = 13.5")
+    media_time, shown = wait_shown(page)
+    expected = playlist_time(server, MEDIA_START, end, media_time)
+    assert abs((shown - expected).total_seconds()) <= FRAME, (shown, expected)
+
+
+def mark_with_keys(page, start_seconds, end_seconds):
+    """From the paused start of the window: arrows to each mark, [ and ] to set it."""
+    page.locator("body").focus()
+    for _ in range(start_seconds):
+        page.keyboard.press("ArrowRight")
+    page.keyboard.press("[")
+    for _ in range(end_seconds - start_seconds):
+        page.keyboard.press("ArrowRight")
+    page.keyboard.press("]")
+
+
+def test_keys_mark_the_cut_and_preview_plays_it(page, restreamer, media):
+    server = restreamer(stock(media))
+    end = MEDIA_START + seconds(30)
+    page.goto(editor_url(server, MEDIA_START, end))
+    wait_loaded(page)
+    mark_with_keys(page, 2, 9)
+
+    cut_start = parse_shown_time(page.input_value("#cut-start"))
+    cut_end = parse_shown_time(page.input_value("#cut-end"))
+    assert abs((cut_start - playlist_time(server, MEDIA_START, end, 2)).total_seconds()) <= FRAME
+    assert abs((cut_end - playlist_time(server, MEDIA_START, end, 9)).total_seconds()) <= FRAME
+    assert page.text_content("#cut-duration") == f"{(cut_end - cut_start).total_seconds():.3f} s"
+    assert page.text_content("#cut-holes") == "No holes in the selection."
+
+    # A frame step moves the playhead by one frame of the media.
+    before, _ = wait_shown(page)
+    page.keyboard.press("Shift+ArrowLeft")
+    after, _ = wait_shown(page)
+    assert abs((before - after) - FRAME) < 0.005
+
+    page.click("#preview")
+    page.wait_for_selector("#preview-status.status-ok, #preview-status.status-error")
+    status = page.locator("#preview-status")
+    assert status.get_attribute("class") == "status-ok", status.text_content()
+    duration = float(status.get_attribute("data-duration"))
+    assert abs(duration - (cut_end - cut_start).total_seconds()) <= 2 * FRAME
+    # The preview really plays.
+    page.evaluate("document.getElementById('preview-video').play()")
+    page.wait_for_function("document.getElementById('preview-video').currentTime > 0.5")
+    assert hls_errors(page) == []
+
+
+def test_holes_are_shown_and_cuts_over_them_need_consent(page, restreamer, media):
+    # Segments 0-18 s and 30-42 s: a 12 s hole from 18 s.
+    server = restreamer(stock(media, (0, media[:3]), (30, media[3:])))
+    page.goto(editor_url(server, MEDIA_START, MEDIA_START + seconds(42)))
+    wait_loaded(page)
+    assert page.text_content("#holes").startswith("1 hole in this window, 12.000 s missing: ")
+    assert page.locator("#timeline .bar.hole").count() == 1
+
+    page.fill("#cut-start", format_time(MEDIA_START + seconds(10)))
+    page.fill("#cut-end", format_time(MEDIA_START + seconds(35)))
+    page.press("#cut-end", "Tab")
+    assert page.text_content("#cut-holes").startswith("1 hole in the selection, 12.000 s missing")
+
+    page.fill("#title", "over the hole")
+    page.click("#submit")
+    assert "The selection has holes" in page.text_content("#submit-status")
+
+    page.click("#preview")
+    page.wait_for_selector("#preview-status.status-error")
+    assert "406" in page.text_content("#preview-status")
+
+    page.check("#allow-holes")
+    page.click("#preview")
+    page.wait_for_selector("#preview-status.status-ok")
+    duration = float(page.get_attribute("#preview-status", "data-duration"))
+    assert abs(duration - (25 - 12)) <= 2 * FRAME
+
+
+def test_a_window_without_video_says_so_and_leads_to_the_latest(page, restreamer, media):
+    server = restreamer(stock(media))
+    page.goto(editor_url(server, MEDIA_START - seconds(7200), MEDIA_START - seconds(3600)))
+    message = page.locator("#messages [data-key=empty]")
+    message.wait_for()
+    assert message.text_content().startswith(f"No video of {CHANNEL} ({QUALITY}) between ")
+    assert "The latest recorded hour is 2026-11-28T14." in message.text_content()
+    message.locator("button").click()
+    wait_loaded(page)
+    assert page.input_value("#window-start") == "2026-11-28T14:00:00.000"
+    assert page.locator("#messages [data-key=empty]").count() == 0
+
+
+def test_unreachable_cutter_api_is_said_in_words_on_a_narrow_screen(
+    page, restreamer, media, closed_port
+):
+    server = restreamer(stock(media))
+    page.set_viewport_size({"width": 360, "height": 780})
+    api = f"http://127.0.0.1:{closed_port}"
+    page.goto(editor_url(server, MEDIA_START, MEDIA_START + seconds(30), api=api))
+    wait_loaded(page)
+    status = page.locator("#jobs-status.status-error")
+    status.wait_for()
+    assert status.text_content().startswith(f"Cannot reach the cutter API at {api}")
+
+    mark_with_keys(page, 1, 3)
+    page.fill("#title", "nowhere to go")
+    page.click("#submit")
+    page.wait_for_selector("#submit-status.status-error")
+    assert page.text_content("#submit-status").startswith(f"Cannot reach the cutter API at {api}")
+
+    # Nothing runs off the side of a phone's screen.
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    if os.environ.get("EDITOR_NARROW_SCREENSHOT"):
+        page.screenshot(path=os.environ["EDITOR_NARROW_SCREENSHOT"], full_page=True)
