@@ -217,3 +217,19 @@ def test_unreachable_cutter_api_is_said_in_words_on_a_narrow_screen(
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     if os.environ.get("EDITOR_NARROW_SCREENSHOT"):
         page.screenshot(path=os.environ["EDITOR_NARROW_SCREENSHOT"], full_page=True)
+
+
+def test_a_live_window_follows_the_recording(page, restreamer, media, tmp_path):
+    """With no end, the window follows live: new segments appear as they are stored."""
+    server = restreamer(stock(media, (0, media[:4])))
+    page.goto(editor_url(server, MEDIA_START))
+    page.wait_for_function("editor.hls?.levels?.[0]?.details?.live && editor.segments.length === 4")
+    assert page.is_checked("#live")
+    assert page.input_value("#window-end") == ""
+    # Started at the live edge and playing, as a viewer expects.
+    page.wait_for_function("!video.paused && video.currentTime > 6")
+
+    add_to_store(str(tmp_path / "store"), CHANNEL, QUALITY, MEDIA_START + seconds(24), media[4:])
+    page.wait_for_function("editor.segments.length === 5")
+    assert "30.000 s in 5 segments, following live" in page.text_content("#window-info")
+    assert hls_errors(page) == []

@@ -131,7 +131,14 @@ function showMessage(key, kind, text, action) {
     button.addEventListener("click", action.run);
     el.appendChild(button);
   }
-  if (kind === "error") editor.errors.push(text);
+  noteError(kind, text);
+}
+
+/** Keep what was said as an error for tests, once per change (polls repeat themselves). */
+function noteError(kind, text) {
+  if (kind !== "error" || editor.errors[editor.errors.length - 1] === text) return;
+  editor.errors.push(text);
+  if (editor.errors.length > 100) editor.errors.shift();
 }
 
 function clearMessage(key) {
@@ -143,7 +150,7 @@ function setStatus(id, kind, text) {
   const el = $(id);
   el.className = kind ? `status-${kind}` : "";
   el.textContent = text;
-  if (kind === "error") editor.errors.push(text);
+  noteError(kind, text);
 }
 
 /** The words for a failed fetch: the server's own reason when it gave one. */
@@ -493,8 +500,7 @@ function startPlayer(url) {
   const hls = new Hls({ startPosition: editor.windowEnd === null ? -1 : 0 });
   editor.hls = hls;
   let recovered = false;
-  hls.on(Hls.Events.LEVEL_LOADED, (event, data) => onLevel(data.details));
-  hls.on(Hls.Events.LEVEL_UPDATED, (event, data) => onLevel(data.details));
+  hls.on(Hls.Events.LEVEL_LOADED, (event, data) => onLevel(data));
   hls.on(Hls.Events.FRAG_BUFFERED, () => clearMessage("player"));
   if (editor.windowEnd === null) {
     // Following live: start playing at the live edge, as a viewer expects.
@@ -520,7 +526,18 @@ function startPlayer(url) {
   hls.attachMedia(video);
 }
 
-function onLevel(details) {
+/**
+ * Each (re)load of the playlist: a live window grows. The playlist's own text
+ * is the truth for coverage and holes; hls.js's fragment durations drift from
+ * EXTINF as it measures the real timestamps, so they are only the fallback.
+ */
+function onLevel(data) {
+  const text = data.networkDetails && data.networkDetails.responseText;
+  if (typeof text === "string" && text.startsWith("#EXTM3U")) {
+    setSegments(parsePlaylist(text).segments);
+    return;
+  }
+  const details = data.details;
   if (!details || !details.fragments) return;
   let prevCc = null;
   setSegments(
@@ -912,18 +929,18 @@ function showPreview(blob, duration, wanted) {
 
 // ---------------------------------------------------------------- jobs
 
-function jobsUrl(path = "") {
-  return `${editor.api.replace(/\/+$/, "")}/jobs${path}`;
+function jobsUrl(path = "", collection = "/jobs") {
+  return `${editor.api.replace(/\/+$/, "")}${collection}${path}`;
 }
 
 function apiName() {
   return editor.api || `${location.origin} (same origin)`;
 }
 
-async function callApi(path, options) {
+async function callApi(path, options, collection = "/jobs") {
   let response;
   try {
-    response = await fetch(jobsUrl(path), options);
+    response = await fetch(jobsUrl(path, collection), options);
   } catch (e) {
     throw new Error(`Cannot reach the cutter API at ${apiName()}: ${e.message}`);
   }
@@ -959,8 +976,9 @@ async function submit(event) {
     title,
     description: $("description").value,
     allow_holes: $("allow-holes").checked,
-    upload_location: location_,
   };
+  // Left out when empty: a cutter with a single upload location uses it.
+  if (location_) job.upload_location = location_;
   $("submit").disabled = true;
   setStatus("submit-status", "busy", "Submitting…");
   try {
@@ -1041,11 +1059,11 @@ function renderJobs() {
       cell(row, job.title);
       const start = parseTime(job.start);
       const end = parseTime(job.end);
-      cell(
-        row,
-        `${job.channel}/${job.quality} ${job.start} → ${job.end}${Number.isNaN(start) || Number.isNaN(end) ? "" : ` (${formatDuration((end - start) / 1000)})`}`,
-        "range-cell",
-      );
+      const range =
+        Number.isNaN(start) || Number.isNaN(end)
+          ? `${job.start} → ${job.end}`
+          : `${formatTime(start)} → ${formatClock(end)} (${formatDuration((end - start) / 1000)})`;
+      cell(row, `${job.channel}/${job.quality} ${range}`, "range-cell");
       const state = document.createElement("span");
       state.className = `state state-${job.state}`;
       state.textContent = job.state;
@@ -1077,6 +1095,28 @@ async function cancelJob(id, button) {
   }
 }
 
+/** Offer the cutter's upload locations; pre-fill the only one. */
+async function loadLocations() {
+  const api = editor.api;
+  try {
+    const answer = await callApi("", undefined, "/locations");
+    if (api !== editor.api) return;
+    const names = (answer && answer.locations) || [];
+    $("upload-locations").replaceChildren(
+      ...names.map((name) => {
+        const option = document.createElement("option");
+        option.value = name;
+        return option;
+      }),
+    );
+    const input = $("upload-location");
+    if (!input.value && names.length === 1) input.value = names[0];
+    if (names.length) input.placeholder = names.join(", ");
+  } catch (e) {
+    // The job list reports an unreachable API; a cutter without /locations is no error.
+  }
+}
+
 function setApi(base) {
   editor.api = (base || "").trim().replace(/\/+$/, "");
   $("api").value = editor.api;
@@ -1085,6 +1125,7 @@ function setApi(base) {
   $("jobs").tBodies[0].replaceChildren();
   setStatus("jobs-status", "busy", "Loading jobs…");
   refreshJobs();
+  loadLocations();
 }
 
 // ---------------------------------------------------------------- wiring
