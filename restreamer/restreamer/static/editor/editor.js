@@ -25,6 +25,8 @@ const DEFAULT_WINDOW_MS = 30 * 60 * 1000;
 // playlist does not mark as a discontinuity still counts as a hole (a segment's
 // EXTINF and the real gap between starts differ by a frame or so at most).
 const GAP_TOLERANCE_MS = 250;
+// A live window with nothing recorded yet is looked at again this often.
+const EMPTY_LIVE_RETRY_MS = 10 * 1000;
 // Until the real frame rate is measured from decoded frames, step by this.
 const DEFAULT_FRAME_S = 1 / 30;
 // Larger previews are measured and offered for download, not played: one
@@ -419,18 +421,15 @@ async function loadWindow() {
   try {
     const response = await fetch(url);
     if (response.status === 404) {
-      // Nothing recorded in the window: say so, and offer the latest recording.
-      stopPlayer();
-      setSegments([]);
-      await explainEmpty(channel, quality, range);
-      return;
-    }
-    if (!response.ok) {
+      // Nothing recorded in the window: said below, with the latest recording.
+      text = "";
+    } else if (!response.ok) {
       showMessage("player", "error", `The restreamer refused this window: ${await describeResponse(response)}`);
       stopPlayer();
       return;
+    } else {
+      text = await response.text();
     }
-    text = await response.text();
   } catch (e) {
     showMessage("player", "error", `Cannot reach the restreamer for the playlist: ${e.message}`);
     return;
@@ -441,6 +440,10 @@ async function loadWindow() {
   if (!parsed.segments.length) {
     stopPlayer();
     await explainEmpty(channel, quality, range);
+    if (range.end === null) {
+      // Following live but nothing recorded yet: look again until something is.
+      setTimeout(() => editor.playlistUrl === url && !editor.hls && loadWindow(), EMPTY_LIVE_RETRY_MS);
+    }
     return;
   }
   if (parsed.segments.some((s) => s.pdt === null || Number.isNaN(s.pdt))) {
