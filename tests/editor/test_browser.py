@@ -54,17 +54,22 @@ def parse_shown_time(text):
     return datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.UTC)
 
 
-def playlist_time(server, start, end, media_time):
-    """The broadcast time of `media_time` by the restreamer's own playlist."""
+def playlist_times(server, start, end):
+    """[(media offset from the first frame, program date time)] of the restreamer's playlist."""
     query = urllib.parse.urlencode({"start": format_time(start), "end": format_time(end)})
     response = requests.get(f"{server.url}/playlist/{CHANNEL}/{QUALITY}.m3u8?{query}", timeout=10)
     response.raise_for_status()
-    position = 0.0
+    times, position = [], 0.0
     for segment in m3u8.loads(response.text).segments:
-        if media_time < position + segment.duration:
-            return segment.program_date_time + seconds(media_time - position)
+        times.append((position, segment.program_date_time))
         position += segment.duration
-    raise AssertionError(f"{media_time} is past the playlist's end")
+    return times
+
+
+def expected_time(times, offset):
+    """The broadcast time `offset` seconds after the window's first frame, by the playlist."""
+    position, pdt = [(p, t) for p, t in times if p <= offset + 1e-6][-1]
+    return pdt + seconds(offset - position)
 
 
 def wait_loaded(page):
@@ -72,18 +77,26 @@ def wait_loaded(page):
 
 
 def wait_shown(page):
-    """Wait until the broadcast time shown is the playhead's; return (media time, shown)."""
+    """Wait until the page shows the time of the frame on screen; return both.
+
+    The frame is the media time of the frame a paused player shows, as the
+    page works it out (`playheadMedia`); the tests judge it by the pixels.
+    """
     page.wait_for_function(
-        "!video.seeking && document.getElementById('broadcast-time').dataset.media"
-        " === String(video.currentTime)"
+        "video.paused && !video.seeking && video.readyState >= 2"
+        " && document.getElementById('broadcast-time').dataset.frame === String(playheadMedia())"
     )
-    media_time = page.evaluate("video.currentTime")
-    return media_time, parse_shown_time(page.text_content("#broadcast-time"))
+    frame = page.evaluate("playheadMedia()")
+    return frame, parse_shown_time(page.text_content("#broadcast-time"))
 
 
 def hls_errors(page):
     errors = page.evaluate("editor.hlsErrors")
     return [e for e in errors if e["fatal"] or e["details"] not in BENIGN_HLS_ERRORS]
+
+
+def close_to(a, b, tolerance=0.0015):
+    return abs((a - b).total_seconds()) <= tolerance
 
 
 def test_plays_and_shows_broadcast_time(page, restreamer, media):
@@ -94,60 +107,103 @@ def test_plays_and_shows_broadcast_time(page, restreamer, media):
     assert page.input_value("#channel") == CHANNEL
     assert page.input_value("#quality") == QUALITY
     assert page.text_content("#holes") == "No holes in this window."
+    times = playlist_times(server, MEDIA_START, end)
+
+    # Loaded, paused on the first frame: the first segment's program date time.
+    first, shown = wait_shown(page)
+    assert shown == times[0][1]
 
     page.click("#play")
     page.wait_for_function("video.currentTime > 1.5")
     page.click("#play")
-    page.wait_for_function("video.paused")
-    media_time, shown = wait_shown(page)
+    frame, shown = wait_shown(page)
     assert hls_errors(page) == []
-    expected = playlist_time(server, MEDIA_START, end, media_time)
-    assert abs((shown - expected).total_seconds()) <= FRAME, (shown, expected)
+    assert close_to(shown, expected_time(times, frame - first)), shown
 
-    # Across a segment boundary the mapping holds too (not only for the first segment).
-    page.evaluate("video.currentTime = 13.5")
-    media_time, shown = wait_shown(page)
-    expected = playlist_time(server, MEDIA_START, end, media_time)
-    assert abs((shown - expected).total_seconds()) <= FRAME, (shown, expected)
+    # In a later segment the mapping holds too (not only for the first one).
+    page.evaluate(f"video.currentTime = {first + 13.5 + 0.001}")
+    frame, shown = wait_shown(page)
+    assert abs(frame - first - 13.5) < 0.001
+    assert shown == expected_time(times, 13.5)
 
 
 def mark_with_keys(page, start_seconds, end_seconds):
-    """From the paused start of the window: arrows to each mark, [ and ] to set it."""
+    """From the paused first frame: arrows to each mark, [ and ] to set it."""
     page.locator("body").focus()
     for _ in range(start_seconds):
         page.keyboard.press("ArrowRight")
+    wait_shown(page)
     page.keyboard.press("[")
     for _ in range(end_seconds - start_seconds):
         page.keyboard.press("ArrowRight")
+    wait_shown(page)
     page.keyboard.press("]")
 
 
-def test_keys_mark_the_cut_and_preview_plays_it(page, restreamer, media):
+# Draws a video's current frame small and grey: enough to tell neighbouring
+# frames of the test pattern apart (its clock and frame counter change every frame).
+GRAB_FRAME = """(id) => {
+    const v = document.getElementById(id);
+    const c = document.createElement("canvas");
+    c.width = 160;
+    c.height = 90;
+    const g = c.getContext("2d");
+    g.drawImage(v, 0, 0, c.width, c.height);
+    const rgba = g.getImageData(0, 0, c.width, c.height).data;
+    const grey = [];
+    for (let i = 0; i < rgba.length; i += 4) grey.push((rgba[i] + rgba[i + 1] + rgba[i + 2]) / 3);
+    return grey;
+}"""
+
+
+def frame_difference(a, b):
+    return sum(abs(x - y) for x, y in zip(a, b, strict=True)) / len(a)
+
+
+def test_keys_mark_the_cut_and_preview_starts_on_the_marked_frame(page, restreamer, media):
+    """What the editor sees at `[` is the first frame of the cut; the cut lasts to `]`."""
     server = restreamer(stock(media))
     end = MEDIA_START + seconds(30)
     page.goto(editor_url(server, MEDIA_START, end))
     wait_loaded(page)
+    times = playlist_times(server, MEDIA_START, end)
     mark_with_keys(page, 2, 9)
 
     cut_start = parse_shown_time(page.input_value("#cut-start"))
     cut_end = parse_shown_time(page.input_value("#cut-end"))
-    assert abs((cut_start - playlist_time(server, MEDIA_START, end, 2)).total_seconds()) <= FRAME
-    assert abs((cut_end - playlist_time(server, MEDIA_START, end, 9)).total_seconds()) <= FRAME
-    assert page.text_content("#cut-duration") == f"{(cut_end - cut_start).total_seconds():.3f} s"
+    assert close_to(cut_start, expected_time(times, 2))
+    assert close_to(cut_end, expected_time(times, 9))
+    assert page.text_content("#cut-duration") == "7.000 s"
     assert page.text_content("#cut-holes") == "No holes in the selection."
 
-    # A frame step moves the playhead by one frame of the media.
-    before, _ = wait_shown(page)
+    # The frames at the start mark and either side of it, stepping with the keys.
+    page.click("#goto-start")
+    marked_frame, _ = wait_shown(page)
+    marked = page.evaluate(GRAB_FRAME, "video")
     page.keyboard.press("Shift+ArrowLeft")
-    after, _ = wait_shown(page)
-    assert abs((before - after) - FRAME) < 0.005
+    before_frame, _ = wait_shown(page)
+    before = page.evaluate(GRAB_FRAME, "video")
+    page.keyboard.press(".")
+    page.keyboard.press(".")
+    after_frame, _ = wait_shown(page)
+    after = page.evaluate(GRAB_FRAME, "video")
+    assert abs(marked_frame - before_frame - FRAME) < 0.001
+    assert abs(after_frame - marked_frame - FRAME) < 0.001
 
     page.click("#preview")
     page.wait_for_selector("#preview-status.status-ok, #preview-status.status-error")
     status = page.locator("#preview-status")
     assert status.get_attribute("class") == "status-ok", status.text_content()
     duration = float(status.get_attribute("data-duration"))
-    assert abs(duration - (cut_end - cut_start).total_seconds()) <= 2 * FRAME
+    assert abs(duration - 7) < FRAME / 2
+    page.wait_for_function("document.getElementById('preview-video').readyState >= 2")
+    first = page.evaluate(GRAB_FRAME, "preview-video")
+    # The cut's first frame is the marked one (re-encoded: close, not identical),
+    # and clearly not either neighbour.
+    on_mark = frame_difference(first, marked)
+    assert on_mark < frame_difference(first, before) / 2
+    assert on_mark < frame_difference(first, after) / 2
+
     # The preview really plays.
     page.evaluate("document.getElementById('preview-video').play()")
     page.wait_for_function("document.getElementById('preview-video').currentTime > 0.5")

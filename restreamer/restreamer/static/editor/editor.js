@@ -27,8 +27,10 @@ const DEFAULT_WINDOW_MS = 30 * 60 * 1000;
 const GAP_TOLERANCE_MS = 250;
 // A live window with nothing recorded yet is looked at again this often.
 const EMPTY_LIVE_RETRY_MS = 10 * 1000;
-// Until the real frame rate is measured from decoded frames, step by this.
+// Until hls.js has parsed a video fragment and its frame rate is known, step by this.
 const DEFAULT_FRAME_S = 1 / 30;
+// Seeks to a frame's time land this much after it (a frame lasts 16 ms or more).
+const SEEK_EPSILON_S = 0.001;
 // Larger previews are measured and offered for download, not played: one
 // fragment of this size is about what a browser's media buffer takes at once.
 const PREVIEW_PLAY_MAX_BYTES = 100 * 1000 * 1000;
@@ -251,16 +253,25 @@ function describeHoles(holes, what) {
 // ---------------------------------------------------------------- media time <-> broadcast time
 
 /**
- * The player's fragments, [{start (media s), duration (s), pdt (ms)}]. hls.js
- * corrects fragment starts and durations from the real timestamps as it plays,
- * so its own fragment list is the truth once it has one.
+ * The player's fragments, [{start (media s), duration (s), pdt (ms)}], where
+ * `start` is the media time of the fragment's first video frame: a segment's
+ * program date time is the time of its first video frame, which is also where
+ * a cut counts from. (Audio starts a little earlier in each segment, and
+ * hls.js's own fragment start is the earlier of the two.) hls.js learns each
+ * fragment's video start as it parses it; a fragment not parsed yet gets the
+ * offset of the last one that was.
  */
 function timeline() {
   const hls = editor.hls;
   const level = hls && hls.levels && hls.levels[Math.max(hls.currentLevel, 0)];
   const fragments = level && level.details && level.details.fragments;
   if (fragments && fragments.length) {
-    return fragments.map((f) => ({ start: f.start, duration: f.duration, pdt: f.programDateTime }));
+    let offset = 0;
+    return fragments.map((f) => {
+      const videoStart = f.elementaryStreams && f.elementaryStreams.video && f.elementaryStreams.video.startPTS;
+      if (Number.isFinite(videoStart)) offset = videoStart - f.start;
+      return { start: f.start + offset, duration: f.duration, pdt: f.programDateTime };
+    });
   }
   let start = 0;
   return editor.segments.map((s) => {
@@ -296,8 +307,28 @@ function broadcastToMedia(ms) {
   return last.start + last.duration;
 }
 
+/**
+ * The media time of what the editor sees. Paused, that is the frame on screen:
+ * a seek may land between two frames, the earlier one shows, and a mark must
+ * be that frame's time, not a time just after it. Frames lie on a grid from
+ * their fragment's first video frame. Playing, it is the playhead.
+ */
+function playheadMedia() {
+  const t = video.currentTime;
+  if (!video.paused) return t;
+  const frags = timeline();
+  if (!frags.length) return t;
+  let frag = null;
+  for (const f of frags) {
+    if (f.start <= t + 1e-6) frag = f;
+    else break;
+  }
+  if (frag === null) return frags[0].start; // before the first frame, the first frame shows
+  return frag.start + Math.floor((t - frag.start) / editor.frameS + 1e-3) * editor.frameS;
+}
+
 function playheadMs() {
-  return mediaToBroadcast(video.currentTime);
+  return mediaToBroadcast(playheadMedia());
 }
 
 // ---------------------------------------------------------------- sources
@@ -504,6 +535,7 @@ function startPlayer(url) {
   editor.hls = hls;
   let recovered = false;
   hls.on(Hls.Events.LEVEL_LOADED, (event, data) => onLevel(data));
+  hls.on(Hls.Events.FRAG_PARSING_DATA, onParsingData);
   hls.on(Hls.Events.FRAG_BUFFERED, () => clearMessage("player"));
   if (editor.windowEnd === null) {
     // Following live: start playing at the live edge, as a viewer expects.
@@ -632,6 +664,7 @@ function renderPlayhead() {
   out.textContent = ms === null ? "—" : formatTime(ms);
   out.dataset.ms = ms === null ? "" : String(Math.round(ms));
   out.dataset.media = String(video.currentTime);
+  out.dataset.frame = String(playheadMedia());
   const extent = timelineExtent();
   const head = $("timeline-playhead");
   head.hidden = ms === null || !extent;
@@ -657,16 +690,20 @@ function seekMedia(t) {
 
 function seekToBroadcast(ms) {
   const t = broadcastToMedia(ms);
-  if (t !== null) seekMedia(t);
+  if (t !== null) seekMedia(t + SEEK_EPSILON_S);
 }
 
+/**
+ * Steps count from the frame on screen. The seek lands a hair after the
+ * target frame's time, so that rounding never shows the frame before it.
+ */
 function stepSeconds(seconds) {
-  seekMedia(video.currentTime + seconds);
+  seekMedia(playheadMedia() + seconds + SEEK_EPSILON_S);
 }
 
 function stepFrames(frames) {
   video.pause();
-  seekMedia(video.currentTime + frames * editor.frameS);
+  seekMedia(playheadMedia() + frames * editor.frameS + SEEK_EPSILON_S);
 }
 
 function togglePlay() {
@@ -674,22 +711,21 @@ function togglePlay() {
   else video.pause();
 }
 
-/** Measure the frame duration from the frames actually shown. */
+/** Keep the broadcast time in step with the frames shown while playing. */
 function watchFrames() {
   if (!video.requestVideoFrameCallback) return;
-  let previous = null;
-  const onFrame = (now, metadata) => {
-    if (previous !== null && !video.paused) {
-      const d = metadata.mediaTime - previous;
-      if (d > 0.004 && d < 0.2 && (editor.frameS === DEFAULT_FRAME_S || d < editor.frameS - 1e-4)) {
-        editor.frameS = d;
-      }
-    }
-    previous = metadata.mediaTime;
+  const onFrame = () => {
     renderPlayhead();
     video.requestVideoFrameCallback(onFrame);
   };
   video.requestVideoFrameCallback(onFrame);
+}
+
+/** The frame duration, from the first video fragment hls.js parses. */
+function onParsingData(event, data) {
+  if (data.type === "video" && data.nb > 1 && data.endPTS > data.startPTS) {
+    editor.frameS = (data.endPTS - data.startPTS) / data.nb;
+  }
 }
 
 // ---------------------------------------------------------------- selection
