@@ -22,8 +22,11 @@ How things fail:
 """
 
 import datetime
+import json
 import logging
 import os
+import subprocess
+import urllib.parse
 
 import flask
 import prometheus_client
@@ -38,12 +41,30 @@ from common.segments import (
     validate_name_part,
 )
 from common.stats import timed
+from restreamer import hls, params
 
 logger = logging.getLogger(__name__)
 
 # Segments are named by their content's hash: a URL's bytes never change, so
 # clients and caches may keep them as long as they like.
 SEGMENT_MAX_AGE = 365 * 24 * 3600  # seconds
+
+# The longest range a playlist may cover: a multi-day charity broadcast (the
+# longest ran six days), with margin. Longer asks are refused rather than
+# scanning (and listing) weeks of segments.
+MAX_RANGE = datetime.timedelta(days=8)
+# How far past "now" a live playlist looks for segments: broadcast times come
+# from the origin's clock, which may run ahead of ours.
+LIVE_LOOKAHEAD = datetime.timedelta(hours=1)
+# How long after a range's end its last segment may still arrive: a segment is
+# written once fully downloaded, which takes its duration plus the download
+# (the downloader gives up on an attempt well within a minute).
+SETTLE_TIME = datetime.timedelta(seconds=60)
+VOD_PLAYLIST_MAX_AGE = 60  # seconds
+PLAYLIST_CONTENT_TYPE = "application/vnd.apple.mpegurl"
+# ffprobe reads a segment's header in milliseconds; a stuck one is given up on.
+PROBE_TIMEOUT = 10  # seconds
+PROBE_CACHE_SIZE = 256  # segments (content-addressed, so never stale)
 
 # CORS: the API is public and read-only, so any origin may read it. Range is
 # what a browser player sends for segments; the exposed headers are what it
@@ -73,6 +94,7 @@ class Store:
         self.base_dir = os.path.realpath(base_dir)
         self.registry = registry
         self.now = now
+        self._probe_cache = {}
         self.best_segments = timed(
             "get_best_segments",
             registry=registry,
@@ -102,6 +124,50 @@ class Store:
         if real != self.base_dir and not real.startswith(self.base_dir + os.sep):
             raise Forbidden(f"{'/'.join(parts)} is outside the store")
         return path
+
+    def first_hour(self, channel, quality):
+        """The start of the earliest hour directory of a quality, or None."""
+        path = self.path(channel, quality)
+        try:
+            names = os.listdir(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        hours = []
+        for name in names:
+            try:
+                hours.append(parse_hour(name))
+            except ValueError:
+                continue
+        return min(hours, default=None)
+
+    def size(self, segment):
+        """A segment file's size in bytes, or None if it cannot be read (gone)."""
+        try:
+            return os.stat(segment.path).st_size
+        except OSError:
+            return None
+
+    def describe(self, segment):
+        """`(resolution, codecs)` of a segment, from ffprobe; (None, None) if it cannot tell.
+
+        Cached by the segment's hash: the same name always has the same bytes.
+        """
+        key = segment.hash
+        if key not in self._probe_cache:
+            self._probe_cache[key] = self._probe(segment.path)
+            while len(self._probe_cache) > PROBE_CACHE_SIZE:
+                self._probe_cache.pop(next(iter(self._probe_cache)))
+        return self._probe_cache[key]
+
+    def _probe(self, path):
+        command = ["ffprobe", "-v", "error", "-of", "json", "-show_streams", f"file:{path}"]
+        try:
+            result = subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT, check=True)
+            streams = json.loads(result.stdout).get("streams", [])
+        except (OSError, subprocess.SubprocessError, ValueError) as e:
+            logger.warning("Could not probe %s: %s", path, e)
+            return None, None
+        return hls.describe_streams(streams)
 
     def directory(self, *parts):
         """Like `path`, for a directory that must exist (404 otherwise)."""
@@ -222,6 +288,124 @@ def segment(channel, quality, hour, name):
     return response
 
 
+# --- playlists --------------------------------------------------------------
+
+
+def _resolve_range(start, end, earliest):
+    """The range a playlist covers, its scan end, and whether it can still grow.
+
+    `start` defaults to `earliest` (the first recorded hour); with no `end`
+    the range runs on into the future: a live playlist. Refuses a live range
+    longer than MAX_RANGE.
+    """
+    now = store().now()
+    if start is None:
+        start = earliest if earliest is not None else now
+    if end is None:
+        if now - start > MAX_RANGE:
+            raise BadRequest(
+                f"range from {params.format_time(start)} to now is longer than"
+                f" {params.format_span(MAX_RANGE)}:"
+                " give a later start or an end"
+            )
+        return start, None, now + LIVE_LOOKAHEAD
+    return start, end, end
+
+
+def _is_ended(end, segments):
+    """True when nothing will ever be added to [start, end): the playlist is VOD.
+
+    The range must be over, and either its last segment has arrived (the list
+    does not end in a hole) or SETTLE_TIME has passed for late segments.
+    """
+    if end is None:
+        return False
+    now = store().now()
+    if now < end:
+        return False
+    return bool(segments and segments[-1] is not None) or now >= end + SETTLE_TIME
+
+
+def _segment_uri(segment):
+    """A segment's URI relative to `/playlist/<channel>/<quality>.m3u8`."""
+    parts = (segment.channel, segment.quality, segment.hour, segment.name)
+    return "../../segments/" + "/".join(urllib.parse.quote(p, safe="") for p in parts)
+
+
+def _playlist_response(text, live):
+    response = flask.Response(text, content_type=PLAYLIST_CONTENT_TYPE)
+    # A live playlist changes with every segment; a finished one only when the
+    # backfiller fills a hole.
+    response.headers["Cache-Control"] = "no-cache" if live else f"max-age={VOD_PLAYLIST_MAX_AGE}"
+    return response
+
+
+def _range_text(start, end):
+    return f"{params.format_time(start)} to {params.format_time(end) if end else 'now'}"
+
+
+def media_playlist(channel, quality):
+    """`GET /playlist/<channel>/<quality>.m3u8?start=&end=`: a media playlist.
+
+    Both times optional: no `start` is the first recorded hour, no `end` is a
+    live playlist that grows with the recording. An ended range with nothing
+    in it is a 404 (an empty VOD playlist is no use to a player).
+    """
+    start, end = params.time_range(flask.request.args, start_required=False, max_range=MAX_RANGE)
+    s = store()
+    s.directory(channel, quality)
+    start, end, scan_end = _resolve_range(start, end, s.first_hour(channel, quality))
+    segments = s.best_segments(channel, quality, start, scan_end)
+    ended = _is_ended(end, segments)
+    if ended and not any(segments):
+        raise NotFound(f"nothing recorded for {channel}/{quality} from {_range_text(start, end)}")
+    text = hls.media_playlist(segments, _segment_uri, ended=ended)
+    return _playlist_response(text, live=not ended)
+
+
+def master_playlist(channel):
+    """`GET /playlist/<channel>.m3u8?start=&end=`: one variant per quality with content.
+
+    Each variant's URI carries the resolved start (and end), so that every
+    quality plays the same range even when no start was given. BANDWIDTH is
+    the peak segment bit rate in range; RESOLUTION and CODECS come from
+    ffprobe on one segment per quality, when it can tell.
+    """
+    start, end = params.time_range(flask.request.args, start_required=False, max_range=MAX_RANGE)
+    s = store()
+    qualities = s.subdirectories(s.directory(channel))
+    earliest = [s.first_hour(channel, quality) for quality in qualities]
+    earliest = min((e for e in earliest if e is not None), default=None)
+    start, end, scan_end = _resolve_range(start, end, earliest)
+    query = {"start": params.format_time(start)}
+    if end is not None:
+        query["end"] = params.format_time(end)
+    variants = []
+    for quality in qualities:
+        segments = [x for x in s.best_segments(channel, quality, start, scan_end) if x is not None]
+        if not segments:
+            continue
+        peak, average = hls.bandwidths(segments, s.size)
+        resolution, codecs = s.describe(
+            next((x for x in segments if not x.is_partial), segments[0])
+        )
+        uri = "/".join(urllib.parse.quote(p, safe="") for p in (channel, quality))
+        variants.append(
+            hls.Variant(
+                quality=quality,
+                uri=f"{uri}.m3u8?{urllib.parse.urlencode(query)}",
+                bandwidth=peak,
+                average_bandwidth=average,
+                resolution=resolution,
+                codecs=codecs,
+            )
+        )
+    if not variants:
+        raise NotFound(f"nothing recorded for {channel} from {_range_text(start, end)}")
+    variants.sort(key=lambda v: v.bandwidth, reverse=True)
+    return _playlist_response(hls.master_playlist(variants), live=end is None)
+
+
 # (rule, view function, options): every route of the API. The endpoint name is
 # the function's name, which also names its metrics (`http_request_latency_<name>`).
 ROUTES = [
@@ -230,6 +414,8 @@ ROUTES = [
     ("/files/<channel>/<quality>", list_hours, {}),
     ("/files/<channel>/<quality>/<hour>", list_segment_names, {}),
     ("/segments/<channel>/<quality>/<hour>/<name>", segment, {}),
+    ("/playlist/<channel>.m3u8", master_playlist, {}),
+    ("/playlist/<channel>/<quality>.m3u8", media_playlist, {}),
 ]
 
 
@@ -243,6 +429,14 @@ def add_cors_headers(response):
     if requested:
         response.headers["Access-Control-Allow-Headers"] = requested
     return response
+
+
+def check_query_encoding():
+    """Refuse a query string that is not UTF-8 (werkzeug would raise decoding it)."""
+    try:
+        flask.request.query_string.decode()
+    except UnicodeDecodeError:
+        raise BadRequest("the query string is not valid UTF-8") from None
 
 
 def http_error(error):
@@ -280,6 +474,7 @@ def create_app(base_dir, registry=None, *, now=utc_now):
     for rule, view, options in ROUTES:
         app.add_url_rule(rule, view_func=view, **options)
     flask_stats.install(app, registry)
+    app.before_request(check_query_encoding)
     app.after_request(add_cors_headers)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(Exception, server_error)

@@ -39,8 +39,12 @@ def parse_time(text, name):
         value = dateutil.parser.isoparse(text)
         return to_utc(value)
     except (ValueError, OverflowError) as e:
+        # dateutil's reasons are worth passing on when they name a field
+        # ("month must be in 1..12"), not when they are its parser's innards.
+        reason = str(e)
+        detail = f" ({reason})" if "must be" in reason or "out of range" in reason else ""
         raise BadRequest(
-            f"bad {name} {_shown(text)}: {e}; expected ISO 8601 like 2026-11-28T13:50:07.300"
+            f"bad {name} {_shown(text)}{detail}: expected ISO 8601 UTC like 2026-11-28T13:50:07.300"
         ) from None
 
 
@@ -74,7 +78,7 @@ def time_range(args, *, start_required=True, end_required=False, max_range=None)
         if end <= start:
             raise BadRequest(f"end ({format_time(end)}) must be after start ({format_time(start)})")
         if max_range is not None and end - start > max_range:
-            raise BadRequest(f"range longer than {max_range}: ask for a shorter one")
+            raise BadRequest(f"range longer than {format_span(max_range)}: ask for a shorter one")
     return start, end
 
 
@@ -89,3 +93,12 @@ def get_bool(args, name, default=False):
 def format_time(dt):
     """An aware datetime as ISO 8601 UTC with microseconds and `Z` (safe in a query string)."""
     return to_utc(dt).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def format_span(span):
+    """A timedelta for a message: `8 days`, `36 hours`, `90 seconds`."""
+    seconds = span.total_seconds()
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)} {unit}"
+    return f"{seconds:g} seconds"
