@@ -41,7 +41,7 @@ from common.segments import (
     validate_name_part,
 )
 from common.stats import timed
-from restreamer import hls, params
+from restreamer import editor, hls, params
 
 logger = logging.getLogger(__name__)
 
@@ -473,6 +473,7 @@ def create_app(base_dir, registry=None, *, now=utc_now):
     app.extensions["restreamer"] = Store(base_dir, registry, now)
     for rule, view, options in ROUTES:
         app.add_url_rule(rule, view_func=view, **options)
+    app.register_blueprint(editor.blueprint)
     flask_stats.install(app, registry)
     app.before_request(check_query_encoding)
     app.after_request(add_cors_headers)
