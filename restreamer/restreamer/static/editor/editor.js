@@ -1050,7 +1050,8 @@ async function refreshJobs() {
     renderJobs();
   } catch (e) {
     if (api !== editor.api) return;
-    setStatus("jobs-status", "error", `${e.message}. The list will retry.`);
+    setStatus("jobs-status", "error", `${e.message}. The list will retry; the cutter's address is set under 'Cutter API'.`);
+    $("settings").open = true;
   } finally {
     if (api === editor.api) jobsTimer = setTimeout(refreshJobs, JOB_POLL_MS);
   }
