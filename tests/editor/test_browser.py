@@ -133,6 +133,12 @@ def test_plays_and_shows_broadcast_time(page, restreamer, media):
     assert abs(frame - first - 13.5) < 0.001
     assert shown == expected_time(times, 13.5)
 
+    # A click on the timeline seeks to the time under the pointer.
+    box = page.locator("#timeline").bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.75, box["y"] + box["height"] / 2)
+    _, shown = wait_shown(page)
+    assert close_to(shown, MEDIA_START + seconds(22.5), tolerance=30 / box["width"] + FRAME)
+
 
 def mark_with_keys(page, start_seconds, end_seconds):
     """From the paused first frame: arrows to each mark, [ and ] to set it."""
