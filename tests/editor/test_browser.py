@@ -12,6 +12,7 @@ import urllib.parse
 import m3u8
 import pytest
 import requests
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.conftest import MEDIA_START
 from tests.media import add_to_store
@@ -79,8 +80,27 @@ def require_cut(server):
         pytest.skip("this restreamer has no /cut route yet")
 
 
+STATE = """() => JSON.stringify({
+    paused: video.paused, currentTime: video.currentTime, readyState: video.readyState,
+    buffered: Array.from({length: video.buffered.length},
+        (_, i) => [video.buffered.start(i), video.buffered.end(i)]),
+    segments: editor.segments.length, errors: editor.errors, hlsErrors: editor.hlsErrors,
+    messages: Array.from(document.querySelectorAll("#messages .message"), (m) => m.textContent),
+})"""
+
+
+def wait_for(page, expression):
+    """Wait until `expression` holds in the page; on timeout, fail saying what the page was at."""
+    try:
+        page.wait_for_function(expression)
+    except PlaywrightTimeout:
+        raise AssertionError(
+            f"timed out waiting for {expression}: {page.evaluate(STATE)}"
+        ) from None
+
+
 def wait_loaded(page):
-    page.wait_for_function("editor.segments.length > 0 && editor.hls && video.readyState >= 2")
+    wait_for(page, "editor.segments.length > 0 && editor.hls && video.readyState >= 2")
 
 
 def wait_shown(page):
@@ -89,9 +109,10 @@ def wait_shown(page):
     The frame is the media time of the frame a paused player shows, as the
     page works it out (`playheadMedia`); the tests judge it by the pixels.
     """
-    page.wait_for_function(
+    wait_for(
+        page,
         "video.paused && !video.seeking && video.readyState >= 2"
-        " && document.getElementById('broadcast-time').dataset.frame === String(playheadMedia())"
+        " && document.getElementById('broadcast-time').dataset.frame === String(playheadMedia())",
     )
     frame = page.evaluate("playheadMedia()")
     return frame, parse_shown_time(page.text_content("#broadcast-time"))
@@ -121,7 +142,7 @@ def test_plays_and_shows_broadcast_time(page, restreamer, media):
     assert shown == times[0][1]
 
     page.click("#play")
-    page.wait_for_function("video.currentTime > 1.5")
+    wait_for(page, "video.currentTime > 1.5")
     page.click("#play")
     frame, shown = wait_shown(page)
     assert hls_errors(page) == []
@@ -210,7 +231,7 @@ def test_keys_mark_the_cut_and_preview_starts_on_the_marked_frame(page, restream
     assert status.get_attribute("class") == "status-ok", status.text_content()
     duration = float(status.get_attribute("data-duration"))
     assert abs(duration - 7) < FRAME / 2
-    page.wait_for_function("document.getElementById('preview-video').readyState >= 2")
+    wait_for(page, "document.getElementById('preview-video').readyState >= 2")
     first = page.evaluate(GRAB_FRAME, "preview-video")
     # The cut's first frame is the marked one (re-encoded: close, not identical),
     # and clearly not either neighbour.
@@ -220,7 +241,7 @@ def test_keys_mark_the_cut_and_preview_starts_on_the_marked_frame(page, restream
 
     # The preview really plays.
     page.evaluate("document.getElementById('preview-video').play()")
-    page.wait_for_function("document.getElementById('preview-video').currentTime > 0.5")
+    wait_for(page, "document.getElementById('preview-video').currentTime > 0.5")
     assert hls_errors(page) == []
 
 
@@ -294,13 +315,16 @@ def test_a_live_window_follows_the_recording(page, restreamer, media, tmp_path):
     """With no end, the window follows live: new segments appear as they are stored."""
     server = restreamer(stock(media, (0, media[:4])))
     page.goto(editor_url(server, MEDIA_START))
-    page.wait_for_function("editor.hls?.levels?.[0]?.details?.live && editor.segments.length === 4")
+    wait_for(page, "editor.hls?.levels?.[0]?.details?.live && editor.segments.length === 4")
     assert page.is_checked("#live")
     assert page.input_value("#window-end") == ""
     # Started at the live edge and playing, as a viewer expects.
-    page.wait_for_function("!video.paused && video.currentTime > 6")
+    wait_for(page, "!video.paused && video.readyState >= 3")
+    playing_from = page.evaluate("video.currentTime")
+    assert playing_from >= 5.9  # near the live edge, not at the window's start
+    wait_for(page, f"video.currentTime > {playing_from + 0.5}")
 
     add_to_store(str(tmp_path / "store"), CHANNEL, QUALITY, MEDIA_START + seconds(24), media[4:])
-    page.wait_for_function("editor.segments.length === 5")
+    wait_for(page, "editor.segments.length === 5")
     assert "30.000 s in 5 segments, following live" in page.text_content("#window-info")
     assert hls_errors(page) == []

@@ -24,6 +24,7 @@ from tests.editor.test_browser import (
     mark_with_keys,
     seconds,
     stock,
+    wait_for,
     wait_loaded,
 )
 
@@ -113,7 +114,7 @@ def test_submitted_cut_reaches_done_with_its_link(page, restreamer, cutter, medi
     page.goto(editor_url(server, MEDIA_START, MEDIA_START + seconds(30), api=cutter.url))
     wait_loaded(page)
     # The cutter's only upload location is offered, and the (empty) list loads.
-    page.wait_for_function("document.getElementById('upload-location').value === 'local'")
+    wait_for(page, "document.getElementById('upload-location').value === 'local'")
     page.wait_for_selector("#jobs tbody tr.empty")
 
     mark_with_keys(page, 3, 8)
