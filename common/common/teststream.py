@@ -284,7 +284,10 @@ class TestStream:
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="teststream-http", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="teststream-http",
+            daemon=True,
         )
         self._thread.start()
 

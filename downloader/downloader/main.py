@@ -30,6 +30,7 @@ import gevent.pool
 import prometheus_client
 import requests
 import requests.adapters
+import urllib3.exceptions
 from prometheus_client import Counter, Gauge
 
 from common.segments import SegmentWriter, jitter, validate_name_part
@@ -601,7 +602,9 @@ class SegmentGetter(Stoppable):
                     )
                     longest_gap = 0
                     last = time.monotonic()
-                    for chunk in response.iter_content(CHUNK_SIZE):
+                    # read1: every byte that arrived is written before an error
+                    # surfaces (iter_content loses the chunk in progress).
+                    while chunk := response.raw.read1(CHUNK_SIZE):
                         now = time.monotonic()
                         longest_gap = max(longest_gap, now - last)
                         last = now
@@ -609,7 +612,7 @@ class SegmentGetter(Stoppable):
                     longest_gap = max(longest_gap, time.monotonic() - last)
                 finally:
                     response.close()
-        except (HardTimeout, requests.RequestException, OSError) as e:
+        except (HardTimeout, requests.RequestException, urllib3.exceptions.HTTPError, OSError) as e:
             broke = "hard timeout" if isinstance(e, HardTimeout) else f"{type(e).__name__}: {e}"
             if writer is not None and writer.size > 0:
                 return Outcome("partial", writer, f"body broke after {writer.size} bytes ({broke})")
