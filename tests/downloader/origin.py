@@ -232,8 +232,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         channel.token += 1
         lines = ["#EXTM3U"]
         for quality, stream in channel.streams.items():
+            height = 720 if quality == "source" else int(quality.rstrip("p"))
             lines.append(
-                f'#EXT-X-STREAM-INF:BANDWIDTH={stream.bandwidth},CODECS="avc1.4d401f,mp4a.40.2"'
+                f"#EXT-X-STREAM-INF:BANDWIDTH={stream.bandwidth},"
+                f'RESOLUTION={height * 16 // 9}x{height},CODECS="avc1.4d401f,mp4a.40.2"'
             )
             lines.append(f"{quality}/index.m3u8?token={channel.token}")
         return self._send(200, ("\n".join(lines) + "\n").encode(), "application/vnd.apple.mpegurl")
