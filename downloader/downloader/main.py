@@ -560,8 +560,11 @@ class SegmentGetter(Stoppable):
         finally:
             for greenlet, _ in running:
                 greenlet.kill(block=True)
-            if self.path is None and best is not None:
-                self._finish(best)
+            if best is not None:
+                if self.path is None:
+                    self._finish(best)  # nothing better arrived: keep what did
+                else:
+                    best.writer.abort()
 
     def _start_attempt(self, running, reason):
         self.metrics.attempts.labels(self.channel, self.quality, reason).inc()

@@ -21,6 +21,7 @@ import datetime
 import http.server
 import socket
 import struct
+import sys
 import threading
 import time
 import urllib.parse
@@ -168,7 +169,7 @@ class Origin:
             pass
 
         Handler.origin = origin
-        self._server = http.server.ThreadingHTTPServer((self.host, 0), Handler)
+        self._server = _Server((self.host, 0), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         threading.Thread(
@@ -181,6 +182,15 @@ class Origin:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A client that gave up on a slow answer is expected here, not an error.
+        if not isinstance(sys.exc_info()[1], (ConnectionError, OSError)):
+            super().handle_error(request, client_address)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

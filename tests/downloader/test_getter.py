@@ -28,6 +28,7 @@ def poll_once(manager, worker):
     worker.handle(worker.fetch())
     manager.getters.join(timeout=10)
     assert not manager.getters
+    assert stored(manager.base_dir, include_temp=True) == stored(manager.base_dir)
 
 
 def files(tmp_path):
