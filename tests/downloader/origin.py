@@ -186,6 +186,9 @@ class Origin:
 
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 drops connections under a burst of
+    # requests, and the client's SYN retry then adds a whole second.
+    request_queue_size = 256
 
     def handle_error(self, request, client_address):
         # A client that gave up on a slow answer is expected here, not an error.
