@@ -215,15 +215,25 @@ class ChannelManager(Stoppable):
         self.refresh = gevent.event.Event()
         self.refresh_delay = 0
         self._missing = set()
+        self.failures = 0  # master fetches in a row that led to nothing new
         self.latest = {}  # quality -> newest stored segment end, as a timestamp
 
-    def request_refresh(self, delay=0):
-        """Ask for a new master playlist fetch (after `delay` seconds)."""
+    def request_refresh(self, worker, delay=0):
+        """`worker` asks for a new master playlist fetch (after `delay` seconds).
+
+        Only current workers are heard: one already replaced has nothing to say.
+        """
+        if self.workers.get(worker.quality) is not worker:
+            return
         self.refresh_delay = max(self.refresh_delay, delay)
         self.refresh.set()
 
+    def note_progress(self):
+        """A worker found new segments: the channel is live, so reset the backoff."""
+        self.failures = 0
+
     def run(self):
-        failures = 0
+        self.failures = 0
         try:
             while not self.stopping.is_set():
                 self.refresh.clear()
@@ -231,28 +241,27 @@ class ChannelManager(Stoppable):
                 try:
                     urls = self.metrics.fetch_master(self)
                 except ChannelOffline as e:
-                    failures += 1
+                    self.failures += 1
                     self.logger.info("Offline: %s; retrying", e)
-                    self._wait(_backoff(failures, OFFLINE_BACKOFF))
+                    self._wait(_backoff(self.failures, OFFLINE_BACKOFF))
                     continue
                 except Exception as e:
-                    failures += 1
+                    self.failures += 1
                     self.metrics.errors.labels(self.channel, "", "master_playlist").inc()
                     self.logger.warning(
                         "Could not get playlists (%s: %s); retrying", type(e).__name__, e
                     )
-                    self._wait(_backoff(failures, OFFLINE_BACKOFF))
+                    self._wait(_backoff(self.failures, OFFLINE_BACKOFF))
                     continue
                 started = self._start_workers(urls)
                 if not started:
-                    failures += 1
-                    self._wait(_backoff(failures, OFFLINE_BACKOFF))
+                    self.failures += 1
+                    self._wait(_backoff(self.failures, OFFLINE_BACKOFF))
                     continue
-                failures = 0
                 gevent.wait([self.stopping, self.refresh], timeout=jitter(MAX_WORKER_AGE), count=1)
                 if self.refresh.is_set() and self.refresh_delay:
-                    failures += 1
-                    self._wait(max(self.refresh_delay, _backoff(failures, OFFLINE_BACKOFF)))
+                    self.failures += 1
+                    self._wait(max(self.refresh_delay, _backoff(self.failures, OFFLINE_BACKOFF)))
         finally:
             self._stop_everything()
 
@@ -361,6 +370,10 @@ class QualityWorker(Stoppable):
     def run(self):
         try:
             self._run()
+        except Exception:
+            self.logger.exception("Worker failed unexpectedly; asking for a restart")
+            self.metrics.errors.labels(self.channel, self.quality, "worker_crash").inc()
+            self.manager.request_refresh(self, delay=OFFLINE_BACKOFF[0])
         finally:
             self.done.set()
 
@@ -373,12 +386,14 @@ class QualityWorker(Stoppable):
             except URLExpired as e:
                 self.logger.info("Playlist URL expired (%s); asking for a new one", e)
                 self.metrics.errors.labels(self.channel, self.quality, "playlist_expired").inc()
-                self.manager.request_refresh()
+                # A URL that never worked is a failure to back off from, not an expiry.
+                delay = 0 if self.ready.is_set() else OFFLINE_BACKOFF[0]
+                self.manager.request_refresh(self, delay=delay)
                 return
             except playlists.UnsupportedPlaylist as e:
                 self.logger.error("Refusing to record: %s", e)
                 self.metrics.errors.labels(self.channel, self.quality, e.kind).inc()
-                self.manager.request_refresh(delay=OFFLINE_BACKOFF[1])
+                self.manager.request_refresh(self, delay=OFFLINE_BACKOFF[1])
                 return
             except Exception as e:
                 failures += 1
@@ -389,7 +404,7 @@ class QualityWorker(Stoppable):
                     self.logger.warning(
                         "%d playlist failures in a row; asking for new URLs", failures
                     )
-                    self.manager.request_refresh()
+                    self.manager.request_refresh(self)
                 self.stopping.wait(jitter(interval))
                 continue
             failures = 0
@@ -397,7 +412,7 @@ class QualityWorker(Stoppable):
             self.handle(playlist)
             if playlist.ended:
                 self.logger.info("Stream ended (EXT-X-ENDLIST)")
-                self.manager.request_refresh(delay=OFFLINE_BACKOFF[0])
+                self.manager.request_refresh(self, delay=OFFLINE_BACKOFF[0])
                 return
             interval = min(
                 POLL_LIMITS[1], max(POLL_LIMITS[0], playlist.target_duration * POLL_FRACTION)
@@ -425,6 +440,8 @@ class QualityWorker(Stoppable):
                 "Playlist has no EXT-X-PROGRAM-DATE-TIME: segment times are estimated from arrival"
             )
             self._warned_no_pdt = True
+        if new:
+            self.manager.note_progress()
         for placed in new:
             segment = placed.segment
             if segment.ad:

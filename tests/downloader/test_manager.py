@@ -199,7 +199,8 @@ def test_stream_end_and_restart_with_a_time_jump(origin, recorder):
     r.wait_for_count(3)
     stream.ended = True
     first_run = list(stream.entries)
-    wait_for(lambda: len(origin.requests_for("/ch/master.m3u8")) >= 2, "a refresh after the end")
+    # While it stays ended the manager keeps checking, backing off more each time.
+    wait_for(lambda: r.manager.failures >= 3, "backing off after the end")
     # The encoder restarts: sequence numbers from 0 again, broadcast time 1 min later.
     with stream.lock:
         stream.entries = []
@@ -207,6 +208,7 @@ def test_stream_end_and_restart_with_a_time_jump(origin, recorder):
         stream.ended = False
     second_run = stream.publish(3, gap=60)
     segments = r.wait_for_count(6)
+    assert r.manager.failures == 0
     assert [s.start for s in segments] == [e.pdt for e in first_run + second_run]
     assert_contiguous(r, first_run)
     assert_contiguous(r, second_run)
@@ -291,6 +293,30 @@ def test_failing_playlist_is_retried(origin, recorder, metrics):
     assert (
         sample(
             metrics, "downloader_errors_total", channel="ch", quality="source", kind="bad_playlist"
+        )
+        == 1
+    )
+
+
+def test_a_crashed_worker_is_restarted(origin, recorder, metrics, monkeypatch):
+    stream = origin.add_channel("ch")["source"]
+    stream.publish(2)
+    real_handle = main.QualityWorker.handle
+    crashes = []
+
+    def handle(self, playlist):
+        if not crashes:
+            crashes.append(self)
+            raise RuntimeError("a bug")
+        return real_handle(self, playlist)
+
+    monkeypatch.setattr(main.QualityWorker, "handle", handle)
+    r = recorder()
+    r.wait_for_count(2)
+    assert crashes
+    assert (
+        sample(
+            metrics, "downloader_errors_total", channel="ch", quality="source", kind="worker_crash"
         )
         == 1
     )
