@@ -242,7 +242,9 @@ class ChannelManager(Stoppable):
                     urls = self.metrics.fetch_master(self)
                 except ChannelOffline as e:
                     self.failures += 1
-                    self.logger.info("Offline: %s; retrying", e)
+                    # Once at INFO, then quietly: a channel may be offline for days.
+                    log = self.logger.info if self.failures == 1 else self.logger.debug
+                    log("Offline: %s; retrying", e)
                     self._wait(_backoff(self.failures, OFFLINE_BACKOFF))
                     continue
                 except Exception as e:
@@ -490,6 +492,11 @@ class Outcome:
         )
 
 
+class _SegmentLogger(logging.LoggerAdapter):
+    def process(self, msg, kwargs):
+        return f"segment {self.extra['segment']}: {msg}", kwargs
+
+
 class SegmentGetter(Stoppable):
     """Downloads one segment into the store.
 
@@ -518,8 +525,10 @@ class SegmentGetter(Stoppable):
         self.metrics = worker.metrics
         self.placed = placed
         self.uri = placed.segment.uri
-        self.logger = logging.getLogger(
-            f"downloader.getter({self.channel}/{self.quality}/{placed.start:%H:%M:%S.%f})"
+        # Not a logger per segment: the logging module keeps every logger forever.
+        self.logger = _SegmentLogger(
+            logging.getLogger(f"downloader.getter({self.channel}/{self.quality})"),
+            {"segment": f"{placed.start:%Y-%m-%dT%H:%M:%S.%f}"[:-3]},
         )
         self.path = None  # set when a file was written
 
