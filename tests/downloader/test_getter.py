@@ -5,6 +5,7 @@ import os
 import pytest
 
 from common.segments import hash_bytes, parse_segment_path
+from downloader import main
 from downloader.main import ChannelManager, QualityWorker
 from downloader.playlist import Timeline
 from downloader.providers import HLSProvider
@@ -163,3 +164,49 @@ def test_stopping_keeps_what_arrived_and_leaves_no_temp_files(rig, tmp_path):
     assert not manager.getters
     assert getter.path is not None and "-partial-" in getter.path
     assert stored(tmp_path, include_temp=True) == stored(tmp_path)
+
+
+def test_soft_timeout_starts_a_parallel_attempt_that_wins(rig, tmp_path, metrics, monkeypatch):
+    stream, manager, worker = rig
+    monkeypatch.setattr(main, "SEGMENT_TIMEOUTS", (0.2, 30))
+    stream.fail(0, ("slow", 30))  # the first request hangs before answering
+    poll_once(manager, worker)
+    assert [s.type for s in files(tmp_path)] == ["full"] * 3
+    with open(files(tmp_path)[0].path, "rb") as f:
+        assert f.read() == stream.entries[0].data
+    assert (
+        sample(
+            metrics,
+            "downloader_segment_attempts_total",
+            channel="ch",
+            quality="source",
+            reason="soft_timeout",
+        )
+        == 1
+    )
+    # The slow attempt was abandoned while still waiting: the origin would have
+    # logged its 200 only after the 30 s sleep.
+    assert origin_statuses(stream, 0) == ["slow", 200]
+
+
+def test_hard_timeout_abandons_an_attempt_and_retries(rig, tmp_path, metrics, monkeypatch, caplog):
+    stream, manager, worker = rig
+    monkeypatch.setattr(main, "SEGMENT_TIMEOUTS", (30, 0.3))
+    stream.fail(0, ("trickle", 30))  # dribbles bytes, never finishes in time
+    poll_once(manager, worker)
+    assert "hard timeout" in caplog.text
+    assert [s.type for s in files(tmp_path)] == ["full"] * 3  # the partial gave way
+    assert (
+        sample(metrics, "downloader_errors_total", channel="ch", quality="source", kind="partial")
+        == 1
+    )
+    assert (
+        sample(
+            metrics,
+            "downloader_segment_attempts_total",
+            channel="ch",
+            quality="source",
+            reason="retry",
+        )
+        == 1
+    )
