@@ -238,8 +238,9 @@ def parse_media_playlist(text, url):
     """Media playlist text → MediaPlaylist.
 
     Raises PlaylistError for something that is not a media playlist, and
-    UnsupportedPlaylist for fMP4 (EXT-X-MAP) or encrypted (EXT-X-KEY) segments:
-    storing those as `.ts` files would fill the store with unplayable files.
+    UnsupportedPlaylist for fMP4 (EXT-X-MAP), encrypted (EXT-X-KEY) or
+    byte-range (EXT-X-BYTERANGE) segments: storing those as `.ts` files would
+    fill the store with unplayable or wrong files.
     Segments before the first EXT-X-PROGRAM-DATE-TIME get times counted back
     from it; later ones without their own carry the last one forward (m3u8's
     `current_program_date_time`).
@@ -257,6 +258,8 @@ def parse_media_playlist(text, url):
         key = segment.key
         if key is not None and key.method and key.method.upper() != "NONE":
             raise UnsupportedPlaylist(f"{url}: encrypted segments (EXT-X-KEY {key.method})")
+        if segment.byterange:
+            raise UnsupportedPlaylist(f"{url}: byte-range segments (EXT-X-BYTERANGE)")
     pdts = [s.current_program_date_time for s in playlist.segments]
     durations = [micros(s.duration) for s in playlist.segments]
     has_pdt = any(p is not None for p in pdts)

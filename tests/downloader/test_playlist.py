@@ -152,8 +152,9 @@ def test_parse_media_playlist_times_and_uris():
         ("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nx.m3u8\n", PlaylistError),
         (media([(T0, "2.0", "")], header='#EXT-X-MAP:URI="init.mp4"'), UnsupportedPlaylist),
         (media([(T0, "2.0", "")], header='#EXT-X-KEY:METHOD=AES-128,URI="k"'), UnsupportedPlaylist),
+        (media(["#EXT-X-BYTERANGE:1000@0", (T0, "2.0", "")]), UnsupportedPlaylist),
     ],
-    ids=["html", "empty", "master", "fmp4", "encrypted"],
+    ids=["html", "empty", "master", "fmp4", "encrypted", "byterange"],
 )
 def test_parse_media_playlist_refuses(text, error):
     with pytest.raises(error) as e:
