@@ -25,45 +25,57 @@ def store_segments(base, quality):
     ]
 
 
+def watch_origin(stream, qualities, published):
+    """Remember every segment the origin lists, with its bytes, before it is deleted."""
+    for quality in qualities:
+        text = stream.media_playlist(quality)
+        for segment in m3u8.loads(text).segments if text else []:
+            key = (quality, segment.program_date_time)
+            if key not in published:
+                path = os.path.join(stream.quality_dir(quality), segment.uri)
+                with open(path, "rb") as f:  # ffmpeg renames whole files into place
+                    published[key] = f.read()
+
+
 def test_records_a_live_ffmpeg_stream_exactly(tmp_path):
     base = str(tmp_path / "store")
     qualities = ("source", "144p")
-    with TestStream(tmp_path / "origin", qualities=qualities) as stream:
+    published = {}  # (quality, program date time) -> bytes
+    log_path = tmp_path / "downloader.log"
+    with TestStream(tmp_path / "origin", qualities=qualities) as stream, open(log_path, "w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "downloader", f"test={stream.url}",
              "--qualities", ",".join(qualities), "--base-dir", base, "--metrics-port", "0"],
-            stderr=subprocess.PIPE, text=True,
+            stderr=log,
         )  # fmt: skip
         try:
             deadline = time.monotonic() + DEADLINE
             while any(len(store_segments(base, q)) < SEGMENTS_PER_QUALITY for q in qualities):
-                assert process.poll() is None, process.stderr.read()
+                watch_origin(stream, qualities, published)
+                assert process.poll() is None, log_path.read_text()
                 assert time.monotonic() < deadline, "downloader recorded too little"
                 time.sleep(0.2)
+            watch_origin(stream, qualities, published)
         finally:
             process.send_signal(signal.SIGTERM)
-            _, errors = process.communicate(timeout=15)
-        assert process.returncode == 0, errors
-        assert "Traceback" not in errors
-        # Compare with what the origin published: its playlists and segment files.
-        for quality in qualities:
-            playlist = m3u8.loads(stream.media_playlist(quality))
-            published = {s.program_date_time: s.uri for s in playlist.segments}
-            segments = store_segments(base, quality)
-            assert len(segments) >= SEGMENTS_PER_QUALITY
-            for segment in segments:
-                assert segment.type == "full"
-                assert segment.start in published, f"{segment.start} was not published"
-                with open(segment.path, "rb") as f:
-                    data = f.read()
-                with open(
-                    os.path.join(stream.quality_dir(quality), published[segment.start]), "rb"
-                ) as f:
-                    assert data == f.read()
-                assert hash_bytes(data) == segment.hash
-                assert segment.duration == datetime.timedelta(seconds=2)
-            best = get_best_segments(
-                os.path.join(base, "test", quality), segments[0].start, segments[-1].end
-            )
-            assert None not in best and len(best) == len(segments)
+            process.wait(timeout=15)
+    errors = log_path.read_text()
+    assert process.returncode == 0, errors
+    assert "Traceback" not in errors
+    # Compare with what the origin published: its playlists' times and its files' bytes.
+    for quality in qualities:
+        segments = store_segments(base, quality)
+        assert len(segments) >= SEGMENTS_PER_QUALITY
+        for segment in segments:
+            assert segment.type == "full"
+            assert (quality, segment.start) in published, f"{segment.start} was not published"
+            with open(segment.path, "rb") as f:
+                data = f.read()
+            assert data == published[quality, segment.start]
+            assert hash_bytes(data) == segment.hash
+            assert segment.duration == datetime.timedelta(seconds=2)
+        best = get_best_segments(
+            os.path.join(base, "test", quality), segments[0].start, segments[-1].end
+        )
+        assert None not in best and len(best) == len(segments)
     assert stored(base, include_temp=True) == stored(base)
