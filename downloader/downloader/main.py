@@ -345,7 +345,7 @@ class QualityWorker(Stoppable):
     is gone: ask the manager for fresh URLs and end. EXT-X-ENDLIST: the stream
     ended; ask for a refresh after backoff and end. fMP4/encrypted playlists:
     refused with an error, retried slowly. Anything else (5xx, timeouts,
-    garbage) is retried at the poll interval; after several failures in a row
+    garbage) is retried, backing off from the poll interval; after several failures in a row
     the manager is asked for fresh URLs too, and this worker keeps trying
     until it is replaced.
     """
@@ -407,7 +407,8 @@ class QualityWorker(Stoppable):
                         "%d playlist failures in a row; asking for new URLs", failures
                     )
                     self.manager.request_refresh(self)
-                self.stopping.wait(jitter(interval))
+                # Back off from a failing origin: double the wait, up to the longest poll.
+                self.stopping.wait(jitter(min(POLL_LIMITS[1], interval * 2 ** (failures - 1))))
                 continue
             failures = 0
             self.ready.set()
