@@ -320,3 +320,23 @@ def test_a_crashed_worker_is_restarted(origin, recorder, metrics, monkeypatch):
         )
         == 1
     )
+
+
+def test_two_recorders_of_one_stream_make_one_file_per_segment(origin, recorder, metrics):
+    stream = origin.add_channel("ch")["source"]
+    stream.window = 10
+    stream.publish(5)
+    first = recorder()
+    recorder()  # a second manager with its own timeline, writing to the same store
+    wait_for(
+        lambda: (
+            sample(
+                metrics, "downloader_segments_total", channel="ch", quality="source", type="full"
+            )
+            == 10
+        ),
+        "both recorders to write every segment",
+    )
+    assert all(origin.requests_for(f"/ch/source/{n}.ts") == [200, 200] for n in range(5))
+    assert len(first.segments()) == 5
+    assert_contiguous(first, stream.entries)
