@@ -23,6 +23,7 @@ import datetime
 import logging
 import sys
 import time
+import urllib.parse
 
 import gevent
 import gevent.event
@@ -291,6 +292,9 @@ class ChannelManager(Stoppable):
 
     def _start_worker(self, quality, url):
         old = self.workers.get(quality)
+        # Without the query string: Twitch's carries the access token.
+        shown = urllib.parse.urlsplit(url)._replace(query="").geturl()
+        self.logger.info("%s %s from %s", "Replacing" if old else "Recording", quality, shown)
         worker = QualityWorker(self, quality, url, self.timelines[quality])
         self.workers[quality] = worker
         self.greenlets.spawn(worker.run)
