@@ -41,7 +41,7 @@ from common.segments import (
     validate_name_part,
 )
 from common.stats import timed
-from restreamer import hls, params
+from restreamer import files, hls, params
 
 logger = logging.getLogger(__name__)
 
@@ -274,16 +274,10 @@ def segment(channel, quality, hour, name):
     info = check_segment_name(name)
     if info.type == "temp":
         raise NotFound(f"no segment {channel}/{quality}/{hour}/{name}")
-    if not os.path.isfile(path):
-        raise NotFound(f"no segment {channel}/{quality}/{hour}/{name}")
-    response = flask.send_file(
-        path,
-        mimetype="video/mp2t",
-        conditional=True,
-        etag=info.hash,
-        max_age=SEGMENT_MAX_AGE,
-    )
-    response.cache_control.public = True
+    try:
+        response = files.file_response(path, "video/mp2t", etag=info.hash, max_age=SEGMENT_MAX_AGE)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise NotFound(f"no segment {channel}/{quality}/{hour}/{name}") from None
     response.cache_control.immutable = True
     return response
 
@@ -473,6 +467,9 @@ def create_app(base_dir, registry=None, *, now=utc_now):
     app.extensions["restreamer"] = Store(base_dir, registry, now)
     for rule, view, options in ROUTES:
         app.add_url_rule(rule, view_func=view, **options)
+    # after_request hooks run last-registered first: this one must see the
+    # response after flask_stats has added its close callback.
+    app.after_request(files.link_close)
     flask_stats.install(app, registry)
     app.before_request(check_query_encoding)
     app.after_request(add_cors_headers)
