@@ -22,6 +22,7 @@ How things fail:
 """
 
 import datetime
+import functools
 import json
 import logging
 import os
@@ -62,6 +63,9 @@ LIVE_LOOKAHEAD = datetime.timedelta(hours=1)
 SETTLE_TIME = datetime.timedelta(seconds=60)
 VOD_PLAYLIST_MAX_AGE = 60  # seconds
 PLAYLIST_CONTENT_TYPE = "application/vnd.apple.mpegurl"
+# Formatted playlist entries kept, by segment path: a day of 2 s segments, at
+# about 250 bytes each (11 MB). Past that the cache starts over.
+ENTRY_CACHE_SIZE = 50_000
 # ffprobe reads a segment's header in milliseconds; a stuck one is given up on.
 PROBE_TIMEOUT = 10  # seconds
 PROBE_CACHE_SIZE = 256  # segments (content-addressed, so never stale)
@@ -95,6 +99,7 @@ class Store:
         self.registry = registry
         self.now = now
         self._probe_cache = {}
+        self._entry_cache = {}
         self.best_segments = timed(
             "get_best_segments",
             registry=registry,
@@ -168,6 +173,12 @@ class Store:
             logger.warning("Could not probe %s: %s", path, e)
             return None, None
         return hls.describe_streams(streams)
+
+    def entry_cache(self):
+        """The playlist entries cache (see `hls.media_playlist`), emptied when full."""
+        if len(self._entry_cache) > ENTRY_CACHE_SIZE:
+            self._entry_cache.clear()
+        return self._entry_cache
 
     def directory(self, *parts):
         """Like `path`, for a directory that must exist (404 otherwise)."""
@@ -320,10 +331,15 @@ def _is_ended(end, segments):
     return bool(segments and segments[-1] is not None) or now >= end + SETTLE_TIME
 
 
+@functools.lru_cache(maxsize=1024)
+def _quote(part):
+    return urllib.parse.quote(part, safe="")
+
+
 def _segment_uri(segment):
     """A segment's URI relative to `/playlist/<channel>/<quality>.m3u8`."""
     parts = (segment.channel, segment.quality, segment.hour, segment.name)
-    return "../../segments/" + "/".join(urllib.parse.quote(p, safe="") for p in parts)
+    return "../../segments/" + "/".join(_quote(p) for p in parts[:3]) + "/" + _quote(parts[3])
 
 
 def _playlist_response(text, live):
@@ -353,7 +369,7 @@ def media_playlist(channel, quality):
     ended = _is_ended(end, segments)
     if ended and not any(segments):
         raise NotFound(f"nothing recorded for {channel}/{quality} from {_range_text(start, end)}")
-    text = hls.media_playlist(segments, _segment_uri, ended=ended)
+    text = hls.media_playlist(segments, _segment_uri, ended=ended, cache=s.entry_cache())
     return _playlist_response(text, live=not ended)
 
 

@@ -54,43 +54,64 @@ def format_program_date_time(dt):
 
 def target_duration(segments):
     """The longest duration among `segments`, rounded to the nearest second, half up."""
-    longest = max((_micros(s.duration) for s in segments if s is not None), default=None)
+    return _round_seconds(max((s.duration for s in segments if s is not None), default=None))
+
+
+def _round_seconds(longest):
     if longest is None:
         return EMPTY_TARGET_DURATION
-    return max(1, (longest + ONE_SECOND_US // 2) // ONE_SECOND_US)
+    return max(1, (_micros(longest) + ONE_SECOND_US // 2) // ONE_SECOND_US)
 
 
-def media_playlist(segments, uri, *, ended):
+def segment_entry(segment, uri):
+    """The three lines of one segment: its broadcast time, duration and URI."""
+    return (
+        f"#EXT-X-PROGRAM-DATE-TIME:{format_program_date_time(segment.start)}\n"
+        f"#EXTINF:{format_extinf(segment.duration)},\n"
+        f"{uri(segment)}\n"
+    )
+
+
+def media_playlist(segments, uri, *, ended, cache=None):
     """The media playlist for `segments` (SegmentInfo, or None at a hole).
 
     `uri(segment)` gives each segment's URI. `ended` says the range is
     finished: no segment will ever be added to it, so the playlist is VOD.
     Holes at the very start or end of the list need no tag: there is no
     segment on their other side.
+
+    `cache`, a dict, keeps each segment's entry by path across calls (the
+    caller bounds it, and must use one cache per `uri`): a long range or a
+    live playlist reloaded every few seconds formats each segment once.
     """
-    lines = [
-        "#EXTM3U",
-        "#EXT-X-VERSION:3",
-        f"#EXT-X-TARGETDURATION:{target_duration(segments)}",
-        "#EXT-X-MEDIA-SEQUENCE:0",
-        f"#EXT-X-PLAYLIST-TYPE:{'VOD' if ended else 'EVENT'}",
-    ]
+    if cache is None:
+        cache = {}
+    get = cache.get
+    parts = []
+    append = parts.append
     after_hole = False
-    written = 0
+    longest = None
     for segment in segments:
         if segment is None:
             after_hole = True
             continue
-        if after_hole and written:
-            lines.append("#EXT-X-DISCONTINUITY")
+        if after_hole and parts:
+            append("#EXT-X-DISCONTINUITY\n")
         after_hole = False
-        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{format_program_date_time(segment.start)}")
-        lines.append(f"#EXTINF:{format_extinf(segment.duration)},")
-        lines.append(uri(segment))
-        written += 1
-    if ended:
-        lines.append("#EXT-X-ENDLIST")
-    return "\n".join(lines) + "\n"
+        entry = get(segment.path)
+        if entry is None:
+            entry = cache[segment.path] = segment_entry(segment, uri)
+        append(entry)
+        if longest is None or segment.duration > longest:
+            longest = segment.duration
+    header = (
+        "#EXTM3U\n#EXT-X-VERSION:3\n"
+        f"#EXT-X-TARGETDURATION:{_round_seconds(longest)}\n"
+        "#EXT-X-MEDIA-SEQUENCE:0\n"
+        f"#EXT-X-PLAYLIST-TYPE:{'VOD' if ended else 'EVENT'}\n"
+    )
+    footer = "#EXT-X-ENDLIST\n" if ended else ""
+    return header + "".join(parts) + footer
 
 
 class Variant(NamedTuple):
