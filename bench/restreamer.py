@@ -1,6 +1,6 @@
 """Benchmark the restreamer against baselines measured in the same run.
 
-    .venv/bin/python bench/restreamer.py [--seconds 5] [--runs 5]
+    .venv/bin/python bench/restreamer.py [--seconds 3] [--rounds 3] [--runs 5]
 
 1. A media playlist for 24 h of 2 s segments (43,200 files), through the
    whole app, against `get_best_segments` alone for the same range (the
@@ -231,7 +231,7 @@ def stop(process):
         process.wait()
 
 
-def bench_segment(work, seconds):
+def bench_segment(work, seconds, rounds):
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
             print(f"\nSegment serving: skipped ({tool} is not installed: apt-get install {tool})")
@@ -246,53 +246,54 @@ def bench_segment(work, seconds):
     with open(path, "wb") as f:
         f.write(data)
     relative = os.path.relpath(path, base).replace(":", "%3A")
-    results = []
 
-    # nginx, one worker, same file.
     nginx_dir = os.path.join(work, "nginx")
     os.makedirs(nginx_dir)
-    port = free_port()
+    nginx_port = free_port()
     with open(os.path.join(nginx_dir, "nginx.conf"), "w") as f:
-        f.write(NGINX_CONF.format(dir=nginx_dir, port=port, root=base))
+        f.write(NGINX_CONF.format(dir=nginx_dir, port=nginx_port, root=base))
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    process = subprocess.Popen(
-        [nginx, "-c", os.path.join(nginx_dir, "nginx.conf"), "-p", nginx_dir],
-        stderr=subprocess.DEVNULL,
-    )
+    processes = []
     try:
-        url = f"http://127.0.0.1:{port}/{relative}"
-        wait_until_serving(url, data)
-        results.append(("nginx, 1 worker, sendfile (baseline)", run_wrk(url, seconds)))
-    finally:
-        stop(process)
-
-    # The restreamer as deployed.
-    process = subprocess.Popen(
-        [sys.executable, "-m", "restreamer", "--base-dir", base, "--host", "127.0.0.1",
-         "--port", "0"],
-        stderr=subprocess.PIPE,
-        env=dict(os.environ, STREAMVAULT_LOG_LEVEL="INFO"),
-    )  # fmt: skip
-    try:
+        # nginx, one worker, the same file.
+        processes.append(
+            subprocess.Popen(
+                [nginx, "-c", os.path.join(nginx_dir, "nginx.conf"), "-p", nginx_dir],
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        urls = {"nginx, 1 worker, sendfile (baseline)": f"http://127.0.0.1:{nginx_port}/{relative}"}
+        # The restreamer as deployed.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "restreamer", "--base-dir", base, "--host", "127.0.0.1",
+             "--port", "0"],
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        processes.append(process)
         port = wait_for_port_line(process)
-        url = f"http://127.0.0.1:{port}/segments/{relative}"
-        wait_until_serving(url, data)
-        results.append(("restreamer (python -m restreamer)", run_wrk(url, seconds)))
-    finally:
-        stop(process)
-
-    # The floor: same server, no Flask.
-    process = subprocess.Popen([sys.executable, "-c", FLOOR_SERVER, path], stderr=subprocess.PIPE)
-    try:
+        urls["restreamer (python -m restreamer)"] = f"http://127.0.0.1:{port}/segments/{relative}"
+        # The floor: the same server and sendfile, no Flask.
+        process = subprocess.Popen(
+            [sys.executable, "-c", FLOOR_SERVER, path], stderr=subprocess.PIPE
+        )
+        processes.append(process)
         port = wait_for_port_line(process)
-        url = f"http://127.0.0.1:{port}/x"
-        wait_until_serving(url, data)
-        results.append(("gevent + sendfile, bare WSGI app", run_wrk(url, seconds)))
+        urls["gevent + sendfile, bare WSGI app"] = f"http://127.0.0.1:{port}/x"
+        for url in urls.values():
+            wait_until_serving(url, data)
+        # Rounds taking turns, so that load from elsewhere on the machine
+        # falls on every server alike; the median round counts.
+        rates = {name: [] for name in urls}
+        for _ in range(rounds):
+            for name, url in urls.items():
+                rates[name].append(run_wrk(url, seconds))
     finally:
-        stop(process)
+        for process in processes:
+            stop(process)
 
+    results = [(name, statistics.median(values)) for name, values in rates.items()]
     baseline = results[0][1]
-    print(f"\nOne 1 MB segment, wrk -c16 -t2 for {seconds} s")
+    print(f"\nOne 1 MB segment, wrk -c16 -t2, median of {rounds} rounds of {seconds} s")
     print(f"| {'server':<38} | {'requests/s':>10} | {'× nginx':>8} |")
     print(f"|{'-' * 40}|{'-' * 12}:|{'-' * 9}:|")
     for name, rate in results:
@@ -304,7 +305,8 @@ def bench_segment(work, seconds):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=5, help="wrk duration per server")
+    parser.add_argument("--seconds", type=int, default=3, help="wrk duration per round")
+    parser.add_argument("--rounds", type=int, default=3, help="wrk rounds per server")
     parser.add_argument(
         "--runs", type=int, default=5, help="playlist timings to take the median of"
     )
@@ -318,7 +320,7 @@ def main():
         if args.only in (None, "playlist"):
             bench_playlist(work, args.runs)
         if args.only in (None, "segment"):
-            bench_segment(work, args.seconds)
+            bench_segment(work, args.seconds, args.rounds)
 
 
 if __name__ == "__main__":

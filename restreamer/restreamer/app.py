@@ -26,6 +26,7 @@ import functools
 import json
 import logging
 import os
+import stat
 import subprocess
 import urllib.parse
 
@@ -124,11 +125,23 @@ class Store:
             check_hour(parts[2])
         if len(parts) > 3:
             check_segment_name(parts[3])
-        path = os.path.join(self.base_dir, *parts)
-        real = os.path.realpath(path)
-        if real != self.base_dir and not real.startswith(self.base_dir + os.sep):
-            raise Forbidden(f"{'/'.join(parts)} is outside the store")
-        return path
+        # Walk down from the (real) base: only a symlink can lead out, so only
+        # symlinks are resolved. A part that does not exist ends the walk:
+        # nothing below it can be opened.
+        path = self.base_dir
+        for part in parts:
+            path = os.path.join(path, part)
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:
+                break
+            if stat.S_ISLNK(mode) and not self.inside(os.path.realpath(path)):
+                raise Forbidden(f"{'/'.join(parts)} is outside the store")
+        return os.path.join(self.base_dir, *parts)
+
+    def inside(self, real_path):
+        """True if a resolved path is in the store (and not the store itself)."""
+        return real_path.startswith(self.base_dir + os.sep)
 
     def first_hour(self, channel, quality):
         """The start of the earliest hour directory of a quality, or None."""
@@ -195,8 +208,7 @@ class Store:
             for entry in entries:
                 if entry.name.startswith(".") or not entry.is_dir():
                     continue
-                real = os.path.realpath(entry.path)
-                if real.startswith(self.base_dir + os.sep):
+                if not entry.is_symlink() or self.inside(os.path.realpath(entry.path)):
                     names.append(entry.name)
         return sorted(names)
 
@@ -212,17 +224,23 @@ def check_part(value, what):
     return value
 
 
+# Parsing names and hours is a good part of serving a segment; players ask
+# for the same few over and over. Only successes are cached.
+_parse_name = functools.lru_cache(maxsize=4096)(parse_segment_path)
+_parse_hour = functools.lru_cache(maxsize=1024)(parse_hour)
+
+
 def check_segment_name(name):
     """A segment's file name → its `SegmentInfo` (no start time); 400 if it is not one."""
     try:
-        return parse_segment_path(name)
+        return _parse_name(name)
     except ValueError as e:
         raise BadRequest(str(e)) from None
 
 
 def check_hour(hour):
     try:
-        parse_hour(hour)
+        _parse_hour(hour)
     except ValueError as e:
         raise BadRequest(str(e)) from None
     return hour
