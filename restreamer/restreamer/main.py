@@ -118,11 +118,15 @@ class Server(Stoppable):
     def port(self):
         return self.server.server_port
 
+    def close(self, timeout=SERVER_STOP_TIMEOUT):
+        """Stop accepting; give requests in flight `timeout` seconds, then kill them."""
+        self.server.stop(timeout=timeout)
+
     def run(self):
         self.start()
         self.stopping.wait()
         logger.info("Stopping: closing the listening socket, finishing requests")
-        self.server.stop(timeout=SERVER_STOP_TIMEOUT)
+        self.close()
 
 
 def parse_args(argv=None):

@@ -183,3 +183,18 @@ def test_get_best_segments_is_timed(client):
         'get_best_segments_latency_normalized_count{channel="chan",error="",quality="source"} 1.0'
         in metrics
     )
+
+
+def test_live_playlist_grows_at_its_end(client, store_dir):
+    """A player reloading a live playlist finds what it had, then the new segments."""
+    url = "/playlist/chan/source.m3u8?start=2026-11-28T14:00:04"
+    before = get(client, url)
+    write_segment(store_dir, "chan", "source", at(14, 0, 10), 2)
+    write_segment(store_dir, "chan", "source", at(14, 0, 12), 2)
+    after = get(client, url)
+    assert after.startswith(before)
+    assert after[len(before) :] == entries(store_dir, at(14, 0, 10), at(14, 0, 12))
+    # A later segment after a gap comes with a discontinuity.
+    write_segment(store_dir, "chan", "source", at(14, 0, 30), 2)
+    later = get(client, url)
+    assert later == after + DISCONTINUITY + entries(store_dir, at(14, 0, 30))

@@ -20,7 +20,7 @@ def served(store_dir):
     server = Server(create_app(store_dir, now=lambda: NOW), "127.0.0.1", 0)
     port = server.start()
     yield port
-    server.server.stop(timeout=1)
+    server.close(timeout=1)
 
 
 class Connection:
