@@ -64,6 +64,8 @@ LIVE_LOOKAHEAD = datetime.timedelta(hours=1)
 SETTLE_TIME = datetime.timedelta(seconds=60)
 VOD_PLAYLIST_MAX_AGE = 60  # seconds
 PLAYLIST_CONTENT_TYPE = "application/vnd.apple.mpegurl"
+# Segments whose sizes are read to measure a master playlist's bandwidth.
+BANDWIDTH_SAMPLE = 1000
 # Formatted playlist entries kept, by segment path: a day of 2 s segments, at
 # about 250 bytes each (11 MB). Past that the cache starts over.
 ENTRY_CACHE_SIZE = 50_000
@@ -396,7 +398,8 @@ def master_playlist(channel):
 
     Each variant's URI carries the resolved start (and end), so that every
     quality plays the same range even when no start was given. BANDWIDTH is
-    the peak segment bit rate in range; RESOLUTION and CODECS come from
+    the peak segment bit rate in range (over up to BANDWIDTH_SAMPLE segments
+    spread evenly across it); RESOLUTION and CODECS come from
     ffprobe on one segment per quality, when it can tell.
     """
     start, end = params.time_range(flask.request.args, start_required=False, max_range=MAX_RANGE)
@@ -413,7 +416,10 @@ def master_playlist(channel):
         segments = [x for x in s.best_segments(channel, quality, start, scan_end) if x is not None]
         if not segments:
             continue
-        peak, average = hls.bandwidths(segments, s.size)
+        # Every segment's size for a long range is a stat per segment (a week
+        # of 2 s segments is 300,000): measure an even sample instead.
+        step = max(1, len(segments) // BANDWIDTH_SAMPLE)
+        peak, average = hls.bandwidths(segments[::step], s.size)
         resolution, codecs = s.describe(
             next((x for x in segments if not x.is_partial), segments[0])
         )
