@@ -51,16 +51,16 @@ logger = logging.getLogger(__name__)
 # clients and caches may keep them as long as they like.
 SEGMENT_MAX_AGE = 365 * 24 * 3600  # seconds
 
-# The longest range a playlist may cover: a multi-day charity broadcast (the
-# longest ran six days), with margin. Longer asks are refused rather than
-# scanning (and listing) weeks of segments.
+# The longest range a playlist may cover: a whole multi-day charity broadcast,
+# with margin. Longer asks are refused rather than scanning (and listing)
+# weeks of segments while the hub waits.
 MAX_RANGE = datetime.timedelta(days=8)
 # How far past "now" a live playlist looks for segments: broadcast times come
 # from the origin's clock, which may run ahead of ours.
 LIVE_LOOKAHEAD = datetime.timedelta(hours=1)
 # How long after a range's end its last segment may still arrive: a segment is
-# written once fully downloaded, which takes its duration plus the download
-# (the downloader gives up on an attempt well within a minute).
+# written once fully downloaded, so it appears its duration plus its download
+# time after it starts; a minute covers slow downloads of 2-10 s segments.
 SETTLE_TIME = datetime.timedelta(seconds=60)
 VOD_PLAYLIST_MAX_AGE = 60  # seconds
 PLAYLIST_CONTENT_TYPE = "application/vnd.apple.mpegurl"
