@@ -26,6 +26,7 @@ import functools
 import json
 import logging
 import os
+import re
 import stat
 import subprocess
 import urllib.parse
@@ -356,10 +357,20 @@ def _quote(part):
     return urllib.parse.quote(part, safe="")
 
 
+# Segment names are made of these: only the `:` needs escaping in a URI.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9._:-]+")
+
+
+def _quote_name(name):
+    if _PLAIN_NAME.fullmatch(name):
+        return name.replace(":", "%3A")
+    return urllib.parse.quote(name, safe="")
+
+
 def _segment_uri(segment):
     """A segment's URI relative to `/playlist/<channel>/<quality>.m3u8`."""
-    parts = (segment.channel, segment.quality, segment.hour, segment.name)
-    return "../../segments/" + "/".join(_quote(p) for p in parts[:3]) + "/" + _quote(parts[3])
+    directory = f"{_quote(segment.channel)}/{_quote(segment.quality)}/{_quote(segment.hour)}"
+    return f"../../segments/{directory}/{_quote_name(segment.name)}"
 
 
 def _playlist_response(text, live):

@@ -24,6 +24,7 @@ Choices, and the RFC text behind them:
 """
 
 import datetime
+import functools
 from typing import NamedTuple
 
 # Used for an empty live playlist, which has no segment to measure; the
@@ -33,10 +34,15 @@ EMPTY_TARGET_DURATION = 2  # seconds
 ONE_SECOND_US = 1_000_000
 
 
+ONE_MICROSECOND = datetime.timedelta(microseconds=1)
+
+
 def _micros(duration):
-    return duration // datetime.timedelta(microseconds=1)
+    return duration // ONE_MICROSECOND
 
 
+# A stream has a handful of distinct durations: each is formatted once.
+@functools.lru_cache(maxsize=1024)
 def format_extinf(duration):
     """A segment's duration for EXTINF: seconds with millisecond (or finer) precision."""
     micros = _micros(duration)
@@ -48,6 +54,9 @@ def format_extinf(duration):
 
 def format_program_date_time(dt):
     """`2026-11-28T13:59:42.000Z`: UTC, milliseconds (truncated), `Z`."""
+    text = dt.isoformat(timespec="milliseconds")
+    if text.endswith("+00:00"):  # already UTC, as every start in the store is
+        return text[:-6] + "Z"
     dt = dt.astimezone(datetime.UTC).replace(tzinfo=None)
     return dt.isoformat(timespec="milliseconds") + "Z"
 
