@@ -141,9 +141,12 @@ def bench_playlist(work, runs):
     def render():
         hls.media_playlist(segments, lambda s: s.name, ended=True)
 
+    store = app.extensions["restreamer"]
+
     def clear_caches():
         segments_module._hour_cache.clear()
-        app.extensions["restreamer"]._entry_cache.clear()
+        store._entry_cache.clear()
+        store._playlists.clear()
 
     def cold(fn):
         def run():
@@ -152,31 +155,38 @@ def bench_playlist(work, runs):
 
         return run
 
+    def fetch_new_playlist():
+        # As a live playlist's reload: its hours listed and its entries
+        # formatted before, but not this exact list of segments.
+        store._playlists.clear()
+        fetch()
+
     floor = median_time(lambda: get_best_segments(hours_path, START, end), runs)
-    whole = median_time(fetch, runs)
+    repeated = median_time(fetch, runs)
+    new_playlist = median_time(fetch_new_playlist, runs)
     rendering = median_time(render, runs)
     cold_floor = median_time(cold(lambda: get_best_segments(hours_path, START, end)), runs)
     cold_whole = median_time(cold(fetch), runs)
     rows = [
-        ("get_best_segments, warm (baseline)", floor, 1.0),
-        ("GET media playlist, warm", whole, whole / floor),
-        ("hls.media_playlist alone, no cache", rendering, rendering / floor),
-        ("get_best_segments, cold caches", cold_floor, cold_floor / floor),
-        ("GET media playlist, cold caches", cold_whole, cold_whole / floor),
+        ("get_best_segments, warm (baseline)", floor),
+        ("GET playlist, asked before", repeated),
+        ("GET playlist, new over cached entries", new_playlist),
+        ("hls.media_playlist alone, no caches", rendering),
+        ("get_best_segments, cold", cold_floor),
+        ("GET playlist, cold", cold_whole),
     ]
     print(f"\nMedia playlist, 24 h of 2 s segments ({SEGMENTS_PER_DAY}), median of {runs}")
-    print("(warm: the hour listings and the formatted entries are cached, as when a")
-    print(" player reloads; cold: both caches emptied before each call)")
+    print("(warm: hour listings cached, as for any range asked again or reloaded;")
+    print(" cold: every cache emptied before each call)")
     print(f"| {'what':<38} | {'seconds':>8} | {'× baseline':>10} |")
     print(f"|{'-' * 40}|{'-' * 10}:|{'-' * 11}:|")
-    for name, seconds, ratio in rows:
-        print(f"| {name:<38} | {seconds:>8.3f} | {ratio:>10.2f} |")
-    print(f"Cold, the playlist adds {cold_whole / cold_floor - 1:.0%} to a cold get_best_segments.")
-    added = whole / floor - 1
-    verdict = "met" if added < 0.5 else "NOT met"
-    print(
-        f"Warm, the playlist adds {added:.0%} to get_best_segments (target: under 50%, {verdict})."
-    )
+    for name, seconds in rows:
+        print(f"| {name:<38} | {seconds:>8.3f} | {seconds / floor:>10.2f} |")
+    print(f"Cold, the playlist adds {cold_whole / cold_floor - 1:.0%} to get_best_segments.")
+    for name, seconds in rows[1:3]:
+        added = seconds / floor - 1
+        verdict = "met" if added < 0.5 else "NOT met"
+        print(f"{name}: adds {added:.0%} to get_best_segments (target: under 50%, {verdict}).")
 
 
 def free_port():

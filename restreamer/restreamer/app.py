@@ -70,6 +70,9 @@ BANDWIDTH_SAMPLE = 1000
 # Formatted playlist entries kept, by segment path: a day of 2 s segments, at
 # about 250 bytes each (11 MB). Past that the cache starts over.
 ENTRY_CACHE_SIZE = 50_000
+# Whole media playlists kept (most recent first): at most a day each, so at
+# most about 6 MB each.
+PLAYLIST_CACHE_SIZE = 8
 # ffprobe reads a segment's header in milliseconds; a stuck one is given up on.
 PROBE_TIMEOUT = 10  # seconds
 PROBE_CACHE_SIZE = 256  # segments (content-addressed, so never stale)
@@ -104,6 +107,7 @@ class Store:
         self.now = now
         self._probe_cache = {}
         self._entry_cache = {}
+        self._playlists = []  # (segments, ended, body), most recently used first
         self.best_segments = timed(
             "get_best_segments",
             registry=registry,
@@ -190,11 +194,27 @@ class Store:
             return None, None
         return hls.describe_streams(streams)
 
-    def entry_cache(self):
-        """The playlist entries cache (see `hls.media_playlist`), emptied when full."""
+    def media_playlist_body(self, segments, ended):
+        """A media playlist's bytes, reusing a recent one for the same segments.
+
+        Several editors open the same range, and a finished range's playlist
+        never changes: while its hours are unchanged, get_best_segments hands
+        back the very same SegmentInfo objects, so comparing the lists costs
+        little (identity first) next to formatting them. Anything else is
+        formatted with the entries cache (see `hls.media_playlist`).
+        """
+        for i, (cached_segments, cached_ended, body) in enumerate(self._playlists):
+            if cached_ended == ended and cached_segments == segments:
+                self._playlists.insert(0, self._playlists.pop(i))
+                return body
         if len(self._entry_cache) > ENTRY_CACHE_SIZE:
             self._entry_cache.clear()
-        return self._entry_cache
+        text = hls.media_playlist(segments, _segment_uri, ended=ended, cache=self._entry_cache)
+        body = text.encode()
+        if len(segments) <= ENTRY_CACHE_SIZE:
+            self._playlists.insert(0, (segments, ended, body))
+            del self._playlists[PLAYLIST_CACHE_SIZE:]
+        return body
 
     def directory(self, *parts):
         """Like `path`, for a directory that must exist (404 otherwise)."""
@@ -400,8 +420,7 @@ def media_playlist(channel, quality):
     ended = _is_ended(end, segments)
     if ended and not any(segments):
         raise NotFound(f"nothing recorded for {channel}/{quality} from {_range_text(start, end)}")
-    text = hls.media_playlist(segments, _segment_uri, ended=ended, cache=s.entry_cache())
-    return _playlist_response(text, live=not ended)
+    return _playlist_response(s.media_playlist_body(segments, ended), live=not ended)
 
 
 def master_playlist(channel):
