@@ -98,3 +98,31 @@ def test_many_clients_at_once(served, store_dir):
     greenlets = [gevent.spawn(fetch) for _ in range(8)]
     gevent.joinall(greenlets, timeout=TIMEOUT, raise_error=True)
     assert [g.value for g in greenlets] == [[True] * 3] * 8
+
+
+def test_client_leaving_mid_segment(served, store_dir):
+    """A client that hangs up mid-body: the body is closed, the server carries on."""
+    data = os.urandom(30_000_000)
+    path = write_segment(store_dir, "chan", "source", at(14, 1, 0), 2, data=data)
+    target = "/segments/chan/source/2026-11-28T14/" + os.path.basename(path).replace(":", "%3A")
+    sock = gevent.socket.create_connection(("127.0.0.1", served))
+    sock.sendall(f"GET {target} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+    with gevent.Timeout(TIMEOUT):
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+    sock.close()
+    connection = Connection(served)
+    try:
+        with gevent.Timeout(TIMEOUT):
+            while True:
+                _, _, body = connection.request("GET", "/metrics")
+                gauge = (
+                    b'http_requests_in_flight_segment{channel="chan",method="GET",'
+                    b'quality="source"} 0.0'
+                )
+                if gauge in body:
+                    break
+                gevent.sleep(0.05)
+        status, _, body = connection.request("GET", target, ["Range: bytes=0-99"])
+        assert (status, body) == (206, data[:100])
+    finally:
+        connection.close()
