@@ -160,7 +160,7 @@ class Store:
         hours = []
         for name in names:
             try:
-                hours.append(parse_hour(name))
+                hours.append(_parse_hour(name))
             except ValueError:
                 continue
         return min(hours, default=None)
@@ -295,7 +295,7 @@ def list_hours(channel, quality):
     hours = []
     for name in store().subdirectories(store().directory(channel, quality)):
         try:
-            parse_hour(name)
+            _parse_hour(name)
         except ValueError:
             continue
         hours.append(name)
@@ -487,8 +487,8 @@ ROUTES = [
 
 
 def add_cors_headers(response):
-    for header, value in CORS_HEADERS.items():
-        response.headers.setdefault(header, value)
+    if "Access-Control-Allow-Origin" not in response.headers:
+        response.headers.extend(CORS_HEADERS)
     requested = flask.request.headers.get("Access-Control-Request-Headers")
     if requested:
         response.headers["Access-Control-Allow-Headers"] = requested
