@@ -107,7 +107,8 @@ class Store:
         self.now = now
         self._probe_cache = {}
         self._entry_cache = {}
-        self._playlists = []  # (segments, ended, body), most recently used first
+        # (segments, entries, ended, body), most recently used first
+        self._playlists = []
         self.best_segments = timed(
             "get_best_segments",
             registry=registry,
@@ -195,24 +196,39 @@ class Store:
         return hls.describe_streams(streams)
 
     def media_playlist_body(self, segments, ended):
-        """A media playlist's bytes, reusing a recent one for the same segments.
+        """A media playlist (a list of bytes), reusing recent work for the same segments.
 
-        Several editors open the same range, and a finished range's playlist
-        never changes: while its hours are unchanged, get_best_segments hands
-        back the very same SegmentInfo objects, so comparing the lists costs
-        little (identity first) next to formatting them. Anything else is
-        formatted with the entries cache (see `hls.media_playlist`).
+        While a range's hours are unchanged, get_best_segments hands back the
+        very same SegmentInfo objects, so comparing lists costs little
+        (identity first) next to formatting them. A playlist asked for again
+        (several editors on one range) is reused whole; a live playlist that
+        only grew since (a player's reload) formats only its new segments.
+        Anything else is formatted with the entries cache.
         """
-        for i, (cached_segments, cached_ended, body) in enumerate(self._playlists):
-            if cached_ended == ended and cached_segments == segments:
-                self._playlists.insert(0, self._playlists.pop(i))
-                return body
-        if len(self._entry_cache) > ENTRY_CACHE_SIZE:
-            self._entry_cache.clear()
-        text = hls.media_playlist(segments, _segment_uri, ended=ended, cache=self._entry_cache)
-        body = text.encode()
-        if len(segments) <= ENTRY_CACHE_SIZE:
-            self._playlists.insert(0, (segments, ended, body))
+        # A trailing hole writes nothing, and in a live range it is only the
+        # part not recorded yet: leave it out, so the rest can be continued.
+        core = segments[:-1] if segments and segments[-1] is None else segments
+        entries = None
+        for i, (cached_core, cached_entries, cached_ended, body) in enumerate(self._playlists):
+            n = len(cached_core)
+            if cached_core == core:
+                if cached_ended == ended:
+                    self._playlists.insert(0, self._playlists.pop(i))
+                    return body
+                entries = cached_entries
+                break
+            if n < len(core) and not ended and core[:n] == cached_core:
+                entries = hls.format_entries(
+                    core[n:], _segment_uri, cache=self._entry_cache, before=cached_entries
+                )
+                break
+        if entries is None:
+            if len(self._entry_cache) > ENTRY_CACHE_SIZE:
+                self._entry_cache.clear()
+            entries = hls.format_entries(core, _segment_uri, cache=self._entry_cache)
+        body = hls.assemble(entries, ended=ended)
+        if len(core) <= ENTRY_CACHE_SIZE:
+            self._playlists.insert(0, (core, entries, ended, body))
             del self._playlists[PLAYLIST_CACHE_SIZE:]
         return body
 
@@ -393,8 +409,8 @@ def _segment_uri(segment):
     return f"../../segments/{directory}/{_quote_name(segment.name)}"
 
 
-def _playlist_response(text, live):
-    response = flask.Response(text, content_type=PLAYLIST_CONTENT_TYPE)
+def _playlist_response(body, live):
+    response = flask.Response(body, content_type=PLAYLIST_CONTENT_TYPE)
     # A live playlist changes with every segment; a finished one only when the
     # backfiller fills a hole.
     response.headers["Cache-Control"] = "no-cache" if live else f"max-age={VOD_PLAYLIST_MAX_AGE}"

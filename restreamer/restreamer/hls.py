@@ -81,46 +81,89 @@ def segment_entry(segment, uri):
     )
 
 
-def media_playlist(segments, uri, *, ended, cache=None):
-    """The media playlist for `segments` (SegmentInfo, or None at a hole).
+# A live playlist's entries grow by one chunk per reload; past this many they
+# are joined into one, so a response is never thousands of small writes.
+MAX_CHUNKS = 32
 
-    `uri(segment)` gives each segment's URI. `ended` says the range is
-    finished: no segment will ever be added to it, so the playlist is VOD.
-    Holes at the very start or end of the list need no tag: there is no
-    segment on their other side.
 
-    `cache`, a dict, keeps each segment's entry by path across calls (the
-    caller bounds it, and must use one cache per `uri`): a long range or a
-    live playlist reloaded every few seconds formats each segment once.
+class Entries(NamedTuple):
+    """The formatted entries of a run of segments, and what continuing them needs.
+
+    `chunks` are the entries as bytes (a playlist is ASCII: URIs are
+    percent-encoded), kept in pieces so that continuing them copies nothing;
+    `longest` is the longest duration so far (None if no segment yet),
+    `after_hole` whether the run ended in a hole, `written` whether any entry
+    was written (a hole before the first entry needs no tag).
+    """
+
+    chunks: tuple = ()
+    longest: datetime.timedelta | None = None
+    after_hole: bool = False
+    written: bool = False
+
+
+def format_entries(segments, uri, *, cache=None, before=Entries()):
+    """The entries for `segments` (SegmentInfo, or None at a hole), continuing `before`.
+
+    `uri(segment)` gives each segment's URI. `cache`, a dict, keeps each
+    segment's entry by path across calls (the caller bounds it, and uses one
+    cache per `uri`): a long range or a live playlist reloaded every few
+    seconds formats each segment once. Passing the Entries of the segments
+    that come first as `before` gives the same result as formatting the whole
+    list, so a live playlist need only format what is new.
     """
     if cache is None:
         cache = {}
     get = cache.get
     parts = []
     append = parts.append
-    after_hole = False
-    longest = None
+    after_hole = before.after_hole
+    written = before.written
+    longest = before.longest
     for segment in segments:
         if segment is None:
             after_hole = True
             continue
-        if after_hole and parts:
-            append("#EXT-X-DISCONTINUITY\n")
+        if after_hole and written:
+            append(b"#EXT-X-DISCONTINUITY\n")
         after_hole = False
         entry = get(segment.path)
         if entry is None:
-            entry = cache[segment.path] = segment_entry(segment, uri)
+            entry = cache[segment.path] = segment_entry(segment, uri).encode()
         append(entry)
+        written = True
         if longest is None or segment.duration > longest:
             longest = segment.duration
+    chunks = before.chunks + (b"".join(parts),) if parts else before.chunks
+    if len(chunks) > MAX_CHUNKS:
+        chunks = (b"".join(chunks),)
+    return Entries(chunks, longest, after_hole, written)
+
+
+def assemble(entries, *, ended):
+    """A media playlist from its entries, as a list of bytes to send in turn.
+
+    `ended`: the range is finished (VOD). Holes at the very start or end of
+    the list need no tag: there is no segment on their other side.
+    """
     header = (
         "#EXTM3U\n#EXT-X-VERSION:3\n"
-        f"#EXT-X-TARGETDURATION:{_round_seconds(longest)}\n"
+        f"#EXT-X-TARGETDURATION:{_round_seconds(entries.longest)}\n"
         "#EXT-X-MEDIA-SEQUENCE:0\n"
         f"#EXT-X-PLAYLIST-TYPE:{'VOD' if ended else 'EVENT'}\n"
-    )
-    footer = "#EXT-X-ENDLIST\n" if ended else ""
-    return header + "".join(parts) + footer
+    ).encode()
+    footer = [b"#EXT-X-ENDLIST\n"] if ended else []
+    return [header, *entries.chunks, *footer]
+
+
+def media_playlist(segments, uri, *, ended, cache=None):
+    """The media playlist for `segments` (SegmentInfo, or None at a hole), as text.
+
+    `ended` says the range is finished: no segment will ever be added to it,
+    so the playlist is VOD. See `format_entries` for `uri` and `cache`.
+    """
+    entries = format_entries(segments, uri, cache=cache)
+    return b"".join(assemble(entries, ended=ended)).decode()
 
 
 class Variant(NamedTuple):

@@ -273,3 +273,13 @@ def test_format_program_date_time(dt, text):
 )
 def test_format_extinf(seconds, text):
     assert hls.format_extinf(seg("14", "00:00.000000", seconds).duration) == text
+
+
+@pytest.mark.parametrize("case", MEDIA_CASES, ids=[c[0] for c in MEDIA_CASES])
+def test_entries_continue_where_they_left_off(case):
+    """Formatting a list in two parts, the second continuing the first, is formatting it whole."""
+    _, segments, ended, expected = case
+    for split in range(len(segments) + 1):
+        first = hls.format_entries(segments[:split], uri)
+        both = hls.format_entries(segments[split:], uri, before=first)
+        assert b"".join(hls.assemble(both, ended=ended)).decode() == expected, split
