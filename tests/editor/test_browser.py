@@ -160,6 +160,15 @@ def test_plays_and_shows_broadcast_time(page, restreamer, media):
     _, shown = wait_shown(page)
     assert close_to(shown, MEDIA_START + seconds(22.5), tolerance=30 / box["width"] + FRAME)
 
+    # "Play selection" plays the marked second and stops on its last frame.
+    page.fill("#cut-start", format_time(MEDIA_START + seconds(20)))
+    page.fill("#cut-end", format_time(MEDIA_START + seconds(21)))
+    page.press("#cut-end", "Tab")
+    page.click("#play-selection")
+    wait_for(page, "!video.paused")
+    _, shown = wait_shown(page)
+    assert close_to(shown, MEDIA_START + seconds(21 - FRAME)), shown
+
 
 def mark_with_keys(page, start_seconds, end_seconds):
     """From the paused first frame: arrows to each mark, [ and ] to set it."""

@@ -45,6 +45,7 @@ const editor = {
   holes: [], // [{from, to} ms], `to - from` may be 0 for a break with no time missing
   selection: { start: null, end: null },
   frameS: DEFAULT_FRAME_S,
+  stopAt: null, // ms: where "Play selection" pauses
   hls: null,
   previewHls: null,
   api: "",
@@ -565,6 +566,34 @@ function stepFrames(frames) {
   seekMedia(playheadMedia() + frames * editor.frameS + SEEK_EPSILON_S);
 }
 
+/** Play the selection once: from the start mark, pausing at the end mark. */
+function playSelection() {
+  const problem = selectionProblem();
+  if (problem) {
+    setStatus("preview-status", "error", problem);
+    return;
+  }
+  editor.stopAt = editor.selection.end;
+  seekToBroadcast(editor.selection.start);
+  video.play().catch((e) => showMessage("player", "warn", `The browser did not start playback: ${e.message}`));
+}
+
+/**
+ * While playing a selection, stop on its last frame (the end is exclusive).
+ * Checked on every frame shown and time update; playback overshoots by up to
+ * a frame or two before this runs, so it then seeks back to that frame.
+ */
+function checkStopAt() {
+  if (editor.stopAt === null || video.paused) return;
+  const lastFrame = editor.stopAt - editor.frameS * 1000;
+  const ms = playheadMs();
+  if (ms !== null && ms >= lastFrame - editor.frameS * 500) {
+    video.pause();
+    editor.stopAt = null;
+    seekToBroadcast(lastFrame);
+  }
+}
+
 function togglePlay() {
   if (video.paused) video.play().catch((e) => showMessage("player", "warn", `The browser did not start playback: ${e.message}`));
   else video.pause();
@@ -574,6 +603,7 @@ function togglePlay() {
 function watchFrames() {
   if (!video.requestVideoFrameCallback) return;
   const onFrame = () => {
+    checkStopAt();
     renderPlayhead();
     video.requestVideoFrameCallback(onFrame);
   };
@@ -1029,6 +1059,7 @@ function wire() {
   $("set-end").addEventListener("click", () => markFromPlayhead("end"));
   $("goto-start").addEventListener("click", () => editor.selection.start !== null && seekToBroadcast(editor.selection.start));
   $("goto-end").addEventListener("click", () => editor.selection.end !== null && seekToBroadcast(editor.selection.end));
+  $("play-selection").addEventListener("click", playSelection);
   $("cut-start").addEventListener("change", () => onSelectionTyped("start"));
   $("cut-end").addEventListener("change", () => onSelectionTyped("end"));
   $("allow-holes").addEventListener("change", renderSelection);
@@ -1048,6 +1079,11 @@ function wire() {
   for (const name of ["timeupdate", "seeked", "play", "pause", "loadedmetadata"]) {
     video.addEventListener(name, renderPlayhead);
   }
+  video.addEventListener("timeupdate", checkStopAt);
+  // Any other way of pausing or seeking ends "Play selection".
+  video.addEventListener("pause", () => {
+    editor.stopAt = null;
+  });
   watchFrames();
   // Keep a live window's timeline moving even while paused.
   setInterval(() => editor.windowEnd === null && editor.segments.length && render(), 5000);
