@@ -50,6 +50,7 @@ import gevent.pool
 import prometheus_client
 import requests
 import requests.adapters
+import urllib3.exceptions
 from prometheus_client import Counter, Gauge
 
 from common.segments import (
@@ -301,6 +302,14 @@ def deadline(seconds, what):
         timeout.close()
 
 
+def request_error(url, e):
+    """A requests exception as a PeerError: `timeout` (also mid-body) or `connection`."""
+    cause = e.args[0] if e.args else None
+    if isinstance(e, requests.Timeout) or isinstance(cause, urllib3.exceptions.TimeoutError):
+        return PeerError("timeout", f"{url}: {e}")
+    return PeerError("connection", f"{url}: {e}")
+
+
 def make_session(concurrency):
     """A requests session keeping up to `concurrency` connections to one peer alive."""
     session = requests.Session()
@@ -470,7 +479,7 @@ class PeerWorker(Stoppable):
                         if len(body) > MAX_LISTING_BYTES:
                             raise PeerError("too_large", f"{url}: over {MAX_LISTING_BYTES} bytes")
             except requests.RequestException as e:
-                raise PeerError("connection", f"{url}: {e}") from None
+                raise request_error(url, e) from None
         try:
             value = json.loads(body)
         except ValueError as e:
@@ -585,7 +594,7 @@ class PeerWorker(Stoppable):
                         writer.finish(segment.type)
                         return writer.size
             except requests.RequestException as e:
-                raise PeerError("connection", f"{url}: {e}") from None
+                raise request_error(url, e) from None
 
 
 # --- all peers --------------------------------------------------------------

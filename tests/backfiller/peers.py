@@ -94,7 +94,8 @@ class FakePeer:
         """Promise `data` in Content-Length but send half of it and close."""
 
         def handler(environ, start_response):
-            start_response("200 OK", [("Content-Length", str(len(data)))])
+            headers = [("Content-Length", str(len(data))), ("Connection", "close")]
+            start_response("200 OK", headers)
             return [data[: len(data) // 2]]
 
         return handler
