@@ -129,7 +129,10 @@ class Metrics:
     """The backfiller's metrics, registered in `registry` (a fresh one in tests).
 
     Labels are peers, channels, qualities and error kinds: a few values each.
-    Never an hour or a segment name.
+    Never an hour or a segment name. Error kinds: `connection` (refused, reset,
+    cut short), `timeout`, `http` (a status other than 200, or 404), `bad_json`,
+    `too_large`, `bad_listing` (one per refused hour or name), `hash_mismatch`,
+    `local` (our own disk failed), `unexpected` (a bug: logged with a traceback).
     """
 
     def __init__(self, registry=prometheus_client.REGISTRY):
@@ -319,6 +322,10 @@ def make_session(concurrency):
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = USER_AGENT
+    # Peers are reached directly. With this left on, requests reads the proxy
+    # and netrc settings from the environment on every request: ~0.4 ms each,
+    # an eighth of the client's time when copying 500 KB segments.
+    session.trust_env = False
     return session
 
 
@@ -565,7 +572,7 @@ class PeerWorker(Stoppable):
         """Stream one segment into a temp file; rename it into place only if its hash matches.
 
         Returns its size, or None if it appeared here meanwhile (fetched from
-        another peer). Raises PeerError (HashMismatch for a lie); the temp file
+        another peer) or is no longer on the peer. Raises PeerError (HashMismatch for a lie); the temp file
         is removed on every way out but success.
         """
         channel, quality, hour, name = segment.channel, segment.quality, segment.hour, segment.name
@@ -575,6 +582,11 @@ class PeerWorker(Stoppable):
         with deadline(FETCH_TIMEOUTS[1], url):
             try:
                 with self.session.get(url, stream=True, timeout=FETCH_TIMEOUTS[0]) as response:
+                    if response.status_code == 404:
+                        # Listed a moment ago, gone now: the peer's retention
+                        # got there first. Nobody's fault, so no backoff.
+                        self.logger.info("%s is gone from the peer", segment.name)
+                        return None
                     if response.status_code != 200:
                         raise PeerError("http", f"{url}: HTTP {response.status_code}")
                     length = response.headers.get("Content-Length", "")
