@@ -80,12 +80,12 @@ class FakePeer:
         start_response("503 Gone", [])
         return [b""]
 
-    def trickle(self, data):
-        """Send headers and a first byte, then stall until released."""
+    def trickle(self, data, first=1):
+        """Send headers and the `first` bytes, then stall until released."""
 
         def handler(environ, start_response):
             start_response("200 OK", [("Content-Length", str(len(data)))])
-            yield data[:1]
+            yield data[:first]
             self.release.wait(30)
 
         return handler

@@ -10,6 +10,7 @@ import sys
 import gevent
 import pytest
 
+from backfiller import main
 from backfiller.main import Manager, Peer, PeerWorker, peer_from_url
 from common.segments import UTC, atomic_write
 from tests.backfiller.peers import FakePeer, put_segment, respond, store_files, wait_for
@@ -182,13 +183,17 @@ def test_bad_command_line_is_one_line(tmp_path):
 
 @pytest.mark.timeout(120)
 def test_sigterm_mid_pass_stops_promptly_and_leaves_no_temp_files(servers, tmp_path):
-    paths = make_store(tmp_path / "peer", 6)
+    # Three segments big enough to be written while they arrive (over
+    # SPOOL_BYTES), that stall half way; three small ones.
+    paths = [
+        put_segment(tmp_path / "peer", "chan", "source", T0 + i * 2 * S, os.urandom(size))
+        for i, size in enumerate([main.SPOOL_BYTES * 2] * 3 + [100] * 3)
+    ]
     peer = FakePeer(tmp_path / "peer")
     for path in paths[:3]:
         with open(path, "rb") as f:
-            peer.overrides["/segments/" + os.path.relpath(path, tmp_path / "peer")] = peer.trickle(
-                f.read()
-            )
+            trickle = peer.trickle(f.read(), first=main.SPOOL_BYTES + 1)
+        peer.overrides["/segments/" + os.path.relpath(path, tmp_path / "peer")] = trickle
     url = servers.serve(peer)
     local = tmp_path / "local"
     proc = run_backfiller("--base-dir", str(local), "--channels", "chan", "--nodes", url,
