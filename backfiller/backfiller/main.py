@@ -423,8 +423,12 @@ class PeerWorker(Stoppable):
         start=None,
         recent_cutoff=datetime.timedelta(seconds=120),
         concurrency=5,
+        in_flight=None,
     ):
         super().__init__()
+        # Store paths being fetched by this node's workers: two peers usually
+        # list the same segment, and it need only come from one of them.
+        self.in_flight = set() if in_flight is None else in_flight
         self.peer = peer
         self.base_dir = base_dir
         self.channels = list(channels)
@@ -646,14 +650,24 @@ class PeerWorker(Stoppable):
     def _fetch(self, segment):
         """Stream one segment into a temp file; rename it into place only if its hash matches.
 
-        Returns its size, or None if it appeared here meanwhile (fetched from
-        another peer) or is no longer on the peer. Raises PeerError
+        Returns its size, or None if it is here already, is being fetched by
+        another worker (`in_flight`, shared by the workers of one node), or is
+        no longer on the peer. Raises PeerError
         (HashMismatch for a lie); the temp file is removed on every way out but
         success.
         """
         channel, quality, hour, name = segment.channel, segment.quality, segment.hour, segment.name
-        if os.path.exists(os.path.join(self.base_dir, channel, quality, hour, name)):
+        path = os.path.join(self.base_dir, channel, quality, hour, name)
+        if path in self.in_flight or os.path.exists(path):
             return None
+        self.in_flight.add(path)
+        try:
+            return self._fetch_new(segment, path)
+        finally:
+            self.in_flight.discard(path)
+
+    def _fetch_new(self, segment, path):
+        channel, quality, hour, name = segment.channel, segment.quality, segment.hour, segment.name
         url = self.url("segments", channel, quality, hour, name)
         with deadline(FETCH_TIMEOUTS[1], url):
             try:
@@ -717,6 +731,7 @@ class Manager(Stoppable):
         self.once = once
         self.worker_args = worker_args
         self.workers = {}  # Peer -> (PeerWorker, greenlet)
+        self.in_flight = set()
         self._file_peers = []
 
     def read_peers(self):
@@ -759,6 +774,7 @@ class Manager(Stoppable):
                     self.channels,
                     self.qualities,
                     metrics=self.metrics,
+                    in_flight=self.in_flight,
                     **self.worker_args,
                 )
                 self.workers[peer] = worker, gevent.spawn(worker.run, once=self.once)
