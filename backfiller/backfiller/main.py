@@ -46,6 +46,7 @@ from argparse import ArgumentTypeError
 from typing import NamedTuple
 
 import gevent
+import gevent.event
 import gevent.pool
 import prometheus_client
 import requests
@@ -426,9 +427,13 @@ class PeerWorker(Stoppable):
         in_flight=None,
     ):
         super().__init__()
-        # Store paths being fetched by this node's workers: two peers usually
-        # list the same segment, and it need only come from one of them.
-        self.in_flight = set() if in_flight is None else in_flight
+        # Store path -> Event set when done, for the fetches in flight in all
+        # of this node's workers: two peers usually list the same missing
+        # segment, and it need only come from one. Whoever finds it taken
+        # defers it to the end of its pass, then fetches it if the other
+        # worker failed (a lying peer must not cost us a good peer's copy).
+        self.in_flight = {} if in_flight is None else in_flight
+        self.deferred = []
         self.peer = peer
         self.base_dir = base_dir
         self.channels = list(channels)
@@ -490,6 +495,7 @@ class PeerWorker(Stoppable):
 
     def _pass_catching(self):
         self.fetched = self.errors = 0
+        self.deferred = []
         try:
             self.metrics.run_pass(self)
         except PeerError as e:
@@ -528,6 +534,14 @@ class PeerWorker(Stoppable):
                         return self.fetched
                     self.backfill_hour(channel, quality, hour)
         self.pool.join()
+        # Segments another worker was fetching: once it is done (its own
+        # deadline bounds the wait), fetch those it did not get.
+        while self.deferred and not self.stopping.is_set():
+            deferred, self.deferred = self.deferred, []
+            for segment, other in deferred:
+                other.wait()
+                self.pool.spawn(self.fetch_segment, segment)
+            self.pool.join()
         return self.fetched
 
     def backfill_hour(self, channel, quality, hour):
@@ -650,21 +664,27 @@ class PeerWorker(Stoppable):
     def _fetch(self, segment):
         """Stream one segment into a temp file; rename it into place only if its hash matches.
 
-        Returns its size, or None if it is here already, is being fetched by
-        another worker (`in_flight`, shared by the workers of one node), or is
-        no longer on the peer. Raises PeerError
+        Returns its size, or None if it is here already, is no longer on the
+        peer, or is being fetched by another worker of this node (see
+        `in_flight`): then it is put in `deferred`, for the end of the pass. Raises PeerError
         (HashMismatch for a lie); the temp file is removed on every way out but
         success.
         """
         channel, quality, hour, name = segment.channel, segment.quality, segment.hour, segment.name
         path = os.path.join(self.base_dir, channel, quality, hour, name)
-        if path in self.in_flight or os.path.exists(path):
+        if os.path.exists(path):
             return None
-        self.in_flight.add(path)
+        other = self.in_flight.get(path)
+        if other is not None:
+            self.deferred.append((segment, other))
+            return None
+        done = gevent.event.Event()
+        self.in_flight[path] = done
         try:
             return self._fetch_new(segment, path)
         finally:
-            self.in_flight.discard(path)
+            del self.in_flight[path]
+            done.set()
 
     def _fetch_new(self, segment, path):
         channel, quality, hour, name = segment.channel, segment.quality, segment.hour, segment.name
@@ -731,7 +751,7 @@ class Manager(Stoppable):
         self.once = once
         self.worker_args = worker_args
         self.workers = {}  # Peer -> (PeerWorker, greenlet)
-        self.in_flight = set()
+        self.in_flight = {}  # shared by the workers: see PeerWorker
         self._file_peers = []
 
     def read_peers(self):
