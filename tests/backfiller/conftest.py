@@ -14,9 +14,13 @@ def servers():
 
 @pytest.fixture(autouse=True)
 def fast(monkeypatch):
-    """Short timeouts and waits, so hostile peers and retries cost milliseconds."""
-    monkeypatch.setattr(main, "LIST_TIMEOUTS", (0.5, 1))
-    monkeypatch.setattr(main, "FETCH_TIMEOUTS", (0.5, 1))
+    """Short waits, so retries and reloads cost milliseconds.
+
+    Timeouts stay generous (a loaded CI machine must never time out an honest
+    request); tests of peers that hang ask for `short_timeouts`.
+    """
+    monkeypatch.setattr(main, "LIST_TIMEOUTS", (5, 10))
+    monkeypatch.setattr(main, "FETCH_TIMEOUTS", (5, 10))
     monkeypatch.setattr(main, "BACKOFF", (0.02, 0.1))
     monkeypatch.setattr(main, "PASS_INTERVAL", 0.02)
     monkeypatch.setattr(main, "NODE_FILE_INTERVAL", 0.02)
@@ -30,3 +34,10 @@ def registry():
 @pytest.fixture
 def metrics(registry):
     return main.Metrics(registry)
+
+
+@pytest.fixture
+def short_timeouts(monkeypatch):
+    """Give up on a silent peer within a second (the whole-request deadline)."""
+    monkeypatch.setattr(main, "LIST_TIMEOUTS", (1, 1))
+    monkeypatch.setattr(main, "FETCH_TIMEOUTS", (1, 1))

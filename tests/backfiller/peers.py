@@ -36,13 +36,19 @@ def fake_name(start, data, duration=TWO_SECONDS, type="full"):
 
 
 def store_files(base_dir):
-    """{relative path: bytes} of every file under base_dir (temp and dotfiles included)."""
+    """{relative path: bytes} of every file under base_dir (temp and dotfiles included).
+
+    A file renamed or removed while we look (a backfiller at work) is left out.
+    """
     files = {}
     for root, _, names in os.walk(base_dir):
         for name in names:
             path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                files[os.path.relpath(path, base_dir)] = f.read()
+            try:
+                with open(path, "rb") as f:
+                    files[os.path.relpath(path, base_dir)] = f.read()
+            except FileNotFoundError:
+                continue
     return files
 
 

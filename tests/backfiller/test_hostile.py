@@ -8,6 +8,7 @@ import datetime
 import os
 
 import gevent
+import gevent.event
 import gevent.server
 import pytest
 
@@ -155,7 +156,7 @@ def test_bad_hours_are_skipped_and_counted(servers, dirs, metrics, registry):
 )
 @pytest.mark.parametrize("level", ["hours", "hour"])
 def test_unreadable_listings_abandon_the_pass(
-    servers, dirs, metrics, registry, handler, kind, level
+    servers, dirs, metrics, registry, handler, kind, level, short_timeouts
 ):
     peer_dir, local = dirs
     make_store(peer_dir, 2)
@@ -181,7 +182,7 @@ def test_oversized_listing_is_refused(servers, dirs, metrics, registry, monkeypa
 
 @pytest.mark.parametrize("behaviour", ["truncated", "trickle", "500", "404", "too_large"])
 def test_broken_segment_bodies_leave_nothing(
-    servers, dirs, metrics, registry, monkeypatch, behaviour
+    servers, dirs, metrics, registry, monkeypatch, behaviour, short_timeouts
 ):
     peer_dir, local = dirs
     paths = make_store(peer_dir, 3)
@@ -235,7 +236,9 @@ def test_connection_reset_and_refused(servers, dirs, metrics, registry):
     assert errors(registry, url, "connection") == 2
 
 
-def test_good_peers_fully_used_beside_hostile_ones(servers, tmp_path, metrics, registry):
+def test_good_peers_fully_used_beside_hostile_ones(
+    servers, tmp_path, metrics, registry, short_timeouts
+):
     good_dir, local = tmp_path / "good", tmp_path / "local"
     paths = make_store(good_dir, 6)
     # The liar claims every good name, serves wrong bytes for each, and adds junk.
@@ -282,11 +285,16 @@ def test_fetches_in_random_order_at_most_concurrency_at_once(servers, dirs, metr
     paths = make_store(peer_dir, 40)
     peer = FakePeer(peer_dir)
     in_flight, most = [0], [0]
+    full = gevent.event.Event()
 
     def slow(environ, start_response):
+        # Hold each request until three are in flight at once (bounded, in
+        # case the pool never allows that), so the most is reached for sure.
         in_flight[0] += 1
         most[0] = max(most[0], in_flight[0])
-        gevent.sleep(0.01)
+        if in_flight[0] == 3:
+            full.set()
+        full.wait(5)
         in_flight[0] -= 1
         return peer.honest(environ["PATH_INFO"], start_response)
 
