@@ -1,7 +1,6 @@
 """How fast the backfiller copies a peer's hour, against the floor of `curl` doing the same.
 
-A peer restreamer (the real one, `restreamer.app.create_app`, in its own
-process) serves one hour of 2-second segments of about 500 KB each (1,800
+A peer restreamer (the real service, `python -m restreamer`) serves one hour of 2-second segments of about 500 KB each (1,800
 files, ~900 MB), built once under bench/.cache. Then, in one run, alternating:
 
 - the floor: the same 1,800 URLs fetched by `curl` into a directory,
@@ -20,12 +19,14 @@ import argparse
 import datetime
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "common"))
@@ -40,20 +41,6 @@ SEGMENT = datetime.timedelta(seconds=2)
 COUNT = 1800
 SIZE = 500_000
 CURL_BATCH = 25  # URLs per curl process
-
-# The peer: the real restreamer app on gevent's WSGI server, on an ephemeral
-# port it prints on its first line.
-SERVE_PEER = """
-import gevent.monkey
-gevent.monkey.patch_all()
-import sys
-import gevent.pywsgi
-from restreamer.app import create_app
-server = gevent.pywsgi.WSGIServer(("127.0.0.1", 0), create_app(sys.argv[1]), log=None)
-server.start()
-print(server.server_port, flush=True)
-server.serve_forever()
-"""
 
 
 def build_store():
@@ -71,11 +58,25 @@ def build_store():
 
 
 def start_peer():
+    """`python -m restreamer` over the bench store, as a node runs it; returns (process, URL)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVE_PEER, CACHE], stdout=subprocess.PIPE, cwd=ROOT
-    )
-    port = int(proc.stdout.readline())
-    return proc, f"http://127.0.0.1:{port}"
+        [sys.executable, "-m", "restreamer", "--base-dir", CACHE, "--host", "127.0.0.1",
+         "--port", str(port)],
+        cwd=ROOT, env=dict(os.environ, STREAMVAULT_LOG_LEVEL="WARNING"),
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/files/{CHANNEL}/{QUALITY}", timeout=5):
+                return proc, url
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the restreamer did not start") from None
+            time.sleep(0.1)
 
 
 def run_curl(url, names, dest, concurrency):

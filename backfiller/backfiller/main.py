@@ -98,10 +98,6 @@ MAX_SEGMENT_BYTES = 512 * 2**20
 # Bytes per read from a segment response: big enough that per-chunk Python work
 # (hashing call, write call) is negligible next to the copy.
 CHUNK_SIZE = 256 * 2**10
-# Bytes of a segment gathered in memory before a thread writes them: more than
-# most segments (a 2 s source segment is 0.5-5 MB), so that usually the whole
-# file is written in one go; at most this much per fetch in flight.
-SPOOL_BYTES = 8 * 2**20
 USER_AGENT = "streamvault-backfiller"
 
 
@@ -289,77 +285,6 @@ def parse_node_lines(text):
 
 
 # --- one peer ---------------------------------------------------------------
-
-
-def in_thread(fn, *args):
-    """`fn(*args)` in the hub's threadpool, returning its result or raising its error.
-
-    If this greenlet is killed or times out meanwhile, it first waits for `fn`
-    to end (a short disk operation, which may be holding a temp file) so that
-    the caller's cleanup never races it, then lets the kill through.
-    """
-    result = gevent.get_hub().threadpool.spawn(fn, *args)
-    try:
-        return result.get()
-    except BaseException:
-        result.wait()
-        raise
-
-
-class ThreadedSegmentWriter:
-    """A `SegmentWriter` for one listed segment whose disk work runs in a thread.
-
-    On a busy disk, creating a file or writing to it blocks for a millisecond
-    or more (measured: 1-1.3 ms per create while other processes wrote). Done
-    in a greenlet, that stalls every other fetch of the process; done in a
-    thread (which also hashes there, outside the GIL), the network keeps
-    flowing. Bytes are gathered in memory and handed over SPOOL_BYTES at a time:
-    for most segments, one hand-off for create, write, hash, check and rename.
-
-    `finish(url)` renames the file into place if its bytes hash to the name and
-    returns the size, else raises HashMismatch. Leaving the `with` block any
-    other way removes the temp file, if one was made.
-    """
-
-    def __init__(self, base_dir, segment):
-        self.base_dir = base_dir
-        self.segment = segment
-        self.buffer = bytearray()
-        self.size = 0
-        self.writer = None
-
-    def write(self, chunk):
-        self.buffer += chunk
-        self.size += len(chunk)
-        if len(self.buffer) >= SPOOL_BYTES:
-            data, self.buffer = self.buffer, bytearray()
-            in_thread(self._write, data)
-
-    def _write(self, data):
-        if self.writer is None:
-            segment = self.segment
-            self.writer = SegmentWriter(
-                self.base_dir, segment.channel, segment.quality, segment.start, segment.duration
-            )
-        self.writer.write(data)
-
-    def finish(self, url):
-        data, self.buffer = self.buffer, bytearray()
-        return in_thread(self._finish, data, url)
-
-    def _finish(self, data, url):
-        self._write(data)
-        if self.writer.hash != self.segment.hash:
-            raise HashMismatch(f"{self.writer.size} bytes from {url} hash to {self.writer.hash}")
-        self.writer.finish(self.segment.type)
-        return self.writer.size
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.writer is not None:
-            self.writer.abort()
 
 
 @contextlib.contextmanager
@@ -702,12 +627,19 @@ class PeerWorker(Stoppable):
                     length = response.headers.get("Content-Length", "")
                     if length.isdigit() and int(length) > MAX_SEGMENT_BYTES:
                         raise PeerError("too_large", f"{url}: {length} bytes")
-                    with ThreadedSegmentWriter(self.base_dir, segment) as writer:
+                    with SegmentWriter(
+                        self.base_dir, channel, quality, segment.start, segment.duration
+                    ) as writer:
                         for chunk in response.iter_content(CHUNK_SIZE):
                             writer.write(chunk)
                             if writer.size > MAX_SEGMENT_BYTES:
                                 raise PeerError("too_large", f"{url}: over {MAX_SEGMENT_BYTES}")
-                        return writer.finish(url)
+                        if writer.hash != segment.hash:
+                            raise HashMismatch(
+                                f"{writer.size} bytes from {url} hash to {writer.hash}"
+                            )
+                        writer.finish(segment.type)
+                        return writer.size
             except requests.RequestException as e:
                 raise request_error(url, e) from None
 

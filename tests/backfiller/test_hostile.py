@@ -308,25 +308,3 @@ def test_fetches_in_random_order_at_most_concurrency_at_once(servers, dirs, metr
     # 40 names in time order by chance: 1 in 40!
     assert asked != sorted(asked)
     assert sorted(asked) == sorted("/segments/" + os.path.relpath(p, peer_dir) for p in paths)
-
-
-def test_segments_larger_than_the_spool_are_written_as_they_arrive(
-    servers, dirs, metrics, registry, monkeypatch
-):
-    peer_dir, local = dirs
-    monkeypatch.setattr(main, "SPOOL_BYTES", 100)
-    monkeypatch.setattr(main, "CHUNK_SIZE", 64)
-    paths = [
-        put_segment(peer_dir, "chan", "source", T0 + 2 * i * S, os.urandom(size))
-        for i, size in enumerate([1, 99, 100, 101, 1000])
-    ]
-    liar = FakePeer(peer_dir)
-    lie = os.path.relpath(paths[-1], peer_dir)
-    liar.overrides["/segments/" + lie] = respond(200, os.urandom(1000))
-    url = servers.serve(liar)
-    run_once(url, local, metrics)
-    expected = store_files(peer_dir)
-    del expected[lie]
-    assert store_files(local) == expected
-    assert errors(registry, url, "hash_mismatch") == 1
-    assert no_temp_files(local) == []

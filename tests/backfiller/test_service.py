@@ -10,7 +10,6 @@ import sys
 import gevent
 import pytest
 
-from backfiller import main
 from backfiller.main import Manager, Peer, PeerWorker, peer_from_url
 from common.segments import UTC, atomic_write
 from tests.backfiller.peers import FakePeer, put_segment, respond, store_files, wait_for
@@ -183,16 +182,12 @@ def test_bad_command_line_is_one_line(tmp_path):
 
 @pytest.mark.timeout(120)
 def test_sigterm_mid_pass_stops_promptly_and_leaves_no_temp_files(servers, tmp_path):
-    # Three segments big enough to be written while they arrive (over
-    # SPOOL_BYTES), that stall half way; three small ones.
-    paths = [
-        put_segment(tmp_path / "peer", "chan", "source", T0 + i * 2 * S, os.urandom(size))
-        for i, size in enumerate([main.SPOOL_BYTES * 2] * 3 + [100] * 3)
-    ]
+    # Three segments that stall after their first bytes; three that do not.
+    paths = make_store(tmp_path / "peer", 6)
     peer = FakePeer(tmp_path / "peer")
     for path in paths[:3]:
         with open(path, "rb") as f:
-            trickle = peer.trickle(f.read(), first=main.SPOOL_BYTES + 1)
+            trickle = peer.trickle(f.read(), first=10)
         peer.overrides["/segments/" + os.path.relpath(path, tmp_path / "peer")] = trickle
     url = servers.serve(peer)
     local = tmp_path / "local"
