@@ -448,16 +448,23 @@ class PeerWorker(Stoppable):
     def backfill_pass(self):
         """List and fetch everything missing here from the peer; returns the count fetched.
 
-        Raises PeerError if a listing cannot be read. Fetches are counted in
-        `self.fetched`/`self.errors` as they finish; all are done on return.
+        Raises PeerError if a listing cannot be read: the rest of the pass is
+        abandoned (a peer that fails one listing usually fails the next, and
+        each could cost a timeout), but the fetches already started are let
+        finish. Fetches are counted in `self.fetched`/`self.errors` as they
+        finish; all are done on return.
         """
-        for channel in self.channels:
-            hour_lists = [self.list_hours(channel, quality) for quality in self.qualities]
-            for hour in hours_to_backfill(hour_lists, self.start_time()):
-                for quality in self.qualities:
-                    if self.stopping.is_set():
-                        return self.fetched
-                    self.backfill_hour(channel, quality, hour)
+        try:
+            for channel in self.channels:
+                hour_lists = [self.list_hours(channel, quality) for quality in self.qualities]
+                for hour in hours_to_backfill(hour_lists, self.start_time()):
+                    for quality in self.qualities:
+                        if self.stopping.is_set():
+                            return self.fetched
+                        self.backfill_hour(channel, quality, hour)
+        except PeerError:
+            self.pool.join()
+            raise
         self.pool.join()
         # Segments another worker was fetching: once it is done (its own
         # deadline bounds the wait), fetch those it did not get.

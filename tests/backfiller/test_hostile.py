@@ -308,3 +308,26 @@ def test_fetches_in_random_order_at_most_concurrency_at_once(servers, dirs, metr
     # 40 names in time order by chance: 1 in 40!
     assert asked != sorted(asked)
     assert sorted(asked) == sorted("/segments/" + os.path.relpath(p, peer_dir) for p in paths)
+
+
+def test_fetches_started_before_a_listing_fails_are_finished(servers, dirs, metrics, registry):
+    peer_dir, local = dirs
+    later = make_store(peer_dir, 3, start=T0 + datetime.timedelta(hours=1))
+    make_store(peer_dir, 3)
+    peer = FakePeer(peer_dir)
+    # Newest hour first: its segments are being fetched when the older hour's
+    # listing fails.
+    peer.overrides[f"/files/chan/source/{HOUR}"] = respond(500)
+    for path in later:
+        data = open(path, "rb").read()
+
+        def slow(environ, start_response, data=data):
+            gevent.sleep(0.05)
+            return respond(200, data)(environ, start_response)
+
+        peer.overrides["/segments/" + os.path.relpath(path, peer_dir)] = slow
+    url = servers.serve(peer)
+    worker = run_once(url, local, metrics)
+    assert set(store_files(local)) == {os.path.relpath(p, peer_dir) for p in later}
+    assert worker.fetched == 3
+    assert errors(registry, url, "http") == 1
