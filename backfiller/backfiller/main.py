@@ -12,7 +12,8 @@ qualities, newest first, from `--start` on), then each hour's segment names,
 decides what this node lacks (`segments_to_fetch`), and fetches those in random
 order, `--concurrency` at a time. `PeerWorker.fetch_segment` streams one
 segment into a `SegmentWriter` and renames it into place only if the bytes hash
-to the name.
+to the name. The workers of a node share the set of fetches in flight, so a
+segment that several peers offer is fetched once.
 
 How it fails, and what it does about it. Nothing a peer says is trusted:
 
@@ -96,7 +97,8 @@ FETCH_TIMEOUTS = (10, 120)  # socket, whole; seconds
 MAX_LISTING_BYTES = 8 * 2**20
 MAX_SEGMENT_BYTES = 512 * 2**20
 # Bytes per read from a segment response: big enough that per-chunk Python work
-# (hashing call, write call) is negligible next to the copy.
+# (hashing call, write call) is negligible next to the copy. Measured on 500 KB
+# segments: 64 KB and 256 KB alike, 1 MB slower (more memory traffic).
 CHUNK_SIZE = 256 * 2**10
 USER_AGENT = "streamvault-backfiller"
 
@@ -863,6 +865,8 @@ def parse_args(argv=None):
         "--run-once", action="store_true", help="make one pass over every peer, then exit"
     )
     args = parser.parse_args(argv)
+    if not args.channels or not args.qualities:
+        parser.error("give at least one channel and one quality")
     if not args.nodes and not args.node_file:
         parser.error("give peers with --nodes or --node-file")
     return args

@@ -164,6 +164,7 @@ def test_args():
     "argv, message",
     [
         (["--channels", "a"], "--nodes or --node-file"),
+        (["--channels", ",", "--nodes", "http://x"], "at least one channel"),
         (["--channels", "../x", "--nodes", "http://x"], "bad channel"),
         (["--channels", "a", "--qualities", ".q", "--nodes", "http://x"], "bad quality"),
         (["--channels", "a", "--nodes", "x:8000"], "bad node URL"),
