@@ -331,3 +331,14 @@ def test_fetches_started_before_a_listing_fails_are_finished(servers, dirs, metr
     assert set(store_files(local)) == {os.path.relpath(p, peer_dir) for p in later}
     assert worker.fetched == 3
     assert errors(registry, url, "http") == 1
+
+
+def test_our_own_disk_failing_is_counted_as_local(servers, dirs, metrics, registry):
+    peer_dir, local = dirs
+    make_store(peer_dir, 2)
+    (local / "chan").write_bytes(b"a file where the channel directory should be")
+    url = servers.serve(FakePeer(peer_dir))
+    worker = run_once(url, local, metrics)
+    assert worker.fetched == 0 and worker.errors == 2
+    assert errors(registry, url, "local") == 2
+    assert sorted(os.listdir(local)) == ["chan"]
