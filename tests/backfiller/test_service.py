@@ -209,3 +209,19 @@ def test_sigterm_mid_pass_stops_promptly_and_leaves_no_temp_files(servers, tmp_p
     assert not [p for p in store_files(local) if "-temp-" in p]
     for path in paths[:3]:
         assert os.path.relpath(path, tmp_path / "peer") not in store_files(local)
+
+
+def test_hours_are_visited_newest_first_across_qualities(servers, tmp_path, metrics):
+    peer_dir = tmp_path / "peer"
+    for hours_later, quality in [(0, "source"), (2, "source"), (1, "480p"), (3, "480p")]:
+        put_segment(peer_dir, "chan", quality, T0 + hours_later * H)
+    peer = FakePeer(peer_dir)
+    url = servers.serve(peer)
+    worker = PeerWorker(peer_from_url(url), str(tmp_path / "local"), ["chan"],
+                        ["source", "480p"], metrics=metrics)  # fmt: skip
+    worker.run(once=True)
+    hour_listings = [p for p in peer.requests if p.count("/") == 4 and p.startswith("/files/")]
+    hours = ["2026-01-10T13", "2026-01-10T12", "2026-01-10T11", "2026-01-10T10"]
+    # Every hour of either quality, for both qualities, newest first.
+    assert hour_listings == [f"/files/chan/{q}/{h}" for h in hours for q in ("source", "480p")]
+    assert store_files(tmp_path / "local") == store_files(peer_dir)
