@@ -817,48 +817,59 @@ def _seconds(text):
 def parse_args(argv=None):
     parser = base_parser("backfiller", __doc__.splitlines()[0], metrics_port=8002)
     parser.add_argument(
-        "--channels", type=_name_list("channel"), required=True, help="NAME[,NAME]: channels"
+        "--channels",
+        type=_name_list("channel"),
+        required=True,
+        metavar="NAME[,NAME]",
+        help="channels to backfill",
     )
     parser.add_argument(
         "--qualities",
         type=_name_list("quality"),
         default=["source"],
-        help="QUALITY[,QUALITY] (default: source)",
+        metavar="QUALITY[,QUALITY]",
+        help="qualities to backfill (default: source)",
     )
     parser.add_argument(
-        "--nodes", type=_url_list, default=[], help="URL[,URL]: peers' restreamer URLs"
+        "--nodes", type=_url_list, default=[], metavar="URL[,URL]", help="peers' restreamer URLs"
     )
     parser.add_argument(
         "--node-file",
+        metavar="FILE",
         help="file of peers, one 'NAME URL' or 'URL' a line, '#' comments; "
         f"re-read every {NODE_FILE_INTERVAL}s",
     )
     parser.add_argument(
         "--node-name",
         default=socket.gethostname(),
+        metavar="NAME",
         help="this node's name in the node file, skipped as a peer (default: hostname)",
     )
     parser.add_argument(
         "--self-url",
         type=_url_list,
         default=[],
-        help="URL[,URL]: this node's own restreamer URLs, skipped as peers",
+        metavar="URL[,URL]",
+        help="this node's own restreamer URLs, skipped as peers",
     )
     parser.add_argument(
         "--start",
         type=parse_start,
-        help="HOURS_AGO or ISO_TIME: backfill only hours from then on (default: all)",
+        metavar="HOURS_AGO|ISO_TIME",
+        help="backfill only hours from then on (default: all)",
     )
     parser.add_argument(
         "--recent-cutoff",
         type=_seconds,
         default=datetime.timedelta(seconds=120),
+        metavar="SECONDS",
         help="leave segments younger than this many seconds to the downloader (default: 120)",
     )
     parser.add_argument(
         "--concurrency",
         type=_positive_int,
         default=5,
+        metavar="N",
         help="segments fetched at once from each peer (default: 5)",
     )
     parser.add_argument(
