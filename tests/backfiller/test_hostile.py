@@ -5,6 +5,7 @@ hostile handler. Timeouts are shortened by the `fast` fixture.
 """
 
 import datetime
+import gzip
 import os
 
 import gevent
@@ -342,3 +343,29 @@ def test_our_own_disk_failing_is_counted_as_local(servers, dirs, metrics, regist
     assert worker.fetched == 0 and worker.errors == 2
     assert errors(registry, url, "local") == 2
     assert sorted(os.listdir(local)) == ["chan"]
+
+
+def test_compressed_bodies_are_never_expanded(servers, dirs, metrics, registry):
+    # A gzip bomb would expand a small body a thousandfold in memory: bodies
+    # are taken exactly as sent, so a compressed one fails its hash or JSON.
+    peer_dir, local = dirs
+    paths = make_store(peer_dir, 2)
+    peer = FakePeer(peer_dir)
+    gzip_header = [("Content-Encoding", "gzip")]
+    with open(paths[0], "rb") as f:
+        packed = gzip.compress(f.read())
+    peer.overrides["/segments/" + os.path.relpath(paths[0], peer_dir)] = respond(
+        200, packed, gzip_header
+    )
+    url = servers.serve(peer)
+    run_once(url, local, metrics)
+    assert set(store_files(local)) == {os.path.relpath(paths[1], peer_dir)}
+    assert errors(registry, url, "hash_mismatch") == 1
+
+    bomb = FakePeer(peer_dir)
+    bomb.overrides["/files/chan/source"] = respond(
+        200, gzip.compress(b"[" + b" " * 50_000_000 + b"]"), gzip_header
+    )
+    url = servers.serve(bomb)
+    run_once(url, local, metrics)
+    assert errors(registry, url, "bad_json") == 1
