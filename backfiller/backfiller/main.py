@@ -612,9 +612,9 @@ class PeerWorker(Stoppable):
 
         Returns its size, or None if it is here already, is no longer on the
         peer, or is being fetched by another worker of this node (see
-        `in_flight`): then it is put in `deferred`, for the end of the pass. Raises PeerError
-        (HashMismatch for a lie); the temp file is removed on every way out but
-        success.
+        `in_flight`): then it is put in `deferred`, for the end of the pass.
+        Raises PeerError (HashMismatch for a lie), or OSError if our own disk
+        fails; the temp file is removed on every way out but success.
         """
         channel, quality, hour, name = segment.channel, segment.quality, segment.hour, segment.name
         path = os.path.join(self.base_dir, channel, quality, hour, name)
@@ -627,12 +627,12 @@ class PeerWorker(Stoppable):
         done = gevent.event.Event()
         self.in_flight[path] = done
         try:
-            return self._fetch_new(segment, path)
+            return self._fetch_new(segment)
         finally:
             del self.in_flight[path]
             done.set()
 
-    def _fetch_new(self, segment, path):
+    def _fetch_new(self, segment):
         channel, quality, hour, name = segment.channel, segment.quality, segment.hour, segment.name
         url = self.url("segments", channel, quality, hour, name)
         with deadline(FETCH_TIMEOUTS[1], url):
