@@ -356,13 +356,14 @@ WHERE id = %(id)s AND state IN ('EDITED', 'CLAIMED')
 RETURNING *
 """
 
-# Operator: back to EDITED, for any cutter to do again. For a job stuck in
-# CLAIMED (its cutter is gone), one in FINALIZING once the operator has
-# checked that no video was made, or one in UNEDITED after fixing its cause.
+# Operator: back to EDITED, for any cutter to do again now. For a job stuck
+# in CLAIMED (its cutter is gone), one in FINALIZING once the operator has
+# checked that no video was made, one in UNEDITED after fixing its cause, or
+# an EDITED one waiting out a retry delay.
 RESET = """
 UPDATE events
 SET state = 'EDITED', uploader = NULL, error = NULL, attempts = 0, retry_at = NULL
-WHERE id = %(id)s AND state IN ('UNEDITED', 'CLAIMED', 'FINALIZING')
+WHERE id = %(id)s AND state IN ('UNEDITED', 'EDITED', 'CLAIMED', 'FINALIZING')
 RETURNING *
 """
 
@@ -583,12 +584,12 @@ class Jobs:
         )
 
     def reset(self, job_id):
-        """UNEDITED, CLAIMED or FINALIZING → EDITED (operator; see RESET)."""
+        """UNEDITED, EDITED, CLAIMED or FINALIZING → EDITED, to be done now (see RESET)."""
         return self._change(
             RESET,
             {"id": job_id},
             job_id,
-            "job {job.id} is {job.state}: only UNEDITED, CLAIMED or FINALIZING jobs can be reset",
+            "job {job.id} is {job.state}: TRANSCODING and DONE jobs cannot be reset",
         )
 
     # The cutter's side. Each guarded change returns the new Job, or raises

@@ -1,0 +1,188 @@
+"""Fixtures for the cutter: real PostgreSQL databases, a store with the shared media.
+
+Databases: the schema is built once per run into a template database, and each
+test gets a fresh copy (`CREATE DATABASE ... TEMPLATE`, as procrastinate's
+tests do), dropped when the test ends. They are made over the local socket as
+the current user, which works with `trust` (this machine) and with `peer`
+authentication (a fresh Debian, once tools/setup has made the root role).
+
+Several test runs may share this machine's cluster, and one test restarts it.
+Tests that use the database hold a shared lock on `PG_LOCK` for their
+duration; the restart test holds it exclusively, so it never pulls the
+cluster from under another run's test.
+"""
+
+import contextlib
+import datetime
+import fcntl
+import os
+import secrets
+import subprocess
+import sys
+import time
+
+import psycopg2
+import pytest
+
+from common.segments import jitter
+from cutter.jobs import Jobs
+from tests.conftest import MEDIA_START
+from tests.media import add_to_store
+
+PG_LOCK = "/tmp/streamvault-tests-postgres.lock"
+CHANNEL, QUALITY = "desertbus", "source"
+# Bounded waits when polling for something to happen (seconds).
+WAIT = 60
+
+
+@contextlib.contextmanager
+def pg_lock(exclusive=False):
+    with open(PG_LOCK, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def admin(sql):
+    """Run one statement in the `postgres` database (CREATE/DROP DATABASE)."""
+    conn = psycopg2.connect("dbname=postgres", connect_timeout=10)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(sql)
+    finally:
+        conn.close()
+
+
+def new_db_name(tag):
+    return f"streamvault_test_{tag}_{os.getpid()}_{secrets.token_hex(4)}"
+
+
+@pytest.fixture(scope="session")
+def db_template():
+    """A database with the schema applied, to copy for each test."""
+    name = new_db_name("template")
+    with pg_lock():
+        admin(f'CREATE DATABASE "{name}"')
+        jobs = Jobs(f"dbname={name}")
+        jobs.init_schema()
+        jobs.db.close()
+    yield name
+    with pg_lock():
+        admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def fresh_database(template):
+    name = new_db_name("t")
+    admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    try:
+        yield f"dbname={name}"
+    finally:
+        # The cluster may have just been restarted by the test: retry briefly.
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                break
+            except psycopg2.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+
+@pytest.fixture
+def dsn(db_template):
+    """A fresh database with the schema, for this test only."""
+    with pg_lock(), fresh_database(db_template) as dsn:
+        yield dsn
+
+
+@pytest.fixture(scope="module")
+def shared_jobs(db_template):
+    """One database for a whole module, for tests that only touch rows they made."""
+    with pg_lock(), fresh_database(db_template) as dsn:
+        jobs = Jobs(dsn)
+        yield jobs
+        jobs.db.close()
+
+
+@pytest.fixture
+def jobs(dsn):
+    jobs = Jobs(dsn)
+    yield jobs
+    jobs.db.close()
+
+
+@pytest.fixture(scope="session")
+def store(media, tmp_path_factory):
+    """A store holding the shared media as desertbus/source from MEDIA_START (30 s)."""
+    base = str(tmp_path_factory.mktemp("cutter-store"))
+    add_to_store(base, CHANNEL, QUALITY, MEDIA_START, media)
+    return base
+
+
+def at(seconds):
+    """MEDIA_START + seconds."""
+    return MEDIA_START + datetime.timedelta(seconds=seconds)
+
+
+def job_fields(start=3.5, end=9.25, **overrides):
+    """Fields for a job over the shared media (times in seconds from MEDIA_START)."""
+    fields = {
+        "channel": CHANNEL,
+        "quality": QUALITY,
+        "start": at(start) if isinstance(start, (int, float)) else start,
+        "end": at(end) if isinstance(end, (int, float)) else end,
+        "title": "A clip",
+        "upload_location": "clips",
+    }
+    fields.update(overrides)
+    return fields
+
+
+def wait_for(condition, timeout=WAIT, interval=0.05, what="condition"):
+    """Poll `condition()` until it returns something truthy; return that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(jitter(interval))
+
+
+def probe(path):
+    """(duration in seconds, decode errors) of a video file, judged by ffprobe/ffmpeg."""
+    duration = float(
+        subprocess.run(
+            ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    errors = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", path, "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+    ).stderr.strip()
+    return duration, errors
+
+
+FRAME = 1 / 30  # the shared media's frame duration
+
+
+def cutter_command(dsn, base_dir, name, *locations, poll_interval=0.5, extra=()):
+    command = [
+        sys.executable, "-m", "cutter", "run",
+        "--db", dsn, "--base-dir", base_dir, "--name", name,
+        "--metrics-port", "0", "--poll-interval", str(poll_interval),
+        "--processing-interval", "0.2",
+    ]  # fmt: skip
+    for location in locations:
+        command += ["--location", location]
+    return command + list(extra)
