@@ -140,11 +140,11 @@ class Metrics:
         )
 
 
-def _job_seconds(result, self, job, *args, **kwargs):
+def _job_seconds(result, job, *args, **kwargs):
     return job.duration.total_seconds()
 
 
-def _job_location(result, self, job, *args, **kwargs):
+def _job_location(result, job, *args, **kwargs):
     return job.upload_location
 
 
@@ -597,7 +597,7 @@ def parse_args(argv=None):
         default=[],
         metavar="NAME=TYPE:ARG[,k=v...]",
         help="an upload location to serve; repeatable. local:/dir[,url_prefix=URL] or "
-        "youtube:CREDS.json[,privacy=private|unlisted|public][,category=N]; both take "
+        "youtube:CREDS.json[,privacy=private|unlisted|public][,category=N][,chunk_size=BYTES]; both take "
         ",cut_type=fast|full",
     )
     run.add_argument(

@@ -6,7 +6,7 @@ A location is configured as `NAME=TYPE:ARG[,key=value...]` (see `parse_location`
   linked into place under its final name in one step, and never over an
   existing file (so a job uploaded once can never be silently uploaded again).
   No processing step: the job is DONE at once.
-- `youtube:CREDS.json[,privacy=unlisted][,category=20]` — YouTube, with the
+- `youtube:CREDS.json[,privacy=unlisted][,category=20][,chunk_size=BYTES]` — YouTube, with the
   resumable upload protocol, then polling until the video is processed.
 
 Every location also takes `cut_type=fast|full` (the `common.cut` type).
@@ -517,11 +517,19 @@ def parse_location(spec):
         if not sep:
             raise ValueError(f"bad location {spec!r}: option {option!r} is not key=value")
         kwargs[key] = value
-    allowed = {"local": {"url_prefix", "cut_type"}, "youtube": {"privacy", "category", "cut_type"}}
+    allowed = {
+        "local": {"url_prefix", "cut_type"},
+        "youtube": {"privacy", "category", "chunk_size", "cut_type"},
+    }
     unknown = set(kwargs) - allowed[kind]
     if unknown:
         raise ValueError(
             f"bad location {spec!r}: unknown option {', '.join(sorted(unknown))} for {kind} "
             f"(known: {', '.join(sorted(allowed[kind]))})"
         )
+    if "chunk_size" in kwargs:
+        try:
+            kwargs["chunk_size"] = int(kwargs["chunk_size"])
+        except ValueError:
+            raise ValueError(f"bad location {spec!r}: chunk_size must be a number") from None
     return BACKENDS[kind](name, arg, **kwargs)

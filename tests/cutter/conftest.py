@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 
+import gevent
 import psycopg2
 import pytest
 
@@ -152,25 +153,30 @@ def wait_for(condition, timeout=WAIT, interval=0.05, what="condition"):
             return result
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(jitter(interval))
+        gevent.sleep(jitter(interval))  # lets in-process greenlets run, patched or not
 
 
 def probe(path):
-    """(duration in seconds, decode errors) of a video file, judged by ffprobe/ffmpeg."""
-    duration = float(
-        subprocess.run(
-            ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    )
+    """(seconds of video, decode errors) of a file, judged by ffprobe and ffmpeg.
+
+    The video's length is its frame count times the frame duration: the
+    container's duration also counts audio, which may start a packet early.
+    """
+    frames = subprocess.run(
+        [
+            "ffprobe", "-v", "error", "-select_streams", "v:0", "-count_packets",
+            "-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", path,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()  # fmt: skip
     errors = subprocess.run(
         ["ffmpeg", "-nostdin", "-v", "error", "-i", path, "-f", "null", "-"],
         capture_output=True,
         text=True,
     ).stderr.strip()
-    return duration, errors
+    return int(frames.split()[0]) * FRAME, errors  # listed per program and per stream
 
 
 FRAME = 1 / 30  # the shared media's frame duration
