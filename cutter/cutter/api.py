@@ -54,7 +54,7 @@ def _error(message, status):
 
 def create_app(jobs, locations, registry=prometheus_client.REGISTRY):
     """The API over `jobs` (a `Jobs`), accepting jobs for `locations` (names)."""
-    app = flask.Flask("cutter")
+    app = flask.Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     locations = sorted(locations)
     flask_stats.install(app, registry)
@@ -76,9 +76,11 @@ def create_app(jobs, locations, registry=prometheus_client.REGISTRY):
     def refused(e):
         return _error(str(e), 409)
 
-    @app.errorhandler(CONNECTION_ERRORS)
     def database_down(e):
         return _error("the job database cannot be reached; try again shortly", 503)
+
+    for error_class in CONNECTION_ERRORS:
+        app.register_error_handler(error_class, database_down)
 
     @app.errorhandler(404)
     def no_route(e):
