@@ -25,8 +25,8 @@ matching fault is used once. `when` is `session`, `chunk` (a non-final PUT),
 `final` (the PUT ending with the last byte), `status` (a status query) or
 `videos`; `do` is an HTTP status code (answered with Google's error body,
 storing nothing), `"quota"`, `"drop"` (store `after` bytes of the body, then
-cut the connection without answering), or `"hold"` (store everything and make
-the video, then wait for `fake.release` before answering).
+cut the connection without answering), or `"hold"` (store everything, and make
+the video if it is complete, then wait for `fake.release` before answering).
 """
 
 import json
@@ -282,12 +282,13 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.do != "hold":
             return self._fault_status(fault)
         session.data += self._body()
-        if not final:
-            return self._incomplete(session)
-        self._finish(session)
-        if fault is not None:  # hold: the video exists; the answer waits
+        if final:
+            self._finish(session)
+        if fault is not None:  # hold: the bytes (and the video) are there; the answer waits
             self.fake.holding.set()
             self.fake.release.wait()
+        if not final:
+            return self._incomplete(session)
         return self._complete(session)
 
     def do_GET(self):
