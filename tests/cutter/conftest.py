@@ -182,6 +182,10 @@ def probe(path):
 FRAME = 1 / 30  # the shared media's frame duration
 
 
+def within_a_frame(duration, expected):
+    return abs(duration - expected) <= FRAME + 1e-9
+
+
 def cutter_command(dsn, base_dir, name, *locations, poll_interval=0.5, extra=()):
     command = [
         sys.executable, "-m", "cutter", "run",

@@ -77,7 +77,7 @@ class FakeYouTube:
         self.release = threading.Event()
         self.holding = threading.Event()  # set while a "hold" fault waits
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.server = _Server(("127.0.0.1", 0), _Handler)
         self.server.daemon_threads = True
         self.server.fake = self
         self.url = f"http://127.0.0.1:{self.server.server_port}"
@@ -129,6 +129,13 @@ def google_error(code, reason, message):
             "errors": [{"domain": "youtube", "reason": reason, "message": message}],
         }
     }
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # a client that went away (killed in a test) is expected, not news
 
 
 class _Handler(BaseHTTPRequestHandler):

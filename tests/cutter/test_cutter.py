@@ -18,7 +18,7 @@ from cutter.upload_backends import (
     parse_location,
 )
 from tests.conftest import MEDIA_START
-from tests.cutter.conftest import CHANNEL, FRAME, QUALITY, job_fields, probe, wait_for
+from tests.cutter.conftest import CHANNEL, QUALITY, job_fields, probe, wait_for, within_a_frame
 from tests.media import add_to_store
 
 
@@ -56,7 +56,7 @@ def test_job_is_cut_and_uploaded(jobs, store, outdir, registry):
     assert done.video_link == "file://" + path
     assert os.listdir(outdir) == [done.video_id]  # no spool file left behind
     duration, errors = probe(path)
-    assert abs(duration - 11.5) <= FRAME, duration
+    assert within_a_frame(duration, 11.5), duration
     assert errors == ""
     assert cutter.run_once() is False  # nothing more to do
     assert sample(registry, "cutter_jobs_claimed_total", location="clips") == 1
@@ -79,7 +79,7 @@ def test_url_prefix_and_cut_type(jobs, store, outdir, registry):
     done = jobs.get(job.id)
     assert done.video_link == f"https://example.org/c/{job.id}-full-cut.ts"
     duration, errors = probe(os.path.join(outdir, done.video_id))
-    assert abs(duration - 3) <= FRAME and errors == ""
+    assert within_a_frame(duration, 3) and errors == ""
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_holes_allowed(jobs, holey_store, outdir, registry):
     done = jobs.get(job.id)
     assert done.state == State.DONE, done.error
     duration, errors = probe(os.path.join(outdir, done.video_id))
-    assert abs(duration - 6) <= FRAME, duration  # 12 s asked, 6 s of it missing
+    assert within_a_frame(duration, 6), duration  # 12 s asked, 6 s of it missing
     assert errors == ""
 
 

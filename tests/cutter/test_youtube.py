@@ -14,7 +14,7 @@ from cutter.upload_backends import (
     UploadOutcomeUnknown,
     YouTubeBackend,
 )
-from tests.cutter.conftest import FRAME, job_fields, probe
+from tests.cutter.conftest import job_fields, probe, within_a_frame
 from tests.cutter.fake_youtube import CHUNK_QUANTUM, FakeYouTube, Fault
 
 # The smallest chunk Google allows, so that the test clip takes several.
@@ -214,7 +214,7 @@ def test_job_through_youtube(jobs, store, backend, fake, tmp_path):
     path = tmp_path / "uploaded.ts"
     path.write_bytes(fake.videos[job.video_id].data)
     duration, errors = probe(str(path))
-    assert abs(duration - 12) <= FRAME and errors == ""
+    assert within_a_frame(duration, 12) and errors == ""
     labels = {"location": "yt", "state": "DONE"}
     assert registry.get_sample_value("cutter_jobs_processed_total", labels) == 1
 
