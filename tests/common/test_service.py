@@ -20,7 +20,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_for(condition, timeout=10, what="condition"):
+# Generous: on a loaded 2-core machine a fresh interpreter importing gevent
+# can take seconds. Only a hang reaches it.
+STARTUP_TIMEOUT = 60
+
+
+def wait_for(condition, timeout=STARTUP_TIMEOUT, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = condition()
@@ -45,6 +50,8 @@ def service():
     )  # fmt: skip
 
     def listening():
+        if proc.poll() is not None:
+            raise AssertionError(f"service exited early: {proc.stderr.read().decode()}")
         try:
             socket.create_connection(("127.0.0.1", ports["backdoor"]), timeout=1).close()
             return True
