@@ -239,12 +239,15 @@ LIMIT %(limit)s
 COUNT_BY_STATE = "SELECT state, count(*) AS count FROM events GROUP BY state"
 
 # Jobs a cutter may claim: EDITED, for a location it serves, not waiting out a
-# retry delay. Oldest first, so jobs are done in the order they were made.
+# retry delay. Oldest first, so jobs are done in the order they were made; in
+# pages (ids after `after_id`), so jobs this node cannot cut (holes in its
+# store) never hide newer ones behind them.
 FIND_CLAIMABLE = """
 SELECT * FROM events
 WHERE state = 'EDITED'
   AND upload_location = ANY(%(locations)s)
   AND (retry_at IS NULL OR retry_at <= now())
+  AND id > %(after_id)s
 ORDER BY id
 LIMIT %(limit)s
 """
@@ -595,8 +598,10 @@ class Jobs:
     # The cutter's side. Each guarded change returns the new Job, or raises
     # JobGone when the row was not as expected.
 
-    def find_claimable(self, locations, limit=20):
-        return self._rows(FIND_CLAIMABLE, {"locations": list(locations), "limit": limit})
+    def find_claimable(self, locations, after_id=0, limit=20):
+        return self._rows(
+            FIND_CLAIMABLE, {"locations": list(locations), "after_id": after_id, "limit": limit}
+        )
 
     def note_skip(self, job, error):
         return self.db.query(NOTE_SKIP, {"id": job.id, "error": error}).rowcount == 1

@@ -88,6 +88,10 @@ class Stopping(Exception):
     """The cutter was asked to stop while waiting for the database."""
 
 
+class StopRequested(Exception):
+    """The cutter was asked to stop while cutting: the cut is abandoned, the job given back."""
+
+
 class Metrics:
     """The cutter's metrics, in one registry (a fresh one per test)."""
 
@@ -250,7 +254,10 @@ class Cutter(DatabaseUser):
     def run(self):
         listener = None
         try:
-            self.start()
+            try:
+                self.start()
+            except Stopping:
+                return
             if self.listen:
                 listener = gevent.spawn(self._listen)
             while not self.stopping.is_set():
@@ -293,25 +300,35 @@ class Cutter(DatabaseUser):
         Returns True if a job was claimed (so the caller looks again at once).
         """
         self._update_state_gauge()
-        for job in self.jobs.find_claimable(self.backends, limit=BATCH_SIZE):
-            if self.stopping.is_set():
+        after_id = 0
+        while True:
+            page = self.jobs.find_claimable(self.backends, after_id, limit=BATCH_SIZE)
+            if not page:
                 return False
-            segments = self.check_store(job)
-            if segments is None:
-                continue
-            claimed = self._write(self.jobs.claim, job, self._is_mine(State.CLAIMED), self.name)
-            if claimed is None:
-                self.logger.debug("Job %d: another cutter claimed it, or it changed", job.id)
-                continue
-            self.metrics.claimed.labels(job.upload_location).inc()
-            self.logger.info(
-                "Job %d: claimed (%s/%s %s + %.3fs to %s, attempt %d)",
-                job.id, job.channel, job.quality, format_time(job.start),
-                job.duration.total_seconds(), job.upload_location, claimed.attempts,
-            )  # fmt: skip
-            self.process(claimed, segments)
-            return True
-        return False
+            for job in page:
+                if self.stopping.is_set():
+                    return False
+                if self.try_job(job):
+                    return True
+            after_id = page[-1].id
+
+    def try_job(self, job):
+        """Claim and do `job` if this node can; True if it was claimed."""
+        segments = self.check_store(job)
+        if segments is None:
+            return False
+        claimed = self._write(self.jobs.claim, job, self._is_mine(State.CLAIMED), self.name)
+        if claimed is None:
+            self.logger.debug("Job %d: another cutter claimed it, or it changed", job.id)
+            return False
+        self.metrics.claimed.labels(job.upload_location).inc()
+        self.logger.info(
+            "Job %d: claimed (%s/%s %s + %.3fs to %s, attempt %d)",
+            job.id, job.channel, job.quality, format_time(job.start),
+            job.duration.total_seconds(), job.upload_location, claimed.attempts,
+        )  # fmt: skip
+        self.process(claimed, segments)
+        return True
 
     def _update_state_gauge(self):
         for state, count in self.jobs.counts().items():
@@ -388,8 +405,7 @@ class Cutter(DatabaseUser):
                 return
             self.metrics.cut.labels(location).inc()
             if self.stopping.is_set():
-                self._release(job, "the cutter stopped before uploading", retry_seconds=0)
-                return
+                raise StopRequested()
             result = self.upload(job, backend, spool, finalizing)
             done = self._write(
                 self.jobs.finish_upload,
@@ -407,6 +423,10 @@ class Cutter(DatabaseUser):
             self.logger.info("Job %d: dropped: %s", job.id, e)
         except Stopping:
             self.logger.info("Job %d: stopping while waiting for the database", job.id)
+        except StopRequested:
+            # Abandon the cut rather than hold up the stop: another cutter (or
+            # this one, restarted) does it again from the start.
+            self._release(job, "the cutter stopped while cutting; given back", retry_seconds=0)
         except PermanentUploadError as e:
             self._fail(job, f"upload failed: {e}", held["state"])
         except Exception as e:
@@ -442,6 +462,8 @@ class Cutter(DatabaseUser):
         try:
             with open(path, "wb") as f:
                 for chunk in chunks:
+                    if self.stopping.is_set():
+                        raise StopRequested()
                     f.write(chunk)
                     size += len(chunk)
         finally:

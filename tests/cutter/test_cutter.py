@@ -254,3 +254,31 @@ def test_notification_wakes_the_cutter(jobs, store, outdir, registry):
         cut.stop()
         runner.join(timeout=10)
     assert runner.dead and runner.exception is None
+
+
+def test_jobs_this_node_cannot_cut_hide_nothing(jobs, store, outdir, registry, monkeypatch):
+    monkeypatch.setattr(cutter.main, "BATCH_SIZE", 2)
+    for _ in range(3):
+        jobs.submit(**job_fields(channel="elsewhere"))
+    good = jobs.submit(**job_fields())
+    assert make_cutter(jobs, store, outdir, registry).run_once() is True
+    assert jobs.get(good.id).state == State.DONE
+    assert jobs.counts()[State.EDITED] == 3
+
+
+def test_stop_while_cutting_gives_the_job_back(jobs, store, outdir, registry, monkeypatch):
+    real_cut = common.cut.cut
+    cut = make_cutter(jobs, store, outdir, registry)
+
+    def cut_then_stop(*args, **kwargs):
+        chunks = real_cut(*args, **kwargs)
+        cut.stop()  # SIGTERM arrives mid-cut
+        return chunks
+
+    monkeypatch.setattr(common.cut, "cut", cut_then_stop)
+    job = jobs.submit(**job_fields())
+    cut.run_once()
+    given_back = jobs.get(job.id)
+    assert given_back.state == State.EDITED and given_back.uploader is None
+    assert given_back.retry_at <= given_back.updated_at  # any cutter may take it at once
+    assert os.listdir(outdir) == []
