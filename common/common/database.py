@@ -46,7 +46,14 @@ CONNECTION_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
 # Seconds to wait for the server to accept a connection. A cluster restarting
 # takes 1-3 s here; a host that is gone should not hang a caller for minutes.
+# (libpq's own connect_timeout does not apply to the asynchronous connections
+# a wait callback makes, so a gevent timeout enforces it.)
 CONNECT_TIMEOUT = 10
+# TCP keepalives (seconds, count), so that a server that vanished without
+# closing the connection (a host or network failure) is noticed in about a
+# minute instead of the kernel's two hours. Ignored on the local socket.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+              "keepalives_count": 3}  # fmt: skip
 # Reconnect backoff: seconds, doubling from the first to the cap. The cap keeps
 # an outage of minutes from turning into an extra minute of downtime.
 RECONNECT_BACKOFF = (0.2, 10)
@@ -78,12 +85,16 @@ def connect(dsn, connect_timeout=CONNECT_TIMEOUT, **kwargs):
     `postgresql://user@host/db`); with no host, libpq uses the local socket.
     """
     patch()
-    conn = psycopg2.connect(
-        dsn,
-        connect_timeout=connect_timeout,
-        cursor_factory=psycopg2.extras.RealDictCursor,
-        **kwargs,
+    timeout = gevent.Timeout(
+        connect_timeout, psycopg2.OperationalError(f"no connection after {connect_timeout}s")
     )
+    with timeout:
+        conn = psycopg2.connect(
+            dsn,
+            connect_timeout=connect_timeout,
+            cursor_factory=psycopg2.extras.RealDictCursor,
+            **dict(KEEPALIVES, **kwargs),
+        )
     conn.autocommit = True
     return conn
 
