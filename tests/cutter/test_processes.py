@@ -242,16 +242,20 @@ def test_database_restart(db_template, store, tmp_path, cutters):
     outdir = tmp_path / "clips"
     with pg_lock(exclusive=True), fresh_database(db_template) as dsn:
         jobs = Jobs(dsn)
-        ids = [
-            jobs.submit(**job_fields(start=1 + i * 2, end=3.5 + i * 2, title=f"R{i}")).id
-            for i in range(10)
-        ]
+
+        def submit(i):
+            return jobs.submit(**job_fields(start=1 + i * 2, end=3.5 + i * 2, title=f"R{i}")).id
+
+        ids = [submit(i) for i in range(6)]
         cutters.start(cutter_command(dsn, store, "node1", f"clips=local:{outdir}"))
         wait_for(lambda: jobs.counts()[State.DONE] >= 2, what="two jobs to be done")
         version, name = cluster_of(dsn)
         with cluster_running_after(version, name):
             restarted = pg_ctl("restart", version, name)
             assert restarted.returncode == 0, restarted.stderr
+        # Jobs submitted after the restart can only be done by a cutter that recovered.
+        wait_for(safely(jobs.counts), what="the database to be back")
+        ids += [submit(i) for i in range(6, 10)]
         wait_for(
             safely(lambda: jobs.counts()[State.DONE] == 10), timeout=WAIT, what="every job done"
         )
