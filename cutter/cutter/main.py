@@ -51,6 +51,7 @@ from .jobs import (
     BadJob,
     JobError,
     JobGone,
+    JobNotFound,
     Jobs,
     State,
     format_time,
@@ -205,7 +206,10 @@ class DatabaseUser(Stoppable):
                 return fn(job, *args, **kwargs)
             except CONNECTION_ERRORS as e:
                 self._wait_for_database(e)
-                current = self._read(self.jobs.get, job.id)
+                try:
+                    current = self._read(self.jobs.get, job.id)
+                except JobNotFound:
+                    raise JobGone(f"job {job.id} was deleted") from None
                 if expect(current):
                     return current
 
