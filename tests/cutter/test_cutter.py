@@ -5,6 +5,7 @@ import os
 
 import gevent
 import prometheus_client
+import psycopg2
 import pytest
 
 import common.cut
@@ -282,3 +283,26 @@ def test_stop_while_cutting_gives_the_job_back(jobs, store, outdir, registry, mo
     assert given_back.state == State.EDITED and given_back.uploader is None
     assert given_back.retry_at <= given_back.updated_at  # any cutter may take it at once
     assert os.listdir(outdir) == []
+
+
+@pytest.mark.parametrize("committed", [True, False])
+def test_connection_lost_during_a_change(jobs, store, outdir, registry, monkeypatch, committed):
+    """The connection breaks as FINALIZING is written: the cutter reads the row back to learn
+    whether the change was made, and neither gives up the job nor makes the change twice."""
+    real = jobs.start_finalizing
+    calls = []
+
+    def breaks(job, uploader):
+        calls.append(job.id)
+        if len(calls) == 1:
+            if committed:
+                real(job, uploader)
+            raise psycopg2.OperationalError("server closed the connection unexpectedly")
+        return real(job, uploader)
+
+    monkeypatch.setattr(jobs, "start_finalizing", breaks)
+    job = jobs.submit(**job_fields())
+    make_cutter(jobs, store, outdir, registry).run_once()
+    assert jobs.get(job.id).state == State.DONE
+    assert len(calls) == (1 if committed else 2)
+    assert sample(registry, "cutter_database_errors_total") == 1
