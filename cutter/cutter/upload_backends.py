@@ -28,6 +28,7 @@ How uploads fail, and what the cutter does with each error class:
   message, and an operator checks whether the video exists.
 """
 
+import errno
 import json
 import logging
 import os
@@ -111,6 +112,10 @@ class UploadBackend:
         return CheckResult(done=True)
 
 
+# errno values meaning "this filesystem cannot make hard links".
+NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
+
+
 class LocalBackend(UploadBackend):
     """A directory (perhaps served by a web server at `url_prefix`).
 
@@ -153,7 +158,12 @@ class LocalBackend(UploadBackend):
                 f"{final} appeared while uploading: was this job uploaded twice? Not overwriting it"
             ) from None
         except OSError as e:
-            raise UploadOutcomeUnknown(f"could not link {final}: {e}") from None
+            if e.errno not in NO_HARD_LINKS:
+                raise UploadOutcomeUnknown(f"could not link {final}: {e}") from None
+            # A filesystem without hard links (some network and FUSE mounts):
+            # a rename is atomic too; only this cutter holds the job, so the
+            # check above is as good as link's refusal to replace.
+            os.rename(path, final)
         dir_fd = os.open(self.directory, os.O_RDONLY)
         try:
             os.fsync(dir_fd)

@@ -1,6 +1,7 @@
 """The cutter's loop, in-process and step by step, against real PostgreSQL, ffmpeg and files."""
 
 import datetime
+import errno
 import os
 
 import gevent
@@ -306,3 +307,15 @@ def test_connection_lost_during_a_change(jobs, store, outdir, registry, monkeypa
     assert jobs.get(job.id).state == State.DONE
     assert len(calls) == (1 if committed else 2)
     assert sample(registry, "cutter_database_errors_total") == 1
+
+
+def test_filesystem_without_hard_links(jobs, store, outdir, registry, monkeypatch):
+    def no_links(source, target):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    job = jobs.submit(**job_fields(title="Renamed"))
+    make_cutter(jobs, store, outdir, registry).run_once()
+    done = jobs.get(job.id)
+    assert done.state == State.DONE
+    assert os.listdir(outdir) == [done.video_id]
