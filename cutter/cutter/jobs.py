@@ -60,7 +60,7 @@ TRANSITIONS = {
     (State.CLAIMED, State.UNEDITED): "cut error or refusal a person must look at; cancel",
     (State.CLAIMED, State.FINALIZING): "about to send the request that creates the video",
     (State.FINALIZING, State.TRANSCODING): "uploaded; backend processing",
-    (State.FINALIZING, State.DONE): "uploaded; backend has no processing step",
+    (State.FINALIZING, State.DONE): "uploaded, no processing step; or an operator's mark-done",
     (State.FINALIZING, State.UNEDITED): "the backend refused the final request: nothing was made",
     (State.FINALIZING, State.EDITED): "operator reset, after checking no video was made",
     (State.TRANSCODING, State.DONE): "processing finished",
@@ -371,6 +371,17 @@ RETURNING *
 """
 
 
+# Operator: a FINALIZING job whose video turned out to exist after all (the
+# cutter died before it could say so) is recorded as DONE with that video.
+MARK_DONE = """
+UPDATE events
+SET state = 'DONE', uploader = NULL, error = NULL, video_id = %(video_id)s,
+    video_link = %(video_link)s, uploaded_at = coalesce(uploaded_at, now()), done_at = now()
+WHERE id = %(id)s AND state = 'FINALIZING'
+RETURNING *
+"""
+
+
 # --- errors -----------------------------------------------------------------
 
 
@@ -595,6 +606,17 @@ class Jobs:
             "job {job.id} is {job.state}: TRANSCODING and DONE jobs cannot be reset",
         )
 
+    def mark_done(self, job_id, video_id, video_link):
+        """FINALIZING → DONE with a video an operator found (see MARK_DONE)."""
+        if not video_id or not video_link:
+            raise BadJob("give both the video id and its link")
+        return self._change(
+            MARK_DONE,
+            {"id": job_id, "video_id": video_id, "video_link": video_link},
+            job_id,
+            "job {job.id} is {job.state}: only FINALIZING jobs can be marked done by hand",
+        )
+
     # The cutter's side. Each guarded change returns the new Job, or raises
     # JobGone when the row was not as expected.
 
@@ -659,7 +681,7 @@ class Jobs:
         returned = [r["id"] for r in self.db.query(RECOVER_CLAIMED, {"uploader": uploader}).rows]
         error = (
             f"cutter {uploader} restarted while finalizing this job: check whether the video "
-            "was made; if not, `cutter reset` it, if so, fill in video_id/video_link by hand"
+            "was made; if not, `cutter reset` it, if so, `cutter mark-done` it"
         )
         flagged = [
             r["id"]

@@ -502,7 +502,7 @@ class Cutter(DatabaseUser):
     def _flag(self, job, error):
         message = (
             f"the upload may or may not have completed ({one_line(error)}): check whether the "
-            "video exists, then `cutter reset` the job or record the video by hand"
+            "video exists, then `cutter reset` or `cutter mark-done` the job"
         )
         self._guarded_outcome(
             self.jobs.flag_finalizing, job, State.FINALIZING, message, self.name, message
@@ -672,6 +672,15 @@ def parse_args(argv=None):
         p.add_argument("id", type=int)
         if name == "show":
             p.add_argument("--json", action="store_true")
+    p = commands.add_parser(
+        "mark-done",
+        help="operator: record the video a FINALIZING job made after all (its cutter died "
+        "before saying so)",
+    )
+    _add_db(p)
+    p.add_argument("id", type=int)
+    p.add_argument("--video-id", required=True, help="e.g. the YouTube video id, or file name")
+    p.add_argument("--video-link", required=True, help="the video's URL")
     return parser.parse_args(argv)
 
 
@@ -730,6 +739,9 @@ def run_command(args):
             print(f"job {args.id} is now {jobs.cancel(args.id).state}")
         elif args.command == "reset":
             print(f"job {args.id} is now {jobs.reset(args.id).state}")
+        elif args.command == "mark-done":
+            job = jobs.mark_done(args.id, args.video_id, args.video_link)
+            print(f"job {args.id} is now {job.state}: {job.video_link}")
     except (JobError, BadJob) as e:
         print(f"cutter {args.command}: {e}", file=sys.stderr)
         return 1

@@ -135,3 +135,14 @@ def test_as_a_module(dsn, jobs):
     ).stdout
     for flag in ("--db", "--base-dir", "--name", "--location", "--metrics-port", "--backdoor-port"):
         assert flag in help_text
+
+
+def test_operator_marks_a_finalizing_job_done(dsn, jobs, capsys):
+    job = jobs.start_finalizing(jobs.claim(jobs.submit(**_fields()), "node1"), "node1")
+    args = ["--video-id", "abc", "--video-link", "https://youtu.be/abc"]
+    status, out, _ = cli(capsys, "mark-done", "--db", dsn, str(job.id), *args)
+    assert (status, out) == (0, f"job {job.id} is now DONE: https://youtu.be/abc\n")
+    done = jobs.get(job.id)
+    assert (done.state, done.video_id, done.uploader) == (State.DONE, "abc", None)
+    status, _, err = cli(capsys, "mark-done", "--db", dsn, str(job.id), *args)
+    assert status == 1 and "only FINALIZING jobs can be marked done" in err
