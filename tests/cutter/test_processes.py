@@ -5,11 +5,13 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 
 import psycopg2
 import pytest
+import requests
 
 from common.database import CONNECTION_ERRORS
 from cutter.jobs import Jobs, State
@@ -265,3 +267,51 @@ def test_database_restart(db_template, store, tmp_path, cutters):
         assert count_lines(logs, r"Uploaded job (\d+) to") == dict.fromkeys(ids, 1)
         assert len(os.listdir(outdir)) == 10
         jobs.db.close()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_service_serves_the_api_and_metrics(jobs, dsn, store, tmp_path, cutters):
+    """`cutter run` end to end over HTTP: submit through the API, watch it get DONE, read /metrics."""
+    outdir = tmp_path / "clips"
+
+    def up(proc, base):
+        if proc.poll() is not None:
+            return "exited"
+        try:
+            return requests.get(base + "/locations", timeout=5).json()
+        except requests.ConnectionError:
+            return None
+
+    for _ in range(3):  # a free port may be taken before the cutter binds it: try another
+        port = free_port()
+        command = cutter_command(
+            dsn, store, "node1", f"clips=local:{outdir}", extra=["--metrics-port", str(port)]
+        )
+        proc = cutters.start(command)
+        base = f"http://127.0.0.1:{port}"
+        if wait_for(lambda: up(proc, base), what="the API") != "exited":  # noqa: B023
+            break
+    assert up(proc, base) == {"locations": ["clips"]}
+    created = requests.post(
+        base + "/jobs", json=job_fields(start="2026-11-28T13:59:45", end="2026-11-28T13:59:47"),
+        timeout=10,
+    )  # fmt: skip
+    assert created.status_code == 201, created.text
+    url = f"{base}/jobs/{created.json()['id']}"
+    done = wait_for(
+        lambda: (job := requests.get(url, timeout=5).json())["state"] == "DONE" and job,
+        what="the job to be done",
+    )
+    assert done["video_link"].startswith("file://")
+    metrics = requests.get(base + "/metrics", timeout=5).text
+    assert 'cutter_jobs_uploaded_total{location="clips",state="DONE"} 1.0' in metrics
+    assert (
+        'http_request_latency_all_count{endpoint="submit_job",method="POST",status="201"}'
+        in metrics
+    )
+    assert cutters.stop_all() == [0]
