@@ -29,6 +29,13 @@ def client(jobs, registry):
     return app.test_client()
 
 
+@pytest.fixture
+def refusing_client(shared_jobs, registry):
+    """A client over a database shared by tests that must never make a job."""
+    app = create_app(shared_jobs, ["clips"], registry)
+    return app.test_client()
+
+
 def test_submit_and_read(client, jobs):
     response = client.post("/jobs", json=dict(GOOD, description="Hello"))
     assert response.status_code == 201, response.json
@@ -74,7 +81,8 @@ def test_draft_and_cancel(client):
         (dict(GOOD, title="x" * 200_000), 413, "the request body is over 65536 bytes"),
     ],
 )  # fmt: skip
-def test_bad_requests(client, jobs, registry, body, status, error):
+def test_bad_requests(refusing_client, shared_jobs, registry, body, status, error):
+    client, jobs = refusing_client, shared_jobs
     if isinstance(body, str):
         response = client.post("/jobs", data=body, content_type="application/json")
     else:
@@ -98,14 +106,14 @@ def test_bad_requests(client, jobs, registry, body, status, error):
         ("/jobs?limit=x", 400, "bad limit 'x': a number from 1 to 1000"),
     ],
 )  # fmt: skip
-def test_bad_reads(client, url, status, error):
-    response = client.get(url)
+def test_bad_reads(refusing_client, url, status, error):
+    response = refusing_client.get(url)
     assert response.status_code == status and response.json == {"error": error}
 
 
-def test_cancel_unknown_and_wrong_method(client):
-    assert client.post("/jobs/999/cancel").status_code == 404
-    response = client.delete("/jobs/1")
+def test_cancel_unknown_and_wrong_method(refusing_client):
+    assert refusing_client.post("/jobs/999/cancel").status_code == 404
+    response = refusing_client.delete("/jobs/1")
     assert response.status_code == 405 and response.json == {"error": "DELETE is not allowed here"}
 
 

@@ -97,9 +97,10 @@ def _fields():
                              "refuses them)\n"),
     ],
 )  # fmt: skip
-def test_bad_submit(dsn, jobs, capsys, args, error):
+def test_bad_submit(shared_jobs, capsys, args, error):
+    dsn = shared_jobs.db.dsn
     assert cli(capsys, "submit", "--db", dsn, *SUBMIT, *args) == (1, "", error)
-    assert jobs.list() == []
+    assert shared_jobs.list() == []  # no test in this module adds to this database
 
 
 def test_database_unreachable(capsys):
