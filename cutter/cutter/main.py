@@ -226,6 +226,7 @@ class Cutter(DatabaseUser):
         registry=prometheus_client.REGISTRY,
         poll_interval=POLL_INTERVAL,
         listen=True,
+        spool_dir=None,
     ):
         super().__init__(jobs, Metrics(registry))
         self.base_dir = base_dir
@@ -234,6 +235,11 @@ class Cutter(DatabaseUser):
         self.registry = registry
         self.poll_interval = poll_interval
         self.listen = listen
+        self.spool_dir = spool_dir
+        # Spool files carry the cutter's name, so that on start it can remove
+        # those a crash left behind without touching other cutters' (several
+        # may share a location's directory).
+        self._spool_prefix = f".cut-{name}-"
         self.wake = gevent.event.Event()
         self.logger = logging.getLogger(f"cutter.cutter({name})")
         self.cut_to_file = timed(
@@ -287,7 +293,8 @@ class Cutter(DatabaseUser):
                 listener.kill()
 
     def start(self):
-        """Apply the schema and recover this cutter's jobs from its last run."""
+        """Apply the schema, recover this cutter's jobs and spool files from its last run."""
+        self._remove_stale_spool_files()
         self._read(self.jobs.init_schema)
         returned, flagged = self._read(self.jobs.recover, self.name)
         if returned:
@@ -297,6 +304,21 @@ class Cutter(DatabaseUser):
                 "Jobs %s were FINALIZING when this cutter stopped: an operator must check them",
                 flagged,
             )
+
+    def _remove_stale_spool_files(self):
+        dirs = {
+            b.temp_dir or self.spool_dir or tempfile.gettempdir() for b in self.backends.values()
+        }
+        for directory in dirs:
+            try:
+                names = os.listdir(directory)
+            except OSError:
+                continue
+            for name in names:
+                if name.startswith(self._spool_prefix) and name.endswith(".ts"):
+                    with contextlib.suppress(OSError):
+                        os.remove(os.path.join(directory, name))
+                        self.logger.info("Removed %s, left by an earlier run", name)
 
     def run_once(self):
         """One pass: look at claimable jobs, do the first one this node can cut.
@@ -393,7 +415,8 @@ class Cutter(DatabaseUser):
         """Cut and upload a job this cutter has claimed, and record the outcome."""
         backend = self.backends[job.upload_location]
         location = job.upload_location
-        fd, spool = tempfile.mkstemp(prefix=".cut-", suffix=".ts", dir=backend.temp_dir)
+        spool_dir = backend.temp_dir or self.spool_dir
+        fd, spool = tempfile.mkstemp(prefix=self._spool_prefix, suffix=".ts", dir=spool_dir)
         os.close(fd)
         held = {"state": State.CLAIMED}
 
@@ -627,6 +650,11 @@ def parse_args(argv=None):
         ",cut_type=fast|full",
     )
     run.add_argument(
+        "--spool-dir",
+        help="where cuts for remote locations (YouTube) wait while uploading; they are as "
+        "big as the clip (default: the system's temp directory)",
+    )
+    run.add_argument(
         "--poll-interval",
         type=float,
         default=POLL_INTERVAL,
@@ -772,7 +800,13 @@ def run_cutter(args):
         return 2
     jobs = Jobs(Database(args.db))
     cutter = Cutter(
-        jobs, args.base_dir, args.name, backends, registry, poll_interval=args.poll_interval
+        jobs,
+        args.base_dir,
+        args.name,
+        backends,
+        registry,
+        poll_interval=args.poll_interval,
+        spool_dir=args.spool_dir,
     )
     watcher = ProcessingWatcher(
         jobs, args.name, backends, interval=args.processing_interval, metrics=cutter.metrics

@@ -137,9 +137,12 @@ def test_kill_9_during_uploads(jobs, dsn, store, tmp_path, cutters):
     fake = FakeYouTube(processing_polls=0)
     try:
         creds = fake.credentials(tmp_path / "creds.json")
+        spool = tmp_path / "spool"
+        spool.mkdir()
         command = cutter_command(
-            dsn, store, "node1", f"yt=youtube:{creds},chunk_size={CHUNK_QUANTUM}"
-        )
+            dsn, store, "node1", f"yt=youtube:{creds},chunk_size={CHUNK_QUANTUM}",
+            extra=["--spool-dir", str(spool)],
+        )  # fmt: skip
         fields = {"start": 4, "end": 16, "upload_location": "yt"}
 
         # 1. Killed while sending a non-final chunk: the job is CLAIMED.
@@ -151,6 +154,8 @@ def test_kill_9_during_uploads(jobs, dsn, store, tmp_path, cutters):
         proc.kill()
         proc.wait()
         release(fake)
+
+        assert len(os.listdir(spool)) == 1  # the cut the killed cutter was sending
 
         # 2. A restart gives A back and does it again, from a new session.
         proc = cutters.start(command)
@@ -182,6 +187,7 @@ def test_kill_9_during_uploads(jobs, dsn, store, tmp_path, cutters):
             s.resource["snippet"]["title"] for s in fake.sessions.values()
         )
         assert titles == {"A": 1, "B": 1, "C": 1}  # no video made twice
+        assert os.listdir(spool) == []  # what the kills left was cleaned up on restart
         assert sessions == {"A": 2, "B": 1, "C": 1}  # A's first session was abandoned
         print(
             f"\ncrash: 3 jobs, 2 kills, {sum(titles.values())} videos, "
