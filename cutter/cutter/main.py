@@ -635,6 +635,9 @@ def parse_args(argv=None):
     run = commands.add_parser(
         "run",
         parents=[base_parser("cutter run", "", metrics_port=8003)],
+        description="Claim EDITED jobs for the given upload locations, cut them from the "
+        "store in --base-dir, upload them, and record the outcome. The job API (JSON, for the "
+        "editor page) is served beside /metrics on --metrics-port.",
         add_help=False,
         help="run the cutter service (the job API shares the metrics port)",
     )
