@@ -99,7 +99,11 @@ SCHEMA_LOCK_ID = 0x5354_5641  # "STVA"
 
 # --- schema -----------------------------------------------------------------
 
-# Idempotent: applied by `cutter init-db` and by every cutter on start.
+# Idempotent: applied by `cutter init-db` and by every cutter on start. A
+# later change must stay idempotent and keep old rows valid: add to this
+# script (`ALTER TABLE events ADD COLUMN IF NOT EXISTS ...`, `ALTER TYPE
+# event_state ADD VALUE IF NOT EXISTS ...`) rather than editing the CREATE
+# TABLE, which an existing database never runs again.
 SCHEMA = r"""
 DO $$ BEGIN
     CREATE TYPE event_state AS ENUM
