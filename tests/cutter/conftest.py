@@ -16,6 +16,7 @@ import contextlib
 import datetime
 import fcntl
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -61,11 +62,32 @@ def new_db_name(tag):
     return f"streamvault_test_{tag}_{os.getpid()}_{secrets.token_hex(4)}"
 
 
+def drop_leftovers():
+    """Drop test databases whose run is gone (killed before it could drop them).
+
+    Names carry the pid of the run that made them; a live pid keeps its databases.
+    """
+    conn = psycopg2.connect("dbname=postgres", connect_timeout=10)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'streamvault_test_%'"
+            )
+            names = [row[0] for row in cursor.fetchall()]
+    finally:
+        conn.close()
+    for name in names:
+        match = re.fullmatch(r"streamvault_test_[a-z]+_(\d+)_[0-9a-f]+", name)
+        if match and not os.path.exists(f"/proc/{match[1]}"):
+            admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def db_template():
     """A database with the schema applied, to copy for each test."""
     name = new_db_name("template")
     with pg_lock():
+        drop_leftovers()
         admin(f'CREATE DATABASE "{name}"')
         jobs = Jobs(f"dbname={name}")
         jobs.init_schema()
