@@ -414,23 +414,30 @@ class YouTubeBackend(UploadBackend):
                 else:
                     problem = _error_reason(response)
                 # Find out where we are: from this response, or by asking.
+                asked = False
                 while True:
                     if response is not None:
                         if response.status_code in (200, 201):
                             return self._result(response)
                         if response.status_code == 308:
                             new_offset = _received_bytes(response)
-                            if new_offset > offset or new_offset == end:
+                            if new_offset > offset:  # progress
                                 failures = 0
                                 delay = self.backoff[0]
-                            offset = new_offset
-                            break
-                        if response.status_code in (404, 410):
+                                offset = new_offset
+                                break
+                            if asked:  # nothing more arrived: send again from there
+                                offset = new_offset
+                                break
+                            # Data sent and none kept: a fault like any other,
+                            # so a server that never keeps any cannot loop us.
+                            problem = f"YouTube kept none of bytes {offset}-{end - 1}"
+                        elif response.status_code in (404, 410):
                             error = f"YouTube upload session expired ({problem})"
                             if finalized:
                                 raise UploadOutcomeUnknown(error)
                             raise RetryableUploadError(error)
-                        if response.status_code < 500:
+                        elif response.status_code < 500:
                             raise _Refused(f"YouTube refused the upload: {problem}")
                     failures += 1
                     if failures > self.retries:
@@ -452,6 +459,7 @@ class YouTubeBackend(UploadBackend):
                     else:
                         stopping.wait(wait)
                     response = None
+                    asked = True
                     try:
                         response = self._request(
                             "PUT",

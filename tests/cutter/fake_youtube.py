@@ -25,7 +25,8 @@ matching fault is used once. `when` is `session`, `chunk` (a non-final PUT),
 `final` (the PUT ending with the last byte), `status` (a status query) or
 `videos`; `do` is an HTTP status code (answered with Google's error body,
 storing nothing), `"quota"`, `"drop"` (store `after` bytes of the body, then
-cut the connection without answering), or `"hold"` (store everything, and make
+cut the connection without answering), `"ignore"` (keep nothing, answer 308),
+or `"hold"` (store everything, and make
 the video if it is complete, then wait for `fake.release` before answering).
 """
 
@@ -286,6 +287,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.do == "drop":
             session.data += self._body(limit=fault.after)
             return self._drop()
+        if fault is not None and fault.do == "ignore":
+            self._body()
+            return self._incomplete(session)
         if fault is not None and fault.do != "hold":
             return self._fault_status(fault)
         session.data += self._body()

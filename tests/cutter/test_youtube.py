@@ -162,6 +162,13 @@ def test_gives_up_before_finalizing(backend, fake, clip):
     assert fake.videos == {}
 
 
+def test_a_server_that_keeps_nothing_cannot_loop_us(backend, fake, clip):
+    fake.script += [Fault("chunk", "ignore")] * 10
+    with pytest.raises(RetryableUploadError, match="failed 4 times, last: YouTube kept none"):
+        upload(backend, fake, clip)
+    assert fake.kinds().count("chunk") == 4
+
+
 def test_unknown_outcome_after_finalizing(backend, fake, clip):
     fake.script += [Fault("final", 500)] + [Fault("status", 503)] * 4
     with pytest.raises(UploadOutcomeUnknown, match="failed 4 times"):
