@@ -11,6 +11,7 @@ browser, so every response carries permissive CORS headers and preflight
 | `POST /jobs` | create a job from a JSON object; 201 with the job |
 | `GET /jobs/<id>` | the job |
 | `POST /jobs/<id>/cancel` | take back an EDITED or CLAIMED job; the job |
+| `POST /jobs/<id>/submit` | submit an UNEDITED job (a draft, or one that failed); the job |
 
 A job's JSON has every column of `events` (times as ISO 8601 UTC) plus
 `duration` in seconds. Errors are JSON `{"error": "one-line reason"}`: 400 for
@@ -137,5 +138,9 @@ def create_app(jobs, locations, registry=prometheus_client.REGISTRY):
     @app.route("/jobs/<int:job_id>/cancel", methods=["POST"])
     def cancel_job(job_id):
         return flask.jsonify(jobs.cancel(job_id).to_json())
+
+    @app.route("/jobs/<int:job_id>/submit", methods=["POST"])
+    def resubmit_job(job_id):
+        return flask.jsonify(jobs.resubmit(job_id).to_json())
 
     return app

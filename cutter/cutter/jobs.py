@@ -363,6 +363,14 @@ WHERE id = %(id)s AND state IN ('EDITED', 'CLAIMED')
 RETURNING *
 """
 
+# User: submit a draft, or submit again a job that stopped for a person
+# (UNEDITED only: anything further along is an operator's `reset`).
+RESUBMIT = """
+UPDATE events SET state = 'EDITED', error = NULL, attempts = 0, retry_at = NULL
+WHERE id = %(id)s AND state = 'UNEDITED'
+RETURNING *
+"""
+
 # Operator: back to EDITED, for any cutter to do again now. For a job stuck
 # in CLAIMED (its cutter is gone), one in FINALIZING once the operator has
 # checked that no video was made, one in UNEDITED after fixing its cause, or
@@ -599,6 +607,15 @@ class Jobs:
             {"id": job_id, "error": reason},
             job_id,
             "job {job.id} is {job.state}: only EDITED or CLAIMED jobs can be cancelled",
+        )
+
+    def resubmit(self, job_id):
+        """UNEDITED → EDITED (a draft, or a job that failed for a person to fix)."""
+        return self._change(
+            RESUBMIT,
+            {"id": job_id},
+            job_id,
+            "job {job.id} is {job.state}: only UNEDITED jobs can be submitted again",
         )
 
     def reset(self, job_id):

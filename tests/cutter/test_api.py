@@ -53,6 +53,11 @@ def test_submit_and_read(client, jobs):
 def test_draft_and_cancel(client):
     draft = client.post("/jobs", json=dict(GOOD, state="UNEDITED")).json
     assert draft["state"] == "UNEDITED"
+    submitted = client.post(f"/jobs/{draft['id']}/submit")
+    assert submitted.status_code == 200 and submitted.json["state"] == "EDITED"
+    again = client.post(f"/jobs/{draft['id']}/submit")
+    assert again.status_code == 409
+    assert again.json["error"].endswith("is EDITED: only UNEDITED jobs can be submitted again")
     job = client.post("/jobs", json=GOOD).json
     cancelled = client.post(f"/jobs/{job['id']}/cancel")
     assert cancelled.status_code == 200 and cancelled.json["state"] == "UNEDITED"
