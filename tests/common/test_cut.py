@@ -1,0 +1,259 @@
+"""common.cut, judged by ffmpeg and ffprobe on real media.
+
+The media (see conftest) marks every frame with its number, so each test knows
+exactly which source frames a cut must hold: those whose time falls in
+[start, end), frame n being at MEDIA_START + n/30 s.
+"""
+
+import datetime
+import math
+import os
+import time
+from fractions import Fraction
+
+import gevent
+import prometheus_client
+import pytest
+
+from common import cut as cutmod
+from common.cut import ContainsHoles, NoContent, cut
+from common.segments import get_best_segments
+from tests.common.cutcheck import (
+    check_continuity,
+    check_timestamps,
+    decode_warnings,
+    frame_numbers,
+    packets,
+)
+from tests.conftest import MEDIA_START
+from tests.media import add_to_store
+
+RATE = 30
+FRAME = 3000  # ticks
+AUDIO_FRAME = 1920  # ticks: 1024 samples at 48 kHz
+# The media's first frame is at 10 h plus the HLS muxer's 1.4 s delay.
+FIRST_PTS = 36001.4 * 90000
+WIDTH = 320
+SIX = datetime.timedelta(seconds=6)
+
+
+def at(seconds):
+    return MEDIA_START + datetime.timedelta(seconds=seconds)
+
+
+def frames_between(a, b, first=0):
+    """The frame numbers shown in [a, b) seconds of media (counting from `first`)."""
+    a, b = Fraction(str(a)), Fraction(str(b))
+    return list(range(first + math.ceil(a * RATE), first + math.ceil(b * RATE)))
+
+
+def children():
+    """PIDs of this process's live child processes."""
+    me = str(os.getpid())
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                status = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue
+        if status.get("PPid", "").strip() == me and not status["State"].strip().startswith("Z"):
+            found.append(int(entry))
+    return found
+
+
+def write_cut(path, *args, **kwargs):
+    with open(path, "wb") as f:
+        for chunk in cut(*args, **kwargs):
+            f.write(chunk)
+    return path
+
+
+@pytest.fixture
+def registry():
+    return prometheus_client.CollectorRegistry()
+
+
+@pytest.fixture
+def store(tmp_path, marked_media):
+    base = tmp_path / "store"
+    add_to_store(str(base), "chan", "source", MEDIA_START, marked_media)
+    return str(base / "chan" / "source")
+
+
+def judge(path, a, b, expected_frames, width=WIDTH, reencoded_audio=False):
+    """Every check a cut must pass; returns the video's start and end ticks."""
+    assert decode_warnings(path) == ""
+    check_continuity(path)
+    found = packets(path)
+    slack = 2 if reencoded_audio else 0
+    video_start, video_end, audio_start, audio_end = check_timestamps(found, audio_slack=slack)
+    assert frame_numbers(path, width) == expected_frames
+    wanted = (b - a) * 90000
+    assert abs((video_end - video_start) - wanted) <= FRAME
+    # Audio starts and ends with the video, to within one audio frame.
+    assert abs(audio_start - video_start) <= AUDIO_FRAME
+    assert abs(audio_end - video_end) <= AUDIO_FRAME
+    return video_start, video_end
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        (3.25, 26.1),  # mid-segment, mid-GOP, five segments, across 14:00
+        (7.1, 9.9),  # inside one segment
+        (10.5, 13.2),  # two segments, nothing to copy between
+        (12, 18.02),  # starting exactly at a segment, ending just into the next
+    ],
+)
+def test_fast_cut_is_frame_exact(store, tmp_path, registry, a, b):
+    segments = get_best_segments(store, at(a), at(b))
+    out = write_cut(tmp_path / "out.ts", segments, at(a), at(b), registry=registry)
+    video_start, _ = judge(out, a, b, frames_between(a, b))
+    # The source's timestamps are kept, so the cut lines up with the copied segments.
+    assert video_start == FIRST_PTS + frames_between(a, b)[0] * FRAME
+    assert (
+        registry.get_sample_value("cuts_total", {"type": "fast", "method": "fast", "outcome": "ok"})
+        == 1
+    )
+
+
+def test_fast_cut_copies_middle_segments_byte_for_byte(store, tmp_path, marked_media):
+    segments = get_best_segments(store, at(3.25), at(26.1))
+    data = b"".join(cut(segments, at(3.25), at(26.1)))
+    middle = b"".join(open(path, "rb").read() for path, _ in marked_media[1:4])
+    assert middle in data
+
+
+def test_full_cut_is_frame_exact(store, tmp_path, registry):
+    a, b = 3.25, 26.1
+    segments = get_best_segments(store, at(a), at(b))
+    out = write_cut(tmp_path / "out.ts", segments, at(a), at(b), type="full", registry=registry)
+    judge(out, a, b, frames_between(a, b), reencoded_audio=True)
+    assert (
+        registry.get_sample_value("cuts_total", {"type": "full", "method": "full", "outcome": "ok"})
+        == 1
+    )
+
+
+def test_holes_are_refused_before_any_work(tmp_path, marked_media, registry):
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", MEDIA_START, marked_media[:2])
+    add_to_store(base, "chan", "source", at(18), marked_media[3:])
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(3.25), at(26.1))
+    assert None in segments
+    with pytest.raises(ContainsHoles):
+        cut(segments, at(3.25), at(26.1), registry=registry)
+    assert children() == []
+    assert (
+        registry.get_sample_value(
+            "cuts_total", {"type": "fast", "method": "none", "outcome": "holes"}
+        )
+        == 1
+    )
+
+
+@pytest.mark.parametrize("type", ["fast", "full"])
+def test_allowed_holes_are_left_out(tmp_path, marked_media, registry, type):
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", MEDIA_START, marked_media[:2])
+    add_to_store(base, "chan", "source", at(18), marked_media[3:])
+    a, b = 3.25, 26.1
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(a), at(b))
+    out = write_cut(
+        tmp_path / "out.ts", segments, at(a), at(b), type=type, allow_holes=True, registry=registry
+    )
+    # 6 s hole (12 s to 18 s) is absent: the pieces either side are joined.
+    expected = frames_between(a, 12) + frames_between(18, b)
+    judge(out, a + 6, b, expected, reencoded_audio=True)
+    if type == "fast":
+        assert registry.get_sample_value("cut_fallbacks_total", {"reason": "hole"}) == 1
+
+
+def test_restarted_timestamps_fall_back(tmp_path, marked_media, registry):
+    # The stream restarts at 12 s: its timestamps start over (the same media again).
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", MEDIA_START, marked_media[:2])
+    add_to_store(base, "chan", "source", at(12), marked_media[:2])
+    a, b = 3.25, 20
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(a), at(b))
+    assert None not in segments
+    out = write_cut(tmp_path / "out.ts", segments, at(a), at(b), registry=registry)
+    judge(out, a, b, frames_between(a, 12) + frames_between(0, b - 12), reencoded_audio=True)
+    assert registry.get_sample_value("cut_fallbacks_total", {"reason": "restart"}) == 1
+
+
+def test_resolution_change_falls_back_to_first_format(
+    tmp_path, marked_media, small_media, registry
+):
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", MEDIA_START, marked_media[:2])
+    add_to_store(base, "chan", "source", at(12), small_media)
+    a, b = 3.25, 20
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(a), at(b))
+    assert None not in segments
+    out = write_cut(tmp_path / "out.ts", segments, at(a), at(b), registry=registry)
+    # The 256x144 part is scaled to 320x180, so its markers read the same way.
+    judge(out, a, b, frames_between(a, 12) + frames_between(0, b - 12), reencoded_audio=True)
+    assert {(s["width"], s["height"]) for s in packets(out)["streams"] if "width" in s} == {
+        (320, 180)
+    }
+    assert registry.get_sample_value("cut_fallbacks_total", {"reason": "format"}) == 1
+
+
+def test_bad_requests_are_refused(store, registry):
+    segments = get_best_segments(store, at(3), at(9))
+    with pytest.raises(ValueError, match="unknown cut type"):
+        cut(segments, at(3), at(9), type="slow", registry=registry)
+    with pytest.raises(ValueError, match="end must be after start"):
+        cut(segments, at(9), at(9), registry=registry)
+    with pytest.raises(NoContent):
+        cut([None], at(3), at(9), allow_holes=True, registry=registry)
+    with pytest.raises(NoContent):
+        cut([], at(3), at(9), registry=registry)
+    assert (
+        registry.get_sample_value(
+            "cuts_total", {"type": "fast", "method": "none", "outcome": "no_content"}
+        )
+        == 2
+    )
+
+
+def wait_for_no_children(timeout=1):
+    deadline = time.monotonic() + timeout
+    while children() and time.monotonic() < deadline:
+        gevent.sleep(0.02)
+    return children()
+
+
+@pytest.mark.parametrize("type", ["fast", "full"])
+def test_closing_early_kills_ffmpeg(store, registry, type):
+    segments = get_best_segments(store, at(1), at(29))
+    chunks = cut(segments, at(1), at(29), type=type, registry=registry)
+    assert next(chunks)
+    assert children(), "expected ffmpeg still running"
+    chunks.close()
+    assert wait_for_no_children() == []
+    assert (
+        registry.get_sample_value(
+            "cuts_total", {"type": type, "method": type, "outcome": "cancelled"}
+        )
+        == 1
+    )
+
+
+def test_ffmpeg_failure_is_reported(store, tmp_path, registry, monkeypatch):
+    segments = get_best_segments(store, at(3), at(9))
+    # A segment that was fine when scanned but breaks under ffmpeg.
+    monkeypatch.setattr(cutmod, "ENCODE_PRESET", "no-such-preset")
+    with pytest.raises(cutmod.FFmpegError, match="ffmpeg exited"):
+        b"".join(cut(segments, at(3), at(9), registry=registry))
+    assert wait_for_no_children() == []
+    assert (
+        registry.get_sample_value(
+            "cuts_total", {"type": "fast", "method": "fast", "outcome": "error"}
+        )
+        == 1
+    )
