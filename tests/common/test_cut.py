@@ -228,8 +228,20 @@ def wait_for_no_children(timeout=1):
     return children()
 
 
+@pytest.fixture
+def stalling_last_piece(tmp_path, monkeypatch):
+    """Make the fast cut's last-piece ffmpeg (the only one given `-to`) hang, so
+    that it is surely still running when the cut is closed."""
+    script = tmp_path / "ffmpeg"
+    script.write_text(
+        '#!/bin/sh\ncase " $* " in *" -to "*) exec sleep 60;; esac\nexec ffmpeg "$@"\n'
+    )
+    script.chmod(0o755)
+    monkeypatch.setattr(cutmod, "FFMPEG", str(script))
+
+
 @pytest.mark.parametrize("type", ["fast", "full"])
-def test_closing_early_kills_ffmpeg(store, registry, type):
+def test_closing_early_kills_ffmpeg(store, registry, type, stalling_last_piece):
     segments = get_best_segments(store, at(1), at(29))
     chunks = cut(segments, at(1), at(29), type=type, registry=registry)
     assert next(chunks)
