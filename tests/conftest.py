@@ -1,10 +1,18 @@
 """Fixtures shared by every test package."""
 
-import datetime
+# The services are gevent programs whose `__main__` patches the standard library
+# before anything else. Tests run their workers in-process against real HTTP
+# servers in the same process, so the test process is patched the same way, and
+# as early as pytest allows (before anything imports ssl or urllib3).
+from gevent import monkey
 
-import pytest
+monkey.patch_all()
 
-from tests.media import make_media
+import datetime  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.media import make_media  # noqa: E402
 
 # Broadcast time the shared media is filed under: just before an hour boundary,
 # so that ranges over it cross hours.

@@ -84,19 +84,22 @@ class RequestStats:
 
     def _before(self):
         request = flask.request
-        endpoint = request.endpoint or "unknown"
+        if request.endpoint is None:
+            # No route matched (a 404 or 405 on its way): counted in the `_all`
+            # family only, under endpoint "unknown".
+            flask.g.request_stats = (time.monotonic(), "unknown", None)
+            return
         values = request.view_args or {}
-        _, in_flight, args = self._endpoint_metrics(endpoint)
+        _, in_flight, args = self._endpoint_metrics(request.endpoint)
         arg_values = {a: str(values.get(a, "")) for a in args}
-        self.in_flight_all.labels(endpoint, request.method).inc()
+        self.in_flight_all.labels(request.endpoint, request.method).inc()
         in_flight.labels(method=request.method, **arg_values).inc()
-        flask.g.request_stats = (time.monotonic(), endpoint, arg_values)
+        flask.g.request_stats = (time.monotonic(), request.endpoint, arg_values)
 
     def _after(self, response):
         started = flask.g.pop("request_stats", None)
         if started is None:
-            # The request failed before _before ran (e.g. routing raised 404):
-            # time it from here, under its endpoint if it has one.
+            # A before_request handler ahead of ours answered: time it from here.
             started = (time.monotonic(), flask.request.endpoint or "unknown", None)
         start, endpoint, arg_values = started
         method = flask.request.method

@@ -1,0 +1,113 @@
+"""How long choosing segments takes, against the floor of listing the directories.
+
+Builds a store of 24 hours of 2-second segments (43,200 empty files) once,
+under bench/.cache, then times in one run, side by side:
+
+- the floor: `os.listdir` and `sort` of the same hour directories;
+- `get_best_segments` over 1 hour and over 24 hours, cold (its hour cache
+  cleared before every call: the first request for a range) and warm (the
+  hours already parsed and unchanged: a live playlist polled again, or a
+  second request for the same range).
+
+Run: .venv/bin/python bench/best_segments.py [--repeat N]
+"""
+
+import argparse
+import datetime
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+
+from common.segments import (  # noqa: E402
+    clear_hour_cache,
+    get_best_segments,
+    hash_bytes,
+    hours_for_range,
+    segment_path,
+)
+
+CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".cache", "best_segments")
+START = datetime.datetime(2026, 11, 28, 0, 0, tzinfo=datetime.UTC)
+SEGMENT = datetime.timedelta(seconds=2)
+HOURS = 24
+
+
+def build_store():
+    hours_path = os.path.join(CACHE, "chan", "source")
+    marker = os.path.join(CACHE, ".complete")
+    if os.path.exists(marker):
+        return hours_path
+    count = HOURS * 3600 // 2
+    for i in range(count):
+        start = START + i * SEGMENT
+        path = segment_path(
+            CACHE, "chan", "source", start, SEGMENT, "full", hash_bytes(str(i).encode())
+        )
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        open(path, "w").close()
+    open(marker, "w").close()
+    return hours_path
+
+
+def floor(hours_path, start, end):
+    names = []
+    for hour in hours_for_range(start, end):
+        try:
+            names += sorted(os.listdir(os.path.join(hours_path, hour)))
+        except FileNotFoundError:
+            pass
+    return names
+
+
+def best(hours_path, start, end):
+    return get_best_segments(hours_path, start, end)
+
+
+def best_cold(hours_path, start, end):
+    clear_hour_cache()
+    return get_best_segments(hours_path, start, end)
+
+
+def measure(fn, *args, repeat):
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn(*args)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+    hours_path = build_store()
+    rows = []
+    for label, hours in (("1 h", 1), ("24 h", 24)):
+        # Mid-hour start and end, so the range has partly used hours at both ends.
+        start = START + datetime.timedelta(minutes=30)
+        end = start + datetime.timedelta(hours=hours) - datetime.timedelta(minutes=1)
+        segments = best(hours_path, start, end)
+        assert None not in segments[1:-1], "the bench store should have no holes"
+        t_floor = measure(floor, hours_path, start, end, repeat=args.repeat)
+        t_cold = measure(best_cold, hours_path, start, end, repeat=args.repeat)
+        best(hours_path, start, end)
+        t_warm = measure(best, hours_path, start, end, repeat=args.repeat)
+        rows.append((label, len(segments), t_floor, t_cold, t_warm))
+    print(
+        f"{'range':>6} {'segments':>9} {'list+sort (floor)':>18} "
+        f"{'best, cold':>12} {'ratio':>6} {'best, warm':>12} {'ratio':>6}"
+    )
+    for label, n, t_floor, t_cold, t_warm in rows:
+        print(
+            f"{label:>6} {n:>9} {t_floor * 1000:>15.1f} ms "
+            f"{t_cold * 1000:>9.1f} ms {t_cold / t_floor:>5.2f}x "
+            f"{t_warm * 1000:>9.1f} ms {t_warm / t_floor:>5.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()

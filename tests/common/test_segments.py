@@ -1,0 +1,407 @@
+import datetime
+import logging
+import os
+
+import pytest
+
+from common.segments import (
+    SegmentWriter,
+    atomic_write,
+    best_segments_by_start,
+    format_duration,
+    get_best_segments,
+    hash_bytes,
+    hours_for_range,
+    jitter,
+    list_segments,
+    parse_duration,
+    parse_segment_path,
+    segment_name,
+    segment_path,
+)
+
+UTC = datetime.UTC
+HASH = hash_bytes(b"some video")
+T0 = datetime.datetime(2026, 11, 28, 13, 0, tzinfo=UTC)
+
+
+def seconds(n):
+    return datetime.timedelta(seconds=n)
+
+
+# --- names -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path, start, duration, type",
+    [
+        (
+            f"base/chan/source/2026-11-28T13/50:07.300000-2.000-full-{HASH}.ts",
+            datetime.datetime(2026, 11, 28, 13, 50, 7, 300000, tzinfo=UTC),
+            seconds(2),
+            "full",
+        ),
+        (
+            f"/abs/chan/480p/2026-01-01T00/00:00.000000-6.006-partial-{HASH}.ts",
+            datetime.datetime(2026, 1, 1, 0, 0, tzinfo=UTC),
+            datetime.timedelta(seconds=6, milliseconds=6),
+            "partial",
+        ),
+        (
+            f"chan/source/2026-12-31T23/59:59.999999-0.000001-suspect-{HASH}.ts",
+            datetime.datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+            datetime.timedelta(microseconds=1),
+            "suspect",
+        ),
+        (
+            "chan/source/2026-11-28T13/10:00.000001-2.5-temp-abc_DEF-123.ts",
+            datetime.datetime(2026, 11, 28, 13, 10, 0, 1, tzinfo=UTC),
+            datetime.timedelta(seconds=2, microseconds=500000),
+            "temp",
+        ),
+    ],
+)
+def test_parse(path, start, duration, type):
+    info = parse_segment_path(path)
+    assert info.start == start
+    assert info.duration == duration
+    assert info.type == type
+    assert info.end == start + duration
+    assert info.path == path
+    assert (info.channel, info.hour) == (path.split("/")[-4], path.split("/")[-2])
+
+
+def test_parse_bare_name():
+    name = f"50:07.300000-2.000-full-{HASH}.ts"
+    info = parse_segment_path(name)
+    assert (info.channel, info.quality, info.hour, info.start) == (None, None, None, None)
+    assert info.duration == seconds(2)
+    info = parse_segment_path(name, channel="c", quality="q", hour="2026-11-28T13")
+    assert info.start == datetime.datetime(2026, 11, 28, 13, 50, 7, 300000, tzinfo=UTC)
+    assert info.channel == "c"
+
+
+def test_parse_checks_expected_parts():
+    path = f"chan/source/2026-11-28T13/50:07.300000-2.000-full-{HASH}.ts"
+    assert parse_segment_path(path, channel="chan", quality="source", hour="2026-11-28T13")
+    for given in ({"channel": "other"}, {"quality": "480p"}, {"hour": "2026-11-28T14"}):
+        with pytest.raises(ValueError, match="is not"):
+            parse_segment_path(path, **given)
+
+
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        (f"50:07.300000-2.000-full-{HASH}.mp4", "not a .ts file"),
+        (f"50:07.300000-2.000-full-{HASH}", "not a .ts file"),
+        (f"50:07.300000-2.000-{HASH}.ts", "expected MM:SS"),
+        ("50:07.300000-2.000-full.ts", "expected MM:SS"),
+        (f"50:07.300000-2.000-complete-{HASH}.ts", "unknown type"),
+        (f"60:07.300000-2.000-full-{HASH}.ts", "bad time"),
+        (f"50:60.300000-2.000-full-{HASH}.ts", "bad time"),
+        (f"50:07.3-2.000-full-{HASH}.ts", "expected MM:SS"),
+        (f"5:07.300000-2.000-full-{HASH}.ts", "expected MM:SS"),
+        (f"50:07.300000-two-full-{HASH}.ts", "bad duration"),
+        (f"50:07.300000--2.000-full-{HASH}.ts", "unknown type '2.000'"),
+        (f"50:07.300000-2.0000001-full-{HASH}.ts", "bad duration"),
+        (f"50:07.300000-2.000-full-{HASH[:-1]}.ts", "bad hash"),
+        (f"50:07.300000-2.000-full-{HASH}A.ts", "bad hash"),
+        (f"50:07.300000-2.000-full-{HASH[:-1]}+.ts", "bad hash"),
+        # Right length and alphabet, but the last character carries bits that
+        # a 32-byte digest cannot have.
+        (f"50:07.300000-2.000-full-{HASH[:-1]}B.ts", "bad hash encoding"),
+        ("50:07.300000-2.000-temp-a+b.ts", "bad temp id"),
+        (f".50:07.300000-2.000-full-{HASH}.ts", "hidden file"),
+        ("", "not a .ts file"),
+    ],
+)
+def test_parse_rejects(name, reason):
+    path = f"chan/source/2026-11-28T13/{name}"
+    with pytest.raises(ValueError, match=reason) as excinfo:
+        parse_segment_path(path)
+    assert repr(path) in str(excinfo.value)
+
+
+@pytest.mark.parametrize("hour", ["2026-11-28", "2026-13-28T13", "2026-11-28T25", "..", "x"])
+def test_parse_rejects_bad_hour(hour):
+    with pytest.raises(ValueError, match="bad hour"):
+        parse_segment_path(f"chan/source/{hour}/50:07.300000-2.000-full-{HASH}.ts")
+
+
+@pytest.mark.parametrize(
+    "micros",
+    [0, 1, 999, 1000, 2_000_000, 2_002_000, 6_006_006, 123_456_789, 3_599_999_999],
+)
+def test_duration_round_trip(micros):
+    duration = datetime.timedelta(microseconds=micros)
+    assert parse_duration(format_duration(duration)) == duration
+
+
+def test_build_round_trip_is_exact():
+    start = datetime.datetime(2026, 11, 28, 13, 59, 58, 123457, tzinfo=UTC)
+    duration = datetime.timedelta(seconds=2, microseconds=1)
+    path = segment_path("/base", "chan", "source", start, duration, "full", HASH)
+    assert path == f"/base/chan/source/2026-11-28T13/59:58.123457-2.000001-full-{HASH}.ts"
+    info = parse_segment_path(path)
+    assert (info.start, info.duration, info.type, info.hash) == (start, duration, "full", HASH)
+    # Many back-to-back segments still join exactly: no drift from floats.
+    for _ in range(1000):
+        start += duration
+        assert (
+            parse_segment_path(segment_path("b", "c", "q", start, duration, "full", HASH)).start
+            == start
+        )
+
+
+def test_build_naive_is_utc_and_aware_is_converted():
+    naive = datetime.datetime(2026, 11, 28, 13, 5)
+    aware = datetime.datetime(2026, 11, 28, 14, 5, tzinfo=datetime.timezone(seconds(3600)))
+    assert segment_name(naive, seconds(2), "full", HASH) == segment_name(
+        aware, seconds(2), "full", HASH
+    )
+    assert segment_path("b", "c", "q", aware, seconds(2), "full", HASH).startswith(
+        "b/c/q/2026-11-28T13/05:00.000000"
+    )
+
+
+@pytest.mark.parametrize("channel", ["", "..", ".hidden", "a/b", "a\0b"])
+def test_build_refuses_bad_channel(channel):
+    with pytest.raises(ValueError, match="bad channel"):
+        segment_path("b", channel, "q", T0, seconds(2), "full", HASH)
+
+
+# --- writing -------------------------------------------------------------------
+
+
+def test_segment_writer(tmp_path):
+    with SegmentWriter(str(tmp_path), "chan", "source", T0, seconds(2)) as writer:
+        writer.write(b"some ")
+        # While writing, only a temp file exists, invisible to readers.
+        (temp,) = os.listdir(tmp_path / "chan" / "source" / "2026-11-28T13")
+        assert "-temp-" in temp
+        assert list_segments(str(tmp_path / "chan" / "source" / "2026-11-28T13")) == []
+        writer.write(b"video")
+        path = writer.finish("full")
+    assert os.listdir(os.path.dirname(path)) == [os.path.basename(path)]
+    info = parse_segment_path(path)
+    assert info.hash == HASH
+    assert open(path, "rb").read() == b"some video"
+
+
+def test_segment_writer_race_and_abort(tmp_path):
+    paths = []
+    for _ in range(2):
+        with SegmentWriter(str(tmp_path), "chan", "source", T0, seconds(2)) as writer:
+            writer.write(b"some video")
+            paths.append(writer.finish())
+    assert paths[0] == paths[1]
+    with pytest.raises(RuntimeError):
+        with SegmentWriter(str(tmp_path), "chan", "source", T0, seconds(2)) as writer:
+            writer.write(b"half")
+            raise RuntimeError("connection lost")
+    assert os.listdir(tmp_path / "chan" / "source" / "2026-11-28T13") == [
+        os.path.basename(paths[0])
+    ]
+
+
+def test_atomic_write(tmp_path):
+    path = tmp_path / "dir" / "file"
+    atomic_write(str(path), b"one")
+    atomic_write(str(path), [b"tw", b"o"])
+    assert path.read_bytes() == b"two"
+
+    def broken():
+        yield b"three"
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError):
+        atomic_write(str(path), broken())
+    assert path.read_bytes() == b"two"
+    assert os.listdir(tmp_path / "dir") == ["file"]
+
+
+def test_jitter():
+    values = [jitter(10) for _ in range(200)]
+    assert all(9 <= v <= 11 for v in values)
+    assert len(set(values)) > 100
+
+
+# --- choosing segments -------------------------------------------------------
+
+
+class Store:
+    """A real store in a temp dir, with segments placed by offset from T0."""
+
+    def __init__(self, base):
+        self.base = str(base)
+        self.hours_path = os.path.join(self.base, "chan", "source")
+
+    def add(self, start, duration, type="full", data=None):
+        start = T0 + seconds(start) if not isinstance(start, datetime.datetime) else start
+        data = data if data is not None else f"{start}{duration}{type}".encode()
+        with SegmentWriter(self.base, "chan", "source", start, seconds(duration)) as writer:
+            writer.write(data)
+            return writer.finish(type)
+
+    def best(self, start, end):
+        segments = get_best_segments(self.hours_path, T0 + seconds(start), T0 + seconds(end))
+        return [
+            None
+            if s is None
+            else ((s.start - T0).total_seconds(), s.duration.total_seconds(), s.type)
+            for s in segments
+        ]
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store(tmp_path)
+
+
+def test_worked_example(store):
+    for start in (5, 15, 30, 40):
+        store.add(start, 10)
+    assert store.best(10, 60) == [
+        (5, 10, "full"),
+        (15, 10, "full"),
+        None,
+        (30, 10, "full"),
+        (40, 10, "full"),
+        None,
+    ]
+
+
+def test_exactly_covered_has_no_holes(store):
+    for start in (0, 2, 4):
+        store.add(start, 2)
+    assert store.best(0, 6) == [(0, 2, "full"), (2, 2, "full"), (4, 2, "full")]
+    assert store.best(1, 5) == [(0, 2, "full"), (2, 2, "full"), (4, 2, "full")]
+
+
+def test_hole_at_start(store):
+    store.add(10, 10)
+    assert store.best(0, 20) == [None, (10, 10, "full")]
+
+
+def test_partial_is_followed_by_hole(store):
+    store.add(0, 2)
+    store.add(2, 2, "partial")
+    store.add(4, 2)
+    store.add(6, 2, "suspect")
+    assert store.best(0, 8) == [
+        (0, 2, "full"),
+        (2, 2, "partial"),
+        None,
+        (4, 2, "full"),
+        (6, 2, "suspect"),
+        None,
+    ]
+
+
+def test_best_copy_of_one_start(store):
+    store.add(0, 2, "partial", b"p" * 100)
+    store.add(0, 2, "suspect", b"s" * 100)
+    store.add(0, 1.5, "full", b"short" * 100)
+    store.add(0, 2, "full", b"small")
+    largest = store.add(0, 2, "full", b"large" * 10)
+    segments = get_best_segments(store.hours_path, T0, T0 + seconds(2))
+    assert [s.path for s in segments] == [largest]
+
+
+def test_best_tie_broken_by_hash_the_same_everywhere(tmp_path):
+    chosen = []
+    for order in ((b"aaaa", b"bbbb"), (b"bbbb", b"aaaa")):
+        store = Store(tmp_path / str(len(chosen)))
+        for data in order:
+            store.add(0, 2, "full", data)
+        (segment,) = get_best_segments(store.hours_path, T0, T0 + seconds(2))
+        chosen.append(segment.hash)
+    assert chosen[0] == chosen[1]
+
+
+def test_suspect_beats_partial(store):
+    store.add(0, 2, "partial", b"longer partial body")
+    store.add(0, 2, "suspect", b"s")
+    assert store.best(0, 2) == [(0, 2, "suspect"), None]
+
+
+def test_overlap_is_skipped(store, caplog):
+    store.add(0, 4)
+    store.add(2, 4)  # a restarted stream whose timestamps overlap the old one
+    store.add(4, 2)
+    with caplog.at_level(logging.INFO, logger="common.segments"):
+        assert store.best(0, 6) == [(0, 4, "full"), (4, 2, "full")]
+    assert "overlaps" in caplog.text
+
+
+def test_segment_from_previous_hour_covers_start(store):
+    store.add(-1, 2)  # starts at 12:59:59, in the previous hour's directory
+    store.add(1, 2)
+    assert store.best(0, 3) == [(-1, 2, "full"), (1, 2, "full")]
+
+
+def test_across_hour_boundaries(store):
+    start = 3600 - 4
+    for i in range(4):
+        store.add(start + 2 * i, 2)
+    assert store.best(start + 1, start + 7) == [(start + 2 * i, 2, "full") for i in range(4)]
+    assert sorted(os.listdir(store.hours_path)) == ["2026-11-28T13", "2026-11-28T14"]
+
+
+def test_naive_and_aware_times_agree(store):
+    store.add(0, 2)
+    naive = get_best_segments(
+        store.hours_path, T0.replace(tzinfo=None), datetime.datetime(2026, 11, 28, 13, 0, 2)
+    )
+    other_zone = datetime.timezone(-seconds(5 * 3600))
+    aware = get_best_segments(
+        store.hours_path, T0.astimezone(other_zone), (T0 + seconds(2)).astimezone(other_zone)
+    )
+    assert naive == aware
+    assert len(naive) == 1
+
+
+def test_empty_store_and_empty_range(store):
+    assert store.best(0, 10) == [None]
+    store.add(0, 2)
+    assert store.best(1, 1) == []
+    with pytest.raises(ValueError):
+        store.best(2, 1)
+
+
+def test_range_after_content_is_one_hole(store):
+    store.add(0, 2)
+    assert store.best(10, 20) == [None]
+
+
+def test_ignores_temp_hidden_and_bad_files(store, caplog):
+    store.add(0, 2)
+    hour = os.path.join(store.hours_path, "2026-11-28T13")
+    for name in (
+        "00:02.000000-2.000-temp-xyz.ts",
+        f".00:02.000000-2.000-full-{HASH}.ts",
+        "notes.txt",
+    ):
+        open(os.path.join(hour, name), "w").close()
+    with caplog.at_level(logging.WARNING):
+        assert store.best(0, 4) == [(0, 2, "full"), None]
+    assert "notes.txt" in caplog.text
+    assert len(list_segments(hour)) == 1
+
+
+def test_best_segments_by_start_orders_by_time(store):
+    for start in (4, 0, 2):
+        store.add(start, 2)
+    hour = os.path.join(store.hours_path, "2026-11-28T13")
+    assert [s.start for s in best_segments_by_start(list_segments(hour))] == [
+        T0 + seconds(n) for n in (0, 2, 4)
+    ]
+
+
+def test_hours_for_range():
+    assert hours_for_range(T0 + seconds(10), T0 + seconds(3600 * 2)) == [
+        "2026-11-28T12",
+        "2026-11-28T13",
+        "2026-11-28T14",
+    ]
+    assert hours_for_range(T0, T0 + seconds(1)) == ["2026-11-28T12", "2026-11-28T13"]
