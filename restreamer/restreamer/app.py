@@ -25,13 +25,15 @@ import datetime
 import json
 import logging
 import os
+import re
 import subprocess
 import urllib.parse
 
 import flask
 import prometheus_client
-from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, NotFound
+from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, NotAcceptable, NotFound
 
+from common import cut as cutting
 from common import flask_stats
 from common.segments import (
     get_best_segments,
@@ -406,6 +408,42 @@ def master_playlist(channel):
     return _playlist_response(hls.master_playlist(variants), live=end is None)
 
 
+# --- cuts -------------------------------------------------------------------
+
+
+def cut(channel, quality):
+    """`GET /cut/<channel>/<quality>.ts?start=&end=&allow_holes=&type=`: an exact cut.
+
+    The range [start, end) as one MPEG-TS file, streamed as it is made
+    (`common.cut`): `type=fast` (default) re-encodes only the ends, `full`
+    everything. 400 for bad parameters; 406 if the range has holes (unless
+    `allow_holes=true`, which leaves them out) or nothing at all. A client
+    that goes away closes the cut, which kills its ffmpegs. An ffmpeg that
+    fails mid-stream can only cut the response short: the status is sent.
+    """
+    args = flask.request.args
+    start, end = params.time_range(args, end_required=True, max_range=MAX_RANGE)
+    allow_holes = params.get_bool(args, "allow_holes")
+    type = args.get("type") or "fast"
+    if type not in cutting.TYPES:
+        raise BadRequest(f"bad type {type!r}: expected one of {', '.join(cutting.TYPES)}")
+    s = store()
+    s.directory(channel, quality)
+    segments = s.best_segments(channel, quality, start, end)
+    try:
+        chunks = cutting.cut(
+            segments, start, end, type=type, allow_holes=allow_holes, registry=s.registry
+        )
+    except cutting.CutError as e:
+        raise NotAcceptable(str(e)) from None
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
+    response = flask.Response(chunks, mimetype="video/mp2t")
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{channel}-{quality}-{params.format_time(start)}.ts")
+    response.headers["Content-Disposition"] = f'inline; filename="{name}"'
+    return response
+
+
 # (rule, view function, options): every route of the API. The endpoint name is
 # the function's name, which also names its metrics (`http_request_latency_<name>`).
 ROUTES = [
@@ -416,6 +454,7 @@ ROUTES = [
     ("/segments/<channel>/<quality>/<hour>/<name>", segment, {}),
     ("/playlist/<channel>.m3u8", master_playlist, {}),
     ("/playlist/<channel>/<quality>.m3u8", media_playlist, {}),
+    ("/cut/<channel>/<quality>.ts", cut, {}),
 ]
 
 
