@@ -429,53 +429,17 @@ def _video_encode_args(fmt, delay=None):
     return args
 
 
-def _encode_piece_args(segment, start_pts, end_pts):
-    """ffmpeg arguments re-encoding one segment's video between two timestamps.
+def _mux_args(head):
+    """MPEG-TS output options that make a piece continue the source's stream.
 
-    `start_pts`/`end_pts` (90 kHz, as in the file; None for the segment's own
-    start/end) bound the kept frames: `start_pts <= pts < end_pts`. The audio
-    is copied: packets from half an audio frame before the first kept frame,
-    until half a frame before `end_pts`, so audio starts and ends within half a
-    frame of the video. Output `-ss` shifts timestamps by its value even with
-    `-copyts`; the same `-output_ts_offset` puts them back exactly.
+    Timestamps as given (`-mpegts_copyts`), the source's mux delay (how far PCR
+    runs behind DTS) and its PIDs and ids, so that PCR and PIDs run on across
+    the joins.
     """
-    head = segment_head(segment.path)
-    fmt = segment_format(segment.path)
-    half_audio = fmt.audio_frame_ticks / 2
-    trims = []
-    if start_pts is not None:
-        start_pts = max(start_pts, head.video_pts)
-        trims.append(f"start_pts={start_pts}")
-    if end_pts is not None:
-        trims.append(f"end_pts={end_pts}")
-    chain = f"trim={':'.join(trims)}" if trims else "null"
-    args = _ffmpeg_base() + ["-copyts", "-i", _file_url(segment.path)]
-    args += ["-filter_complex", f"[0:v:0]{chain}[v]", "-map", "[v]", "-map", "0:a:0?"]
-    if start_pts is not None:
-        first_frame = _next_frame(head.video_pts, start_pts, fmt.frame_ticks)
-        offset = _seconds(round(first_frame - half_audio))
-        args += ["-ss", offset, "-output_ts_offset", offset]
-    if end_pts is not None:
-        end_frame = _next_frame(head.video_pts, end_pts, fmt.frame_ticks)
-        args += ["-to", _seconds(round(end_frame - half_audio))]
-    delay = _reorder_delay(head, fmt)
-    args += _video_encode_args(fmt, delay)
-    args += ["-enc_time_base:v", f"1:{mpegts.CLOCK}", "-fps_mode", "passthrough"]
-    # x264 only learns its decode delay from the first few frames, and a piece of
-    # one or two frames comes out with DTS = PTS, which goes back at the join
-    # after it. Every frame's DTS is known anyway: one frame apart, `delay`
-    # frames before the first keyframe.
-    args += [
-        "-bsf:v",
-        f"setts=pts=PTS:dts=STARTPTS+(N-{delay})*{fmt.frame_ticks:g}/{mpegts.CLOCK}/TB",
-    ]
-    args += ["-c:a", "copy"]
-    # Keep the source's mux delay (PCR runs this far behind DTS) and stream ids,
-    # so that PCR and PIDs continue across the joins.
     mux_delay = 0
     if head.pcr is not None:
         mux_delay = (head.video_dts - head.pcr) % mpegts.TIMESTAMP_MODULO
-    args += [
+    args = [
         "-f", "mpegts", "-mpegts_copyts", "1",
         "-muxdelay", _seconds(mux_delay), "-muxpreload", "0",
         "-mpegts_pmt_start_pid", str(head.pmt_pid),
@@ -490,10 +454,104 @@ def _encode_piece_args(segment, start_pts, end_pts):
     return args + ["pipe:1"]
 
 
-def _run_to_bytes(args):
-    """Run an ffmpeg to the end; returns (process, its whole stdout)."""
-    process = _Process(args)
-    return process, bytearray().join(process.chunks())
+def _drop_args(stream, field, first=None, end=None):
+    """A bitstream filter keeping only packets with `first <= field < end` (90 kHz).
+
+    Copied packets are chosen this way rather than with output `-ss`/`-to`,
+    which judge video by DTS rather than PTS, shift timestamps, and cut every
+    stream of the output at once.
+    """
+    conditions = []
+    if first is not None:
+        conditions.append(f"lt({field}\\,{round(first)})")
+    if end is not None:
+        conditions.append(f"gte({field}\\,{round(end)})")
+    if not conditions:
+        return []
+    return [f"-bsf:{stream}", f"noise=drop={'+'.join(conditions)}"]
+
+
+def _encode_piece_args(segment, start_pts, end_pts, audio_start=None, audio_end=None):
+    """ffmpeg arguments re-encoding one segment's video between two timestamps.
+
+    `start_pts`/`end_pts` (90 kHz, as in the file; None for the segment's own
+    start/end) bound the kept frames: `start_pts <= pts < end_pts`. The audio
+    is copied between `audio_start` and `audio_end`; by default from half an
+    audio frame before the first kept frame until half a frame before the end
+    of the last, so that audio starts and ends within half a frame of the
+    video, with no audio packet cut in two.
+    """
+    head = segment_head(segment.path)
+    fmt = segment_format(segment.path)
+    half_audio = fmt.audio_frame_ticks / 2
+    trims = []
+    if start_pts is not None:
+        start_pts = max(start_pts, head.video_pts)
+        trims.append(f"start_pts={start_pts}")
+        if audio_start is None:
+            audio_start = _next_frame(head.video_pts, start_pts, fmt.frame_ticks) - half_audio
+    if end_pts is not None:
+        trims.append(f"end_pts={end_pts}")
+        if audio_end is None:
+            audio_end = _next_frame(head.video_pts, end_pts, fmt.frame_ticks) - half_audio
+    chain = f"trim={':'.join(trims)}" if trims else "null"
+    args = _ffmpeg_base() + ["-copyts", "-i", _file_url(segment.path)]
+    args += ["-filter_complex", f"[0:v:0]{chain}[v]", "-map", "[v]", "-map", "0:a:0?"]
+    delay = _reorder_delay(head, fmt)
+    args += _video_encode_args(fmt, delay)
+    args += ["-enc_time_base:v", f"1:{mpegts.CLOCK}", "-fps_mode", "passthrough"]
+    # x264 only learns its decode delay from the first few frames, and a piece of
+    # one or two frames comes out with DTS = PTS, which goes back at the join
+    # after it. Every frame's DTS is known anyway: one frame apart, `delay`
+    # frames before the first keyframe.
+    args += [
+        "-bsf:v",
+        f"setts=pts=PTS:dts=STARTPTS+(N-{delay})*{fmt.frame_ticks:g}/{mpegts.CLOCK}/TB",
+    ]
+    args += ["-c:a", "copy"] + _drop_args("a", "pts", audio_start, audio_end)
+    return args + _mux_args(head)
+
+
+def _remux_piece_args(segment, video_dts, audio_pts):
+    """ffmpeg arguments copying the packets of a segment between two bounds.
+
+    `video_dts` and `audio_pts` are (first, end) pairs of 90 kHz timestamps,
+    either end None for open; video is chosen by DTS, so that a bound at a
+    keyframe's DTS splits the GOPs before and after it.
+    """
+    head = segment_head(segment.path)
+    args = _ffmpeg_base() + ["-copyts", "-i", _file_url(segment.path)]
+    args += ["-map", "0:v:0", "-map", "0:a:0?", "-c", "copy"]
+    args += _drop_args("v", "dts", *video_dts) + _drop_args("a", "pts", *audio_pts)
+    return args + _mux_args(head)
+
+
+def _keyframes(path):
+    """PTS of every keyframe in a segment, from ffprobe (90 kHz, as ffmpeg reads them)."""
+    try:
+        output = gevent.subprocess.check_output(
+            [
+                FFPROBE, "-v", "error", "-select_streams", "v:0",
+                "-show_entries", "packet=pts,flags", "-of", "csv=p=0", _file_url(path),
+            ],
+            stderr=gevent.subprocess.DEVNULL,
+            timeout=PROBE_TIMEOUT,
+        )  # fmt: skip
+    except (gevent.subprocess.CalledProcessError, gevent.subprocess.TimeoutExpired) as e:
+        raise FFmpegError(f"ffprobe could not list the keyframes of {path}: {e}") from None
+    keyframes = []
+    for line in output.decode().split():
+        pts, _, flags = line.partition(",")
+        if "K" in flags and pts.lstrip("-").isdigit():
+            keyframes.append(int(pts))
+    return sorted(keyframes)
+
+
+_keyframe_cache = _Cache(CACHE_SIZE // 10)
+
+
+def segment_keyframes(path):
+    return _keyframe_cache.get(path, _keyframes)
 
 
 def _copy_file(path):
@@ -505,47 +563,98 @@ def _copy_file(path):
             yield chunk
 
 
-def _fast_cut(run, start, end, processes):
-    """Yield the fast cut of one joinable run (see the module docstring).
+def _plan_fast(run, start, end):
+    """The pieces of a fast cut: ("encode"|"remux", args) or ("copy", segments).
 
-    Plan: re-encode the first segment from `start`, copy the middle ones, and
-    re-encode the last up to `end`; a range inside one segment is one piece.
-    Both re-encodes start at once (they are independent), the first's output
-    is held until done (its counters are numbered back from the copy after it),
-    the rest streams.
+    Only the frames that cannot be copied are re-encoded: from the first kept
+    frame to the next keyframe, and from the last keyframe before the end to
+    the end. The rest of those two segments is remuxed (packets copied, from
+    that keyframe on / up to it), and the segments between are copied byte for
+    byte. Each boundary between pieces is one timestamp that both sides use,
+    so no audio packet is lost or doubled there:
+
+    - video: the keyframe's DTS (in decode order, everything before it belongs
+      to the GOP before);
+    - audio: half an audio frame before the keyframe's PTS.
+
+    A range inside one segment is re-encoded whole (at most one segment).
     """
     first, last = run[0], run[-1]
     first_head, last_head = segment_head(first.path), segment_head(last.path)
     start_pts = first_head.video_pts + _ticks(max(start, first.start) - first.start)
     end_pts = last_head.video_pts + _ticks(min(end, last.end) - last.start)
     if len(run) == 1:
-        pieces = [("encode", first, start_pts, end_pts)]
-    else:
-        pieces = [("encode", first, start_pts, None)]
-        if len(run) > 2:
-            pieces.append(("copy", run[1:-1]))
-        pieces.append(("encode", last, None, end_pts))
+        return [("encode", _encode_piece_args(first, start_pts, end_pts))]
 
-    results = {}
-    for i, piece in enumerate(pieces):
-        if piece[0] == "encode":
-            args = _encode_piece_args(*piece[1:])
-            results[i] = gevent.event.AsyncResult()
-            processes.append(_Process(args))
-            gevent.spawn(_collect, processes[-1], results[i])
+    pieces = []
+    fmt = segment_format(first.path)
+    half_audio = fmt.audio_frame_ticks / 2
+    first_frame = _next_frame(first_head.video_pts, start_pts, fmt.frame_ticks)
+    key = next((k for k in segment_keyframes(first.path) if k >= first_frame), None)
+    if key is None:
+        pieces.append(("encode", _encode_piece_args(first, start_pts, None)))
+    else:
+        key_dts = key - _reorder_delay(first_head, fmt) * fmt.frame_ticks
+        if key > first_frame:
+            pieces.append(
+                ("encode", _encode_piece_args(first, start_pts, key, audio_end=key - half_audio))
+            )
+        audio_start = key - half_audio if key > first_frame else first_frame - half_audio
+        pieces.append(("remux", _remux_piece_args(first, (key_dts, None), (audio_start, None))))
+
+    if len(run) > 2:
+        pieces.append(("copy", run[1:-1]))
+
+    fmt = segment_format(last.path)
+    half_audio = fmt.audio_frame_ticks / 2
+    key = max((k for k in segment_keyframes(last.path) if k < end_pts), default=None)
+    if key is None or key <= last_head.video_pts:
+        pieces.append(("encode", _encode_piece_args(last, None, end_pts)))
+    else:
+        key_dts = key - _reorder_delay(last_head, fmt) * fmt.frame_ticks
+        pieces.append(("remux", _remux_piece_args(last, (None, key_dts), (None, key - half_audio))))
+        pieces.append(
+            ("encode", _encode_piece_args(last, key, end_pts, audio_start=key - half_audio))
+        )
+    return pieces
+
+
+def _fast_cut(run, start, end, processes):
+    """Yield the fast cut of one joinable run (see the module docstring and `_plan_fast`).
+
+    Every ffmpeg starts at once (they are independent). Consecutive made
+    pieces are joined into a group whose continuity counters are renumbered
+    as one: backwards from the copied segment after it (so the group is held
+    until done), or on from the copied segment before it.
+    """
+    pieces = _plan_fast(run, start, end)
+    groups = []  # ("copy", segments) or ("made", [AsyncResult, ...])
+    for kind, what in pieces:
+        if kind == "copy":
+            groups.append((kind, what))
+            continue
+        result = gevent.event.AsyncResult()
+        processes.append(_Process(what))
+        gevent.spawn(_collect, processes[-1], result)
+        if groups and groups[-1][0] == "made":
+            groups[-1][1].append(result)
+        else:
+            groups.append(("made", [result]))
 
     previous_counters = None  # last continuity counters of what was yielded so far
-    for i, piece in enumerate(pieces):
-        if piece[0] == "copy":
-            for segment in piece[1]:
+    for i, (kind, what) in enumerate(groups):
+        if kind == "copy":
+            for segment in what:
                 yield from _copy_file(segment.path)
-            previous_counters = mpegts.file_last_counters(piece[1][-1].path)
+            previous_counters = mpegts.file_last_counters(what[-1].path)
             continue
-        data = results[i].get()
+        data = bytearray().join(result.get() for result in what)
         if previous_counters is not None:
             mpegts.renumber(data, after=previous_counters)
-        elif i + 1 < len(pieces) and pieces[i + 1][0] == "copy":
-            mpegts.renumber(data, before=segment_head(pieces[i + 1][1][0].path).first_counters)
+        elif i + 1 < len(groups):
+            mpegts.renumber(data, before=segment_head(groups[i + 1][1][0].path).first_counters)
+        else:
+            mpegts.renumber(data)
         previous_counters = mpegts.last_counters(data)
         for offset in range(0, len(data), CHUNK_SIZE):
             yield bytes(data[offset : offset + CHUNK_SIZE])

@@ -332,8 +332,9 @@ def renumber(data, *, after=None, before=None):
     PID's counters continue from there. With `before` (pid -> first counter of
     the stream that follows this piece), they are chosen so that the piece's
     last payload packet of each PID comes just before it. A PID in neither map
-    keeps its counters. Packets without payload repeat the previous counter,
-    as the standard asks (and as ffmpeg checks).
+    counts on from its own first counter, so that pieces glued together in
+    `data` join up. Packets without payload repeat the previous counter, as
+    the standard asks (and as ffmpeg checks).
     """
     check_packets(data)
     next_counter = {}
@@ -346,13 +347,16 @@ def renumber(data, *, after=None, before=None):
                 next_counter[pid] = (cc - counts[pid]) & 0x0F
     for offset in range(0, len(data), PACKET_SIZE):
         pid = ((data[offset + 1] & 0x1F) << 8) | data[offset + 2]
-        cc = next_counter.get(pid)
-        if cc is None or pid == NULL_PID:
+        if pid == NULL_PID:
             continue
         byte = data[offset + 3]
+        cc = next_counter.get(pid)
+        if cc is None:
+            cc = byte & 0x0F if byte & 0x10 else ((byte & 0x0F) + 1) & 0x0F
         if byte & 0x10:
             data[offset + 3] = (byte & 0xF0) | cc
             next_counter[pid] = (cc + 1) & 0x0F
         else:
             data[offset + 3] = (byte & 0xF0) | ((cc - 1) & 0x0F)
+            next_counter[pid] = cc
     return data

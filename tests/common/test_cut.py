@@ -106,6 +106,8 @@ def judge(path, a, b, expected_frames, width=WIDTH, reencoded_audio=False):
         (7.1, 9.9),  # inside one segment
         (10.5, 13.2),  # two segments, nothing to copy between
         (12, 18.02),  # starting exactly at a segment, ending just into the next
+        (8, 22),  # starting and ending exactly on keyframes inside segments
+        (5.5, 14.3),  # starting in a segment's last GOP
     ],
 )
 def test_fast_cut_is_frame_exact(store, tmp_path, registry, a, b):

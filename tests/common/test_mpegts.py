@@ -28,12 +28,14 @@ def counters(data, pid):
         ([(256, 0), (256, None), (256, 1)], {"after": {256: 3}}, {256: [4, 4, 5]}),
         # End just before the stream after: its first counter is 2.
         ([(256, 0)] * 5, {"before": {256: 2}}, {256: [13, 14, 15, 0, 1]}),
-        # Each PID on its own; PIDs in no map keep their counters.
+        # Each PID on its own; a PID in no map counts on from its first counter.
         (
-            [(256, 0), (257, 9), (256, 1), (258, 7)],
+            [(256, 0), (257, 9), (256, 1), (258, 7), (258, 0), (258, None), (258, 3)],
             {"after": {256: 0, 257: 3}},
-            {256: [1, 2], 257: [4], 258: [7]},
+            {256: [1, 2], 257: [4], 258: [7, 8, 8, 9]},
         ),
+        # Two pieces glued together, numbered as one.
+        ([(256, 4), (256, 5), (256, 0), (256, 1)], {}, {256: [4, 5, 6, 7]}),
     ],
 )
 def test_renumber(packets, kwargs, expected):
