@@ -4,15 +4,17 @@
 (segments, with `None` at holes) and returns an iterator of the output file's
 bytes. Two ways to cut:
 
-- **fast** (the default; cut, then cat): only the segments holding the start
-  and the end are re-encoded, the video trimmed to the exact frames, the audio
-  packets copied (never re-encoded: every AAC encoder session adds priming and
-  padding, which overlaps or gaps at each join). Every segment between is
-  passed through byte for byte. The re-encoded pieces keep the source's
-  timestamps exactly (`-copyts`, the encoder clocked in 90 kHz ticks, the same
-  B-frame reorder delay and mux delay), its PIDs, and have their continuity
-  counters renumbered so that they run on from the copied neighbours: to a
-  demuxer the result is one unbroken stream.
+- **fast** (the default; cut, then cat): only the video from the start to the
+  next keyframe and from the last keyframe before the end is re-encoded (at
+  most a GOP at each end), trimmed to the exact frames; the rest of those two
+  segments is remuxed (packets copied), and every segment between is passed
+  through byte for byte. Audio is never re-encoded (every AAC encoder session
+  adds priming and padding, which overlaps or gaps at each join): its packets
+  are copied, split between pieces at one shared timestamp. The made pieces
+  keep the source's timestamps exactly (`-copyts`, the encoder clocked in
+  90 kHz ticks, the same B-frame reorder delay and mux delay) and its PIDs,
+  and their continuity counters are renumbered to run on from the copied
+  neighbours: to a demuxer the result is one unbroken stream.
 - **full** (cat, then cut): every covering segment is fed through one ffmpeg,
   which trims to the exact frames and samples and re-encodes everything. Slow
   (linear in length) but makes no assumption about the segments.
@@ -62,6 +64,7 @@ import prometheus_client
 from prometheus_client import Counter, Histogram
 
 from . import mpegts
+from .segments import to_utc
 from .stats import NORMALIZED_BUCKETS
 
 logger = logging.getLogger(__name__)
@@ -669,7 +672,7 @@ def _collect(process, result):
         result.set_exception(e)
 
 
-def _concat_cut(runs, start, end, processes, writers):
+def _concat_cut(runs, start, end, processes, pipes):
     """Yield a re-encoded cut of the runs, joined by ffmpeg's concat filter.
 
     Each run is one input, its segments' bytes written into a pipe; each is
@@ -684,19 +687,20 @@ def _concat_cut(runs, start, end, processes, writers):
     audio = target.audio or {"sample_rate": 48000, "channel_layout": "stereo", "channels": 2}
     layout = audio["channel_layout"] or ("stereo" if audio["channels"] == 2 else "mono")
 
-    read_fds, write_fds, filters, total = [], [], [], 0
+    read_fds, filters = [], []
     args = _ffmpeg_base() + ["-copyts"]
     try:
         for i, run in enumerate(runs):
+            # The write end belongs to `pipes` at once, so that it is closed
+            # however this ends.
             read_fd, write_fd = os.pipe()
             read_fds.append(read_fd)
-            write_fds.append(write_fd)
+            pipes.append(gevent.fileobject.FileObjectPosix(write_fd, "wb", close=True))
             args += ["-f", "mpegts", "-i", f"pipe:{read_fd}"]
             head = segment_head(run[0].path)
             last_head = segment_head(run[-1].path)
             run_start = max(start, run[0].start)
             run_end = min(end, run[-1].end)
-            total += (run_end - run_start).total_seconds()
             s = head.video_pts + _ticks(run_start - run[0].start)
             e = _unwrap(last_head.video_pts, head.video_pts) + _ticks(run_end - run[-1].start)
             fmt = segment_format(run[0].path)
@@ -738,33 +742,36 @@ def _concat_cut(runs, start, end, processes, writers):
     finally:
         for fd in read_fds:
             os.close(fd)
-    for run, write_fd in zip(runs, write_fds, strict=True):
-        writers.append(gevent.spawn(_feed, run, write_fd))
-    yield from process.chunks()
-    process.check()
-    for writer in writers:
-        writer.get()
+    writers = [gevent.spawn(_feed, run, pipe) for run, pipe in zip(runs, pipes, strict=True)]
+    try:
+        yield from process.chunks()
+        process.check()
+        for writer in writers:
+            writer.get()
+    finally:
+        gevent.killall(writers, timeout=KILL_TIMEOUT)
 
 
-def _feed(run, fd):
-    """Write a run's segments into a pipe to ffmpeg.
+def _feed(run, pipe):
+    """Write a run's segments into a pipe to ffmpeg, then close it.
 
     ffmpeg stops reading once it has all it needs (the rest of the last
     segment is past the cut); the broken pipe that gives is expected.
     """
-    pipe = gevent.fileobject.FileObjectPosix(fd, "wb", close=True)
     try:
         for segment in run:
             for chunk in _copy_file(segment.path):
                 pipe.write(chunk)
-        pipe.flush()
+        pipe.close()
     except BrokenPipeError:
         pass
-    finally:
-        try:
-            pipe.close()
-        except BrokenPipeError:
-            pass
+
+
+def _close_quietly(pipe):
+    try:
+        pipe.close()
+    except OSError:
+        pass
 
 
 # --- the entry point ---------------------------------------------------------
@@ -782,6 +789,7 @@ def cut(segments, start, end, type="fast", allow_holes=False, registry=prometheu
     either side are joined.
     """
     metrics = _metrics(registry)
+    start, end = to_utc(start), to_utc(end)
     if type not in TYPES:
         metrics.cuts.labels(type="invalid", method="none", outcome="bad_request").inc()
         raise ValueError(f"unknown cut type {type!r}: expected one of {', '.join(TYPES)}")
@@ -789,7 +797,6 @@ def cut(segments, start, end, type="fast", allow_holes=False, registry=prometheu
         metrics.cuts.labels(type=type, method="none", outcome="bad_request").inc()
         raise ValueError("end must be after start")
     in_range = [s for s in segments if s is None or (s.start < end and s.end > start)]
-    # Trim holes at the edges of what is left to holes that touch the range.
     if not any(s is not None for s in in_range):
         metrics.cuts.labels(type=type, method="none", outcome="no_content").inc()
         raise NoContent(f"no content between {start.isoformat()} and {end.isoformat()}")
@@ -800,7 +807,7 @@ def cut(segments, start, end, type="fast", allow_holes=False, registry=prometheu
 
 
 def _cut(segments, start, end, type, metrics):
-    processes, writers = [], []
+    processes, pipes = [], []
     method = type
     wall_start = time.monotonic()
     outcome = "error"
@@ -811,10 +818,8 @@ def _cut(segments, start, end, type, metrics):
             (min(end, run[-1].end) - max(start, run[0].start)).total_seconds() for run in runs
         )
         if type == "fast":
-            reason = None
             if len(runs) > 1:
-                reason = ("format" if "format" in reasons else
-                          "restart" if "restart" in reasons else "hole")  # fmt: skip
+                reason = next(r for r in ("format", "restart", "hole") if r in reasons)
             else:
                 reason = _fast_blocker(runs[0])
             if reason:
@@ -827,16 +832,16 @@ def _cut(segments, start, end, type, metrics):
         if method == "fast":
             yield from _fast_cut(runs[0], start, end, processes)
         else:
-            yield from _concat_cut(runs, start, end, processes, writers)
+            yield from _concat_cut(runs, start, end, processes, pipes)
         outcome = "ok"
     except GeneratorExit:
         outcome = "cancelled"
         raise
     finally:
-        for writer in writers:
-            writer.kill(block=False)
         for process in processes:
             process.kill()
+        for pipe in pipes:
+            _close_quietly(pipe)
         metrics.cuts.labels(type=type, method=method, outcome=outcome).inc()
         if outcome == "ok" and video_seconds > 0:
             metrics.latency.labels(type=type, method=method).observe(
