@@ -94,6 +94,9 @@ TIMESTAMP_TOLERANCE = 9000
 # Segment facts are keyed by path; a path names its content (hash), so entries
 # never go stale. Bounded so a long-running restreamer does not grow forever.
 CACHE_SIZE = 20000
+# libavformat's reference for undoing timestamp wraps: this long (90 kHz ticks)
+# before a file's first timestamp (see `_as_ffmpeg_sees`).
+WRAP_MARGIN = 60 * mpegts.CLOCK
 # Lines of ffmpeg's stderr kept for the error message.
 STDERR_LINES = 20
 
@@ -276,10 +279,26 @@ def _ticks(delta):
     return (micros * 9 + 50) // 100
 
 
-def _unwrap(pts, reference):
-    """`pts` as ffmpeg sees it in a file whose timestamps started at `reference`:
-    no smaller than `reference`, even if the 33-bit clock wrapped in between."""
-    return reference + (pts - reference) % mpegts.TIMESTAMP_MODULO
+def _as_ffmpeg_sees(pts, first):
+    """A raw 33-bit timestamp as ffmpeg presents it in a file starting at `first`.
+
+    libavformat undoes the 26.5-hour wrap of MPEG-TS timestamps relative to a
+    reference 60 s before the file's first timestamp: later ones that wrapped
+    get 2**33 added, except that a file starting within 60 s of the wrap point
+    gets 2**33 subtracted from its timestamps before the wrap instead (they go
+    negative). Every timestamp given to ffmpeg about a file goes through this.
+    """
+    modulo = mpegts.TIMESTAMP_MODULO
+    pts %= modulo
+    reference = first % modulo - WRAP_MARGIN
+    if first % modulo >= modulo - WRAP_MARGIN:
+        return pts - modulo if pts >= reference else pts
+    return pts + modulo if pts < reference else pts
+
+
+def _first_pts(head):
+    """The segment's first video timestamp, as ffmpeg presents it when reading it."""
+    return _as_ffmpeg_sees(head.video_pts, head.video_dts)
 
 
 def _next_frame(first_pts, pts, frame_ticks):
@@ -443,7 +462,7 @@ def _mux_args(head):
     if head.pcr is not None:
         mux_delay = (head.video_dts - head.pcr) % mpegts.TIMESTAMP_MODULO
     args = [
-        "-f", "mpegts", "-mpegts_copyts", "1",
+        "-f", "mpegts", "-mpegts_copyts", "1", "-avoid_negative_ts", "disabled",
         "-muxdelay", _seconds(mux_delay), "-muxpreload", "0",
         "-mpegts_pmt_start_pid", str(head.pmt_pid),
         "-streamid", f"0:{head.video_pid}",
@@ -489,14 +508,14 @@ def _encode_piece_args(segment, start_pts, end_pts, audio_start=None, audio_end=
     half_audio = fmt.audio_frame_ticks / 2
     trims = []
     if start_pts is not None:
-        start_pts = max(start_pts, head.video_pts)
+        start_pts = max(start_pts, _first_pts(head))
         trims.append(f"start_pts={start_pts}")
         if audio_start is None:
-            audio_start = _next_frame(head.video_pts, start_pts, fmt.frame_ticks) - half_audio
+            audio_start = _next_frame(_first_pts(head), start_pts, fmt.frame_ticks) - half_audio
     if end_pts is not None:
         trims.append(f"end_pts={end_pts}")
         if audio_end is None:
-            audio_end = _next_frame(head.video_pts, end_pts, fmt.frame_ticks) - half_audio
+            audio_end = _next_frame(_first_pts(head), end_pts, fmt.frame_ticks) - half_audio
     chain = f"trim={':'.join(trims)}" if trims else "null"
     args = _ffmpeg_base() + ["-copyts", "-i", _file_url(segment.path)]
     args += ["-filter_complex", f"[0:v:0]{chain}[v]", "-map", "[v]", "-map", "0:a:0?"]
@@ -584,15 +603,15 @@ def _plan_fast(run, start, end):
     """
     first, last = run[0], run[-1]
     first_head, last_head = segment_head(first.path), segment_head(last.path)
-    start_pts = first_head.video_pts + _ticks(max(start, first.start) - first.start)
-    end_pts = last_head.video_pts + _ticks(min(end, last.end) - last.start)
+    start_pts = _first_pts(first_head) + _ticks(max(start, first.start) - first.start)
+    end_pts = _first_pts(last_head) + _ticks(min(end, last.end) - last.start)
     if len(run) == 1:
         return [("encode", _encode_piece_args(first, start_pts, end_pts))]
 
     pieces = []
     fmt = segment_format(first.path)
     half_audio = fmt.audio_frame_ticks / 2
-    first_frame = _next_frame(first_head.video_pts, start_pts, fmt.frame_ticks)
+    first_frame = _next_frame(_first_pts(first_head), start_pts, fmt.frame_ticks)
     key = next((k for k in segment_keyframes(first.path) if k >= first_frame), None)
     if key is None:
         pieces.append(("encode", _encode_piece_args(first, start_pts, None)))
@@ -611,7 +630,7 @@ def _plan_fast(run, start, end):
     fmt = segment_format(last.path)
     half_audio = fmt.audio_frame_ticks / 2
     key = max((k for k in segment_keyframes(last.path) if k < end_pts), default=None)
-    if key is None or key <= last_head.video_pts:
+    if key is None or key <= _first_pts(last_head):
         pieces.append(("encode", _encode_piece_args(last, None, end_pts)))
     else:
         key_dts = key - _reorder_delay(last_head, fmt) * fmt.frame_ticks
@@ -701,13 +720,16 @@ def _concat_cut(runs, start, end, processes, pipes):
             last_head = segment_head(run[-1].path)
             run_start = max(start, run[0].start)
             run_end = min(end, run[-1].end)
-            s = head.video_pts + _ticks(run_start - run[0].start)
-            e = _unwrap(last_head.video_pts, head.video_pts) + _ticks(run_end - run[-1].start)
+            # ffmpeg reads the run as one file: timestamps as it sees them there.
+            first_pts = _first_pts(head)
+            last_pts = _as_ffmpeg_sees(last_head.video_pts, head.video_dts)
+            s = first_pts + _ticks(run_start - run[0].start)
+            e = last_pts + _ticks(run_end - run[-1].start)
             fmt = segment_format(run[0].path)
             # Timestamps restart at the first kept frame, on the frame grid, and
             # the audio is trimmed to the kept frames exactly.
-            first_frame = _next_frame(head.video_pts, s, fmt.frame_ticks)
-            end_frame = _next_frame(head.video_pts, e, fmt.frame_ticks)
+            first_frame = _next_frame(first_pts, s, fmt.frame_ticks)
+            end_frame = _next_frame(first_pts, e, fmt.frame_ticks)
             video = f"[{i}:v:0]trim=start_pts={s}:end_pts={e},setpts=PTS-{first_frame}"
             if fmt.video["frame_rate"] != target.video["frame_rate"]:
                 video += f",fps={rate}"

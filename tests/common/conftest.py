@@ -25,3 +25,14 @@ def small_media(tmp_path_factory):
         tone=660,
         extra_video_filter=marker_filter(256),
     )
+
+
+@pytest.fixture(scope="session")
+def wrapping_media(tmp_path_factory):
+    """18 s whose 33-bit timestamps wrap 2.3 s in (a stream past its 26.5th hour)."""
+    return make_media(
+        tmp_path_factory.mktemp("wrapping"),
+        seconds=18,
+        ts_offset=95440,
+        extra_video_filter=marker_filter(320),
+    )

@@ -140,6 +140,18 @@ def test_full_cut_is_frame_exact(store, tmp_path, registry):
     )
 
 
+@pytest.mark.parametrize("type", ["fast", "full"])
+def test_cut_across_the_timestamp_wrap(tmp_path, wrapping_media, registry, type):
+    # MPEG-TS timestamps wrap every 26.5 hours: a long charity stream crosses it.
+    # ffmpeg shows the first segment's timestamps before the wrap as negative.
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", MEDIA_START, wrapping_media)
+    a, b = 1.25, 14.5
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(a), at(b))
+    out = write_cut(tmp_path / "out.ts", segments, at(a), at(b), type=type, registry=registry)
+    judge(out, a, b, frames_between(a, b), reencoded_audio=type == "full")
+
+
 def test_holes_are_refused_before_any_work(tmp_path, marked_media, registry):
     base = str(tmp_path / "store")
     add_to_store(base, "chan", "source", MEDIA_START, marked_media[:2])
