@@ -244,11 +244,12 @@ def wait_for_no_children(timeout=1):
 
 @pytest.fixture
 def stalling_last_piece(tmp_path, monkeypatch):
-    """Make the fast cut's last-piece ffmpeg (the only one given `-to`) hang, so
-    that it is surely still running when the cut is closed."""
+    """Make the fast cut's remux of the last segment (the only ffmpeg choosing
+    video packets up to a DTS) hang, so that it is surely still running when
+    the cut is closed."""
     script = tmp_path / "ffmpeg"
     script.write_text(
-        '#!/bin/sh\ncase " $* " in *" -to "*) exec sleep 60;; esac\nexec ffmpeg "$@"\n'
+        '#!/bin/sh\ncase "$*" in *"gte(dts"*) exec sleep 60;; esac\nexec ffmpeg "$@"\n'
     )
     script.chmod(0o755)
     monkeypatch.setattr(cutmod, "FFMPEG", str(script))
