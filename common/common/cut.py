@@ -408,9 +408,14 @@ class _Process:
         """Wait for the exit; FFmpegError if it failed."""
         returncode = self.proc.wait()
         self._stderr_reader.join()
+        tail = " | ".join(self.stderr)
         if returncode != 0:
-            tail = " | ".join(self.stderr)
             raise FFmpegError(f"ffmpeg exited with {returncode}: {tail}")
+        if tail:
+            # It worked, but said something at error level (a damaged packet
+            # in a segment, say): worth a look, not worth failing the cut.
+            source = next((a for a in self.args if a.startswith("file:")), "piped segments")
+            logger.warning("ffmpeg reading %s said: %s", source, tail)
 
     def kill(self):
         if self.proc.poll() is None:
@@ -602,6 +607,11 @@ def _plan_fast(run, start, end):
     A range inside one segment is re-encoded whole (at most one segment).
     """
     first, last = run[0], run[-1]
+    # The probes of the two ends are independent: run them side by side.
+    probes = [(segment_format, first.path), (segment_format, last.path)]
+    if len(run) > 1:
+        probes += [(segment_keyframes, first.path), (segment_keyframes, last.path)]
+    gevent.joinall([gevent.spawn(fn, path) for fn, path in probes], raise_error=True)
     first_head, last_head = segment_head(first.path), segment_head(last.path)
     start_pts = _first_pts(first_head) + _ticks(max(start, first.start) - first.start)
     end_pts = _first_pts(last_head) + _ticks(min(end, last.end) - last.start)
