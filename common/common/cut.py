@@ -37,6 +37,10 @@ How it fails, and what it does about it:
   lines of stderr; the output so far is then incomplete.
 - Closing the iterator early (a client went away) kills every ffmpeg it
   started and waits for them; nothing is written to disk, ever.
+- Encoders mux audio 20-60 ms ahead of video, so a segment's last audio is in
+  the next one. A cut ending exactly where the given segments end (the end of
+  a recording, or a range ending on a segment boundary) has its audio stop
+  that much before the video; anywhere else audio and video end together.
 
 Timestamps are 90 kHz ticks as in the segments: broadcast time `t` in a segment
 that starts at broadcast time `s` is `first_video_pts + (t - s)` — a segment
