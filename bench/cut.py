@@ -1,6 +1,6 @@
 """Benchmark: fast cuts side by side with full re-encodes, stream copy and cat.
 
-    .venv/bin/python -m bench.cut [--minutes 21] [--lengths 1,5,15] [--no-full]
+    .venv/bin/python bench/cut.py [--minutes 21] [--lengths 1,5,15] [--no-full]
 
 Makes (once; cached under bench/.cache) a store of 1280x720 30 fps H.264 with
 B-frames + AAC in 6 s segments, timestamps starting at 10 h like a live stream
@@ -26,12 +26,14 @@ import subprocess
 import sys
 import time
 
-from common.cut import cut
-from common.segments import get_best_segments
-from tests.common.cutcheck import MARKER_BITS, MARKER_HEIGHT, marker_filter
-from tests.media import add_to_store, make_media
-
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # the repository: for tests.media
+
+from common.cut import cut  # noqa: E402
+from common.segments import get_best_segments  # noqa: E402
+from tests.common.cutcheck import MARKER_BITS, MARKER_HEIGHT, marker_filter  # noqa: E402
+from tests.media import add_to_store, make_media  # noqa: E402
+
 CACHE = os.path.join(HERE, ".cache")
 WIDTH, HEIGHT, RATE = 1280, 720, 30
 # Broadcast time of the store's first frame: 10 minutes before an hour boundary.
