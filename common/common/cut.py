@@ -101,6 +101,9 @@ CACHE_SIZE = 20000
 # libavformat's reference for undoing timestamp wraps: this long (90 kHz ticks)
 # before a file's first timestamp (see `_as_ffmpeg_sees`).
 WRAP_MARGIN = 60 * mpegts.CLOCK
+# How far past a piece's last packet ffmpeg is told to stop reading (90 kHz
+# ticks: 0.2 s), so that no packet it should keep is cut off.
+STOP_MARGIN = 18000
 # Lines of ffmpeg's stderr kept for the error message.
 STDERR_LINES = 20
 
@@ -502,6 +505,19 @@ def _drop_args(stream, field, first=None, end=None):
     return [f"-bsf:{stream}", f"noise=drop={'+'.join(conditions)}"]
 
 
+def _stop_args(last_pts):
+    """Output `-to` a little past a piece's last packet, so that ffmpeg stops there.
+
+    Only to stop early: the packets are chosen exactly by `_drop_args` and
+    trims, but without a `-to` ffmpeg reads (and decodes) the segment to its
+    end, a third of a piece's cost. `-to` without `-ss` cannot be negative, so
+    a file ffmpeg shows negative timestamps for (just before the 33-bit wrap)
+    is read to its end.
+    """
+    stop = last_pts + STOP_MARGIN
+    return ["-to", _seconds(stop)] if stop > 0 else []
+
+
 def _encode_piece_args(segment, start_pts, end_pts, audio_start=None, audio_end=None):
     """ffmpeg arguments re-encoding one segment's video between two timestamps.
 
@@ -540,6 +556,8 @@ def _encode_piece_args(segment, start_pts, end_pts, audio_start=None, audio_end=
         f"setts=pts=PTS:dts=STARTPTS+(N-{delay})*{fmt.frame_ticks:g}/{mpegts.CLOCK}/TB",
     ]
     args += ["-c:a", "copy"] + _drop_args("a", "pts", audio_start, audio_end)
+    if end_pts is not None:
+        args += _stop_args(max(end_pts, audio_end))
     return args + _mux_args(head)
 
 
@@ -554,6 +572,8 @@ def _remux_piece_args(segment, video_dts, audio_pts):
     args = _ffmpeg_base() + ["-copyts", "-i", _file_url(segment.path)]
     args += ["-map", "0:v:0", "-map", "0:a:0?", "-c", "copy"]
     args += _drop_args("v", "dts", *video_dts) + _drop_args("a", "pts", *audio_pts)
+    if video_dts[1] is not None and audio_pts[1] is not None:
+        args += _stop_args(max(video_dts[1], audio_pts[1]))
     return args + _mux_args(head)
 
 

@@ -184,6 +184,34 @@ def scan_head(path):
     audio_header = None
     first_counters = {}
     offset_in_file = 0
+    data = b""
+
+    def still_needed():
+        """The PIDs whose first packet is all that is still missing, or None.
+
+        Once only these are missing, the rest of a keyframe (hundreds of
+        packets at 720p) is skipped by searching for their headers.
+        """
+        if streams is None or pcr is None:
+            return None
+        if video_pid is not None and (video_header is None or len(video_header) < HEADER_BYTES):
+            return None
+        needed = {PAT_PID, pmt_pid, *streams} - first_counters.keys()
+        if audio_pid is not None and audio_header is None:
+            needed.add(audio_pid)
+        return needed
+
+    def offsets(usable):
+        offset = 0
+        while offset < usable:
+            needed = still_needed()
+            if needed is not None:
+                offset = _find_packet(data, needed, offset, usable)
+                if offset is None:
+                    return
+            yield offset
+            offset += PACKET_SIZE
+
     with open(path, "rb") as f:
         while True:
             data = f.read(HEAD_CHUNK)
@@ -196,7 +224,7 @@ def scan_head(path):
             if usable == 0:
                 raise ValueError(f"{path}: truncated packet at the end")
             check_packets(data[:usable])
-            for offset in range(0, usable, PACKET_SIZE):
+            for offset in offsets(usable):
                 pid = packet_pid(data, offset)
                 if pid == NULL_PID:
                     continue
@@ -265,6 +293,20 @@ def scan_head(path):
             _audio_signature(audio_header),
         ),
     )
+
+
+def _find_packet(data, pids, start, end):
+    """Offset of the first packet at or after `start` (packet-aligned) of one of `pids`."""
+    best = None
+    for pid in pids:
+        for flags in (0x40, 0x00, 0x60, 0x20):  # unit start and priority bits
+            pattern = bytes([SYNC_BYTE, flags | (pid >> 8), pid & 0xFF])
+            at = data.find(pattern, start, end)
+            while at != -1 and at % PACKET_SIZE:
+                at = data.find(pattern, at + 1, end)
+            if at != -1 and (best is None or at < best):
+                best = at
+    return best
 
 
 def _video_signature(header):
