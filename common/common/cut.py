@@ -199,10 +199,13 @@ def segment_head(path):
 
 
 class StreamFormat(NamedTuple):
-    """The stream parameters that must match for two pieces to be joined."""
+    """The stream parameters that must match for two pieces to be joined, and
+    where the segment's keyframes are (which has nothing to do with joining,
+    but comes from the same ffprobe run)."""
 
     video: dict | None  # codec_name, profile, level, width, height, pix_fmt, frame_rate, sar
     audio: dict | None  # codec_name, profile, sample_rate, channels, channel_layout
+    keyframes: tuple = ()  # PTS of the video keyframes, as ffmpeg reads them
 
     def key(self):
         video = self.video and {k: v for k, v in self.video.items() if k != "level"}
@@ -233,7 +236,17 @@ def _ratio(text):
 def _probe(path):
     try:
         output = gevent.subprocess.check_output(
-            [FFPROBE, "-v", "error", "-show_streams", "-of", "json", _file_url(path)],
+            [
+                FFPROBE,
+                "-v",
+                "error",
+                "-show_streams",
+                "-show_entries",
+                "packet=stream_index,pts,flags",
+                "-of",
+                "json",
+                _file_url(path),
+            ],  # fmt: skip
             stderr=gevent.subprocess.STDOUT,
             timeout=PROBE_TIMEOUT,
         )
@@ -243,9 +256,11 @@ def _probe(path):
         ) from None
     except gevent.subprocess.TimeoutExpired:
         raise FFmpegError(f"ffprobe timed out on {path}") from None
-    video = audio = None
-    for stream in json.loads(output).get("streams", []):
+    video = audio = video_index = None
+    parsed = json.loads(output)
+    for stream in parsed.get("streams", []):
         if stream.get("codec_type") == "video" and video is None:
+            video_index = stream.get("index")
             video = {
                 "codec_name": stream.get("codec_name"),
                 "profile": stream.get("profile"),
@@ -266,7 +281,14 @@ def _probe(path):
             }
     if video is None or video["frame_rate"] is None or not video["width"]:
         raise FFmpegError(f"{path}: no usable video stream")
-    return StreamFormat(video, audio)
+    keyframes = sorted(
+        packet["pts"]
+        for packet in parsed.get("packets", [])
+        if packet.get("stream_index") == video_index
+        and "K" in packet.get("flags", "")
+        and isinstance(packet.get("pts"), int)
+    )
+    return StreamFormat(video, audio, tuple(keyframes))
 
 
 def segment_format(path):
@@ -577,32 +599,9 @@ def _remux_piece_args(segment, video_dts, audio_pts):
     return args + _mux_args(head)
 
 
-def _keyframes(path):
-    """PTS of every keyframe in a segment, from ffprobe (90 kHz, as ffmpeg reads them)."""
-    try:
-        output = gevent.subprocess.check_output(
-            [
-                FFPROBE, "-v", "error", "-select_streams", "v:0",
-                "-show_entries", "packet=pts,flags", "-of", "csv=p=0", _file_url(path),
-            ],
-            stderr=gevent.subprocess.DEVNULL,
-            timeout=PROBE_TIMEOUT,
-        )  # fmt: skip
-    except (gevent.subprocess.CalledProcessError, gevent.subprocess.TimeoutExpired) as e:
-        raise FFmpegError(f"ffprobe could not list the keyframes of {path}: {e}") from None
-    keyframes = []
-    for line in output.decode().split():
-        pts, _, flags = line.partition(",")
-        if "K" in flags and pts.lstrip("-").isdigit():
-            keyframes.append(int(pts))
-    return sorted(keyframes)
-
-
-_keyframe_cache = _Cache(CACHE_SIZE // 10)
-
-
 def segment_keyframes(path):
-    return _keyframe_cache.get(path, _keyframes)
+    """PTS of every keyframe in a segment (90 kHz, as ffmpeg reads them; cached)."""
+    return segment_format(path).keyframes
 
 
 def _copy_file(path):
@@ -632,10 +631,8 @@ def _plan_fast(run, start, end):
     """
     first, last = run[0], run[-1]
     # The probes of the two ends are independent: run them side by side.
-    probes = [(segment_format, first.path), (segment_format, last.path)]
-    if len(run) > 1:
-        probes += [(segment_keyframes, first.path), (segment_keyframes, last.path)]
-    gevent.joinall([gevent.spawn(fn, path) for fn, path in probes], raise_error=True)
+    probes = [gevent.spawn(segment_format, path) for path in {first.path, last.path}]
+    gevent.joinall(probes, raise_error=True)
     first_head, last_head = segment_head(first.path), segment_head(last.path)
     start_pts = _first_pts(first_head) + _ticks(max(start, first.start) - first.start)
     end_pts = _first_pts(last_head) + _ticks(min(end, last.end) - last.start)
