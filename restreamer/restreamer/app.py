@@ -22,10 +22,12 @@ How things fail:
 """
 
 import datetime
+import functools
 import json
 import logging
 import os
 import re
+import stat
 import subprocess
 import urllib.parse
 
@@ -43,7 +45,7 @@ from common.segments import (
     validate_name_part,
 )
 from common.stats import timed
-from restreamer import hls, params
+from restreamer import files, hls, params
 
 logger = logging.getLogger(__name__)
 
@@ -51,19 +53,27 @@ logger = logging.getLogger(__name__)
 # clients and caches may keep them as long as they like.
 SEGMENT_MAX_AGE = 365 * 24 * 3600  # seconds
 
-# The longest range a playlist may cover: a multi-day charity broadcast (the
-# longest ran six days), with margin. Longer asks are refused rather than
-# scanning (and listing) weeks of segments.
+# The longest range a playlist may cover: a whole multi-day charity broadcast,
+# with margin. Longer asks are refused rather than scanning (and listing)
+# weeks of segments while the hub waits.
 MAX_RANGE = datetime.timedelta(days=8)
 # How far past "now" a live playlist looks for segments: broadcast times come
 # from the origin's clock, which may run ahead of ours.
 LIVE_LOOKAHEAD = datetime.timedelta(hours=1)
 # How long after a range's end its last segment may still arrive: a segment is
-# written once fully downloaded, which takes its duration plus the download
-# (the downloader gives up on an attempt well within a minute).
+# written once fully downloaded, so it appears its duration plus its download
+# time after it starts; a minute covers slow downloads of 2-10 s segments.
 SETTLE_TIME = datetime.timedelta(seconds=60)
 VOD_PLAYLIST_MAX_AGE = 60  # seconds
 PLAYLIST_CONTENT_TYPE = "application/vnd.apple.mpegurl"
+# Segments whose sizes are read to measure a master playlist's bandwidth.
+BANDWIDTH_SAMPLE = 1000
+# Formatted playlist entries kept, by segment path: a day of 2 s segments, at
+# about 250 bytes each (11 MB). Past that the cache starts over.
+ENTRY_CACHE_SIZE = 50_000
+# Whole media playlists kept (most recent first): at most a day each, so at
+# most about 6 MB each.
+PLAYLIST_CACHE_SIZE = 8
 # ffprobe reads a segment's header in milliseconds; a stuck one is given up on.
 PROBE_TIMEOUT = 10  # seconds
 PROBE_CACHE_SIZE = 256  # segments (content-addressed, so never stale)
@@ -97,6 +107,9 @@ class Store:
         self.registry = registry
         self.now = now
         self._probe_cache = {}
+        self._entry_cache = {}
+        # (segments, entries, ended, body), most recently used first
+        self._playlists = []
         self.best_segments = timed(
             "get_best_segments",
             registry=registry,
@@ -121,11 +134,23 @@ class Store:
             check_hour(parts[2])
         if len(parts) > 3:
             check_segment_name(parts[3])
-        path = os.path.join(self.base_dir, *parts)
-        real = os.path.realpath(path)
-        if real != self.base_dir and not real.startswith(self.base_dir + os.sep):
-            raise Forbidden(f"{'/'.join(parts)} is outside the store")
-        return path
+        # Walk down from the (real) base: only a symlink can lead out, so only
+        # symlinks are resolved. A part that does not exist ends the walk:
+        # nothing below it can be opened.
+        path = self.base_dir
+        for part in parts:
+            path = os.path.join(path, part)
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:
+                break
+            if stat.S_ISLNK(mode) and not self.inside(os.path.realpath(path)):
+                raise Forbidden(f"{'/'.join(parts)} is outside the store")
+        return os.path.join(self.base_dir, *parts)
+
+    def inside(self, real_path):
+        """True if a resolved path is in the store (and not the store itself)."""
+        return real_path.startswith(self.base_dir + os.sep)
 
     def first_hour(self, channel, quality):
         """The start of the earliest hour directory of a quality, or None."""
@@ -137,7 +162,7 @@ class Store:
         hours = []
         for name in names:
             try:
-                hours.append(parse_hour(name))
+                hours.append(_parse_hour(name))
             except ValueError:
                 continue
         return min(hours, default=None)
@@ -171,6 +196,43 @@ class Store:
             return None, None
         return hls.describe_streams(streams)
 
+    def media_playlist_body(self, segments, ended):
+        """A media playlist (a list of bytes), reusing recent work for the same segments.
+
+        While a range's hours are unchanged, get_best_segments hands back the
+        very same SegmentInfo objects, so comparing lists costs little
+        (identity first) next to formatting them. A playlist asked for again
+        (several editors on one range) is reused whole; a live playlist that
+        only grew since (a player's reload) formats only its new segments.
+        Anything else is formatted with the entries cache.
+        """
+        # A trailing hole writes nothing, and in a live range it is only the
+        # part not recorded yet: leave it out, so the rest can be continued.
+        core = segments[:-1] if segments and segments[-1] is None else segments
+        entries = None
+        for i, (cached_core, cached_entries, cached_ended, body) in enumerate(self._playlists):
+            n = len(cached_core)
+            if cached_core == core:
+                if cached_ended == ended:
+                    self._playlists.insert(0, self._playlists.pop(i))
+                    return body
+                entries = cached_entries
+                break
+            if n < len(core) and not ended and core[:n] == cached_core:
+                entries = hls.format_entries(
+                    core[n:], _segment_uri, cache=self._entry_cache, before=cached_entries
+                )
+                break
+        if entries is None:
+            if len(self._entry_cache) > ENTRY_CACHE_SIZE:
+                self._entry_cache.clear()
+            entries = hls.format_entries(core, _segment_uri, cache=self._entry_cache)
+        body = hls.assemble(entries, ended=ended)
+        if len(core) <= ENTRY_CACHE_SIZE:
+            self._playlists.insert(0, (core, entries, ended, body))
+            del self._playlists[PLAYLIST_CACHE_SIZE:]
+        return body
+
     def directory(self, *parts):
         """Like `path`, for a directory that must exist (404 otherwise)."""
         path = self.path(*parts)
@@ -186,8 +248,7 @@ class Store:
             for entry in entries:
                 if entry.name.startswith(".") or not entry.is_dir():
                     continue
-                real = os.path.realpath(entry.path)
-                if real.startswith(self.base_dir + os.sep):
+                if not entry.is_symlink() or self.inside(os.path.realpath(entry.path)):
                     names.append(entry.name)
         return sorted(names)
 
@@ -203,17 +264,23 @@ def check_part(value, what):
     return value
 
 
+# Parsing names and hours is a good part of serving a segment; players ask
+# for the same few over and over. Only successes are cached.
+_parse_name = functools.lru_cache(maxsize=4096)(parse_segment_path)
+_parse_hour = functools.lru_cache(maxsize=1024)(parse_hour)
+
+
 def check_segment_name(name):
     """A segment's file name → its `SegmentInfo` (no start time); 400 if it is not one."""
     try:
-        return parse_segment_path(name)
+        return _parse_name(name)
     except ValueError as e:
         raise BadRequest(str(e)) from None
 
 
 def check_hour(hour):
     try:
-        parse_hour(hour)
+        _parse_hour(hour)
     except ValueError as e:
         raise BadRequest(str(e)) from None
     return hour
@@ -245,7 +312,7 @@ def list_hours(channel, quality):
     hours = []
     for name in store().subdirectories(store().directory(channel, quality)):
         try:
-            parse_hour(name)
+            _parse_hour(name)
         except ValueError:
             continue
         hours.append(name)
@@ -276,16 +343,10 @@ def segment(channel, quality, hour, name):
     info = check_segment_name(name)
     if info.type == "temp":
         raise NotFound(f"no segment {channel}/{quality}/{hour}/{name}")
-    if not os.path.isfile(path):
-        raise NotFound(f"no segment {channel}/{quality}/{hour}/{name}")
-    response = flask.send_file(
-        path,
-        mimetype="video/mp2t",
-        conditional=True,
-        etag=info.hash,
-        max_age=SEGMENT_MAX_AGE,
-    )
-    response.cache_control.public = True
+    try:
+        response = files.file_response(path, "video/mp2t", etag=info.hash, max_age=SEGMENT_MAX_AGE)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise NotFound(f"no segment {channel}/{quality}/{hour}/{name}") from None
     response.cache_control.immutable = True
     return response
 
@@ -328,14 +389,29 @@ def _is_ended(end, segments):
     return bool(segments and segments[-1] is not None) or now >= end + SETTLE_TIME
 
 
+@functools.lru_cache(maxsize=1024)
+def _quote(part):
+    return urllib.parse.quote(part, safe="")
+
+
+# Segment names are made of these: only the `:` needs escaping in a URI.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9._:-]+")
+
+
+def _quote_name(name):
+    if _PLAIN_NAME.fullmatch(name):
+        return name.replace(":", "%3A")
+    return urllib.parse.quote(name, safe="")
+
+
 def _segment_uri(segment):
     """A segment's URI relative to `/playlist/<channel>/<quality>.m3u8`."""
-    parts = (segment.channel, segment.quality, segment.hour, segment.name)
-    return "../../segments/" + "/".join(urllib.parse.quote(p, safe="") for p in parts)
+    directory = f"{_quote(segment.channel)}/{_quote(segment.quality)}/{_quote(segment.hour)}"
+    return f"../../segments/{directory}/{_quote_name(segment.name)}"
 
 
-def _playlist_response(text, live):
-    response = flask.Response(text, content_type=PLAYLIST_CONTENT_TYPE)
+def _playlist_response(body, live):
+    response = flask.Response(body, content_type=PLAYLIST_CONTENT_TYPE)
     # A live playlist changes with every segment; a finished one only when the
     # backfiller fills a hole.
     response.headers["Cache-Control"] = "no-cache" if live else f"max-age={VOD_PLAYLIST_MAX_AGE}"
@@ -361,8 +437,7 @@ def media_playlist(channel, quality):
     ended = _is_ended(end, segments)
     if ended and not any(segments):
         raise NotFound(f"nothing recorded for {channel}/{quality} from {_range_text(start, end)}")
-    text = hls.media_playlist(segments, _segment_uri, ended=ended)
-    return _playlist_response(text, live=not ended)
+    return _playlist_response(s.media_playlist_body(segments, ended), live=not ended)
 
 
 def master_playlist(channel):
@@ -370,7 +445,8 @@ def master_playlist(channel):
 
     Each variant's URI carries the resolved start (and end), so that every
     quality plays the same range even when no start was given. BANDWIDTH is
-    the peak segment bit rate in range; RESOLUTION and CODECS come from
+    the peak segment bit rate in range (over up to BANDWIDTH_SAMPLE segments
+    spread evenly across it); RESOLUTION and CODECS come from
     ffprobe on one segment per quality, when it can tell.
     """
     start, end = params.time_range(flask.request.args, start_required=False, max_range=MAX_RANGE)
@@ -387,7 +463,10 @@ def master_playlist(channel):
         segments = [x for x in s.best_segments(channel, quality, start, scan_end) if x is not None]
         if not segments:
             continue
-        peak, average = hls.bandwidths(segments, s.size)
+        # Every segment's size for a long range is a stat per segment (a week
+        # of 2 s segments is 300,000): measure an even sample instead.
+        step = max(1, len(segments) // BANDWIDTH_SAMPLE)
+        peak, average = hls.bandwidths(segments[::step], s.size)
         resolution, codecs = s.describe(
             next((x for x in segments if not x.is_partial), segments[0])
         )
@@ -462,8 +541,8 @@ ROUTES = [
 
 
 def add_cors_headers(response):
-    for header, value in CORS_HEADERS.items():
-        response.headers.setdefault(header, value)
+    if "Access-Control-Allow-Origin" not in response.headers:
+        response.headers.extend(CORS_HEADERS)
     requested = flask.request.headers.get("Access-Control-Request-Headers")
     if requested:
         response.headers["Access-Control-Allow-Headers"] = requested
@@ -512,6 +591,9 @@ def create_app(base_dir, registry=None, *, now=utc_now):
     app.extensions["restreamer"] = Store(base_dir, registry, now)
     for rule, view, options in ROUTES:
         app.add_url_rule(rule, view_func=view, **options)
+    # after_request hooks run last-registered first: this one must see the
+    # response after flask_stats has added its close callback.
+    app.after_request(files.link_close)
     flask_stats.install(app, registry)
     app.before_request(check_query_encoding)
     app.after_request(add_cors_headers)

@@ -24,6 +24,7 @@ Choices, and the RFC text behind them:
 """
 
 import datetime
+import functools
 from typing import NamedTuple
 
 # Used for an empty live playlist, which has no segment to measure; the
@@ -33,10 +34,15 @@ EMPTY_TARGET_DURATION = 2  # seconds
 ONE_SECOND_US = 1_000_000
 
 
+ONE_MICROSECOND = datetime.timedelta(microseconds=1)
+
+
 def _micros(duration):
-    return duration // datetime.timedelta(microseconds=1)
+    return duration // ONE_MICROSECOND
 
 
+# A stream has a handful of distinct durations: each is formatted once.
+@functools.lru_cache(maxsize=1024)
 def format_extinf(duration):
     """A segment's duration for EXTINF: seconds with millisecond (or finer) precision."""
     micros = _micros(duration)
@@ -48,49 +54,116 @@ def format_extinf(duration):
 
 def format_program_date_time(dt):
     """`2026-11-28T13:59:42.000Z`: UTC, milliseconds (truncated), `Z`."""
+    text = dt.isoformat(timespec="milliseconds")
+    if text.endswith("+00:00"):  # already UTC, as every start in the store is
+        return text[:-6] + "Z"
     dt = dt.astimezone(datetime.UTC).replace(tzinfo=None)
     return dt.isoformat(timespec="milliseconds") + "Z"
 
 
 def target_duration(segments):
     """The longest duration among `segments`, rounded to the nearest second, half up."""
-    longest = max((_micros(s.duration) for s in segments if s is not None), default=None)
+    return _round_seconds(max((s.duration for s in segments if s is not None), default=None))
+
+
+def _round_seconds(longest):
     if longest is None:
         return EMPTY_TARGET_DURATION
-    return max(1, (longest + ONE_SECOND_US // 2) // ONE_SECOND_US)
+    return max(1, (_micros(longest) + ONE_SECOND_US // 2) // ONE_SECOND_US)
 
 
-def media_playlist(segments, uri, *, ended):
-    """The media playlist for `segments` (SegmentInfo, or None at a hole).
+def segment_entry(segment, uri):
+    """The three lines of one segment: its broadcast time, duration and URI."""
+    return (
+        f"#EXT-X-PROGRAM-DATE-TIME:{format_program_date_time(segment.start)}\n"
+        f"#EXTINF:{format_extinf(segment.duration)},\n"
+        f"{uri(segment)}\n"
+    )
 
-    `uri(segment)` gives each segment's URI. `ended` says the range is
-    finished: no segment will ever be added to it, so the playlist is VOD.
-    Holes at the very start or end of the list need no tag: there is no
-    segment on their other side.
+
+# A live playlist's entries grow by one chunk per reload; past this many they
+# are joined into one, so a response is never thousands of small writes.
+MAX_CHUNKS = 32
+
+
+class Entries(NamedTuple):
+    """The formatted entries of a run of segments, and what continuing them needs.
+
+    `chunks` are the entries as bytes (a playlist is ASCII: URIs are
+    percent-encoded), kept in pieces so that continuing them copies nothing;
+    `longest` is the longest duration so far (None if no segment yet),
+    `after_hole` whether the run ended in a hole, `written` whether any entry
+    was written (a hole before the first entry needs no tag).
     """
-    lines = [
-        "#EXTM3U",
-        "#EXT-X-VERSION:3",
-        f"#EXT-X-TARGETDURATION:{target_duration(segments)}",
-        "#EXT-X-MEDIA-SEQUENCE:0",
-        f"#EXT-X-PLAYLIST-TYPE:{'VOD' if ended else 'EVENT'}",
-    ]
-    after_hole = False
-    written = 0
+
+    chunks: tuple = ()
+    longest: datetime.timedelta | None = None
+    after_hole: bool = False
+    written: bool = False
+
+
+def format_entries(segments, uri, *, cache=None, before=Entries()):
+    """The entries for `segments` (SegmentInfo, or None at a hole), continuing `before`.
+
+    `uri(segment)` gives each segment's URI. `cache`, a dict, keeps each
+    segment's entry by path across calls (the caller bounds it, and uses one
+    cache per `uri`): a long range or a live playlist reloaded every few
+    seconds formats each segment once. Passing the Entries of the segments
+    that come first as `before` gives the same result as formatting the whole
+    list, so a live playlist need only format what is new.
+    """
+    if cache is None:
+        cache = {}
+    get = cache.get
+    parts = []
+    append = parts.append
+    after_hole = before.after_hole
+    written = before.written
+    longest = before.longest
     for segment in segments:
         if segment is None:
             after_hole = True
             continue
         if after_hole and written:
-            lines.append("#EXT-X-DISCONTINUITY")
+            append(b"#EXT-X-DISCONTINUITY\n")
         after_hole = False
-        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{format_program_date_time(segment.start)}")
-        lines.append(f"#EXTINF:{format_extinf(segment.duration)},")
-        lines.append(uri(segment))
-        written += 1
-    if ended:
-        lines.append("#EXT-X-ENDLIST")
-    return "\n".join(lines) + "\n"
+        entry = get(segment.path)
+        if entry is None:
+            entry = cache[segment.path] = segment_entry(segment, uri).encode()
+        append(entry)
+        written = True
+        if longest is None or segment.duration > longest:
+            longest = segment.duration
+    chunks = before.chunks + (b"".join(parts),) if parts else before.chunks
+    if len(chunks) > MAX_CHUNKS:
+        chunks = (b"".join(chunks),)
+    return Entries(chunks, longest, after_hole, written)
+
+
+def assemble(entries, *, ended):
+    """A media playlist from its entries, as a list of bytes to send in turn.
+
+    `ended`: the range is finished (VOD). Holes at the very start or end of
+    the list need no tag: there is no segment on their other side.
+    """
+    header = (
+        "#EXTM3U\n#EXT-X-VERSION:3\n"
+        f"#EXT-X-TARGETDURATION:{_round_seconds(entries.longest)}\n"
+        "#EXT-X-MEDIA-SEQUENCE:0\n"
+        f"#EXT-X-PLAYLIST-TYPE:{'VOD' if ended else 'EVENT'}\n"
+    ).encode()
+    footer = [b"#EXT-X-ENDLIST\n"] if ended else []
+    return [header, *entries.chunks, *footer]
+
+
+def media_playlist(segments, uri, *, ended, cache=None):
+    """The media playlist for `segments` (SegmentInfo, or None at a hole), as text.
+
+    `ended` says the range is finished: no segment will ever be added to it,
+    so the playlist is VOD. See `format_entries` for `uri` and `cache`.
+    """
+    entries = format_entries(segments, uri, cache=cache)
+    return b"".join(assemble(entries, ended=ended)).decode()
 
 
 class Variant(NamedTuple):

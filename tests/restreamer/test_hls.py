@@ -241,3 +241,45 @@ def test_format_time_round_trips():
     value = t(2026, 11, 28, 13, 50, 7, 123456)
     assert params.format_time(value) == "2026-11-28T13:50:07.123456Z"
     assert params.parse_time(params.format_time(value), "start") == value
+
+
+@pytest.mark.parametrize(
+    "dt, text",
+    [
+        (t(2026, 11, 28, 13, 59, 42), "2026-11-28T13:59:42.000Z"),
+        (t(2026, 11, 28, 13, 59, 42, 999999), "2026-11-28T13:59:42.999Z"),
+        (
+            datetime.datetime(
+                2026,
+                11,
+                28,
+                14,
+                59,
+                42,
+                1000,
+                tzinfo=datetime.timezone(datetime.timedelta(hours=1)),
+            ),
+            "2026-11-28T13:59:42.001Z",
+        ),
+    ],
+)
+def test_format_program_date_time(dt, text):
+    assert hls.format_program_date_time(dt) == text
+
+
+@pytest.mark.parametrize(
+    "seconds, text",
+    [("2", "2.000"), ("6.006", "6.006"), ("0.000001", "0.000001"), ("10.5", "10.500")],
+)
+def test_format_extinf(seconds, text):
+    assert hls.format_extinf(seg("14", "00:00.000000", seconds).duration) == text
+
+
+@pytest.mark.parametrize("case", MEDIA_CASES, ids=[c[0] for c in MEDIA_CASES])
+def test_entries_continue_where_they_left_off(case):
+    """Formatting a list in two parts, the second continuing the first, is formatting it whole."""
+    _, segments, ended, expected = case
+    for split in range(len(segments) + 1):
+        first = hls.format_entries(segments[:split], uri)
+        both = hls.format_entries(segments[split:], uri, before=first)
+        assert b"".join(hls.assemble(both, ended=ended)).decode() == expected, split

@@ -162,4 +162,4 @@ def test_hostile_paths_real_server(hostile_store):
         status, body = raw_get(port, b"/files")
         assert (status, body) == (200, b'["chan"]\n')
     finally:
-        server.server.stop(timeout=1)
+        server.close(timeout=1)

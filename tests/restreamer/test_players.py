@@ -44,7 +44,7 @@ def server(media, tmp_path_factory):
     server.app = app
     server.url = f"http://127.0.0.1:{port}"
     yield server
-    server.server.stop(timeout=1)
+    server.close(timeout=1)
 
 
 def url(server, path, start, end):

@@ -6,6 +6,7 @@ The store (see conftest) holds `chan/source` as 2 s segments from 13:59:50 to
 
 import datetime
 import os
+import urllib.parse
 
 import pytest
 
@@ -183,3 +184,43 @@ def test_get_best_segments_is_timed(client):
         'get_best_segments_latency_normalized_count{channel="chan",error="",quality="source"} 1.0'
         in metrics
     )
+
+
+def test_live_playlist_grows_at_its_end(client, store_dir):
+    """A player reloading a live playlist finds what it had, then the new segments."""
+    url = "/playlist/chan/source.m3u8?start=2026-11-28T14:00:04"
+    before = get(client, url)
+    write_segment(store_dir, "chan", "source", at(14, 0, 10), 2)
+    write_segment(store_dir, "chan", "source", at(14, 0, 12), 2)
+    after = get(client, url)
+    assert after.startswith(before)
+    assert after[len(before) :] == entries(store_dir, at(14, 0, 10), at(14, 0, 12))
+    # A later segment after a gap comes with a discontinuity.
+    write_segment(store_dir, "chan", "source", at(14, 0, 30), 2)
+    later = get(client, url)
+    assert later == after + DISCONTINUITY + entries(store_dir, at(14, 0, 30))
+
+
+@pytest.mark.parametrize("channel", ["chan", "my channel", "caf\u00e9+tv", "100%"])
+def test_playlist_uris_fetch_their_segments(tmp_path, channel):
+    """Every URI in a master and media playlist, resolved as a player would, works."""
+    store_dir = str(tmp_path / "store")
+    data = {}
+    for second in (0, 2, 6):
+        path = write_segment(store_dir, channel, "source", at(14, 0, second), 2)
+        with open(path, "rb") as f:
+            data[second] = f.read()
+    client = create_app(store_dir, now=lambda: at(18, 0, 0)).test_client()
+    master_url = "/playlist/" + urllib.parse.quote(channel, safe="") + ".m3u8"
+    master = get(client, master_url + "?start=2026-11-28T14:00&end=2026-11-28T14:00:08")
+    (variant,) = [line for line in master.splitlines() if not line.startswith("#")]
+    media_url = urllib.parse.urljoin(master_url, variant)
+    media = get(client, media_url)
+    assert media.count(DISCONTINUITY) == 1 and media.endswith(ENDLIST)
+    uris = [line for line in media.splitlines() if not line.startswith("#")]
+    assert len(uris) == 3
+    for second, uri in zip((0, 2, 6), uris, strict=True):
+        response = client.get(urllib.parse.urljoin(media_url, uri))
+        assert response.status_code == 200, uri
+        assert response.data == data[second]
+        response.close()

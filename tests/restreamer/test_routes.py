@@ -239,3 +239,25 @@ def test_apps_do_not_share_metrics(store_dir):
     first.get("/files").close()
     assert "list_channels" in first.get("/metrics").get_data(as_text=True)
     assert "list_channels" not in second.get("/metrics").get_data(as_text=True)
+
+
+def test_segment_requests_are_measured_once(client, store_dir):
+    """Streamed file bodies still run the response's close callbacks: one observation each."""
+    path = write_segment(store_dir, "chan", "source", at(14, 1, 0), 2, data=b"x" * 5000)
+    url = "/segments/chan/source/2026-11-28T14/" + os.path.basename(path)
+    with client.get(url) as response:
+        etag = response.headers["ETag"]
+    client.get(url, headers={"Range": "bytes=0-9"}).close()
+    client.get(url, headers={"If-None-Match": etag}).close()
+    client.head(url).close()
+    client.get(url, headers={"Range": "bytes=9000-"}).close()
+    text = client.get("/metrics").get_data(as_text=True)
+    for method, status in [("GET", 200), ("GET", 206), ("GET", 304), ("HEAD", 200), ("GET", 416)]:
+        line = (
+            f'http_request_latency_segment_count{{channel="chan",method="{method}",'
+            f'quality="source",status="{status}"}} 1.0'
+        )
+        assert line in text
+    assert (
+        'http_requests_in_flight_segment{channel="chan",method="GET",quality="source"} 0.0' in text
+    )
