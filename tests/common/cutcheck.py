@@ -6,8 +6,12 @@ exactly which source frame it is, whatever re-encoding did to it.
 """
 
 import json
+import os
 import subprocess
+import time
 from itertools import pairwise
+
+import gevent
 
 from common import mpegts
 
@@ -134,3 +138,28 @@ def check_continuity(path):
             forward = pcr is None or (value - pcr) % mpegts.TIMESTAMP_MODULO < 1 << 32
             assert forward, f"PCR goes back at byte {offset}"
             pcr = value
+
+
+def child_processes():
+    """PIDs of this process's live (not zombie) child processes."""
+    me = str(os.getpid())
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                status = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue
+        if status.get("PPid", "").strip() == me and not status["State"].strip().startswith("Z"):
+            found.add(int(entry))
+    return found
+
+
+def new_children_after(before, timeout=1):
+    """Child processes not in `before` still alive after up to `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while child_processes() - before and time.monotonic() < deadline:
+        gevent.sleep(0.02)
+    return child_processes() - before

@@ -8,10 +8,8 @@ exactly which source frames a cut must hold: those whose time falls in
 import datetime
 import math
 import os
-import time
 from fractions import Fraction
 
-import gevent
 import prometheus_client
 import pytest
 
@@ -21,8 +19,10 @@ from common.segments import get_best_segments
 from tests.common.cutcheck import (
     check_continuity,
     check_timestamps,
+    child_processes,
     decode_warnings,
     frame_numbers,
+    new_children_after,
     packets,
 )
 from tests.conftest import MEDIA_START
@@ -45,23 +45,6 @@ def frames_between(a, b, first=0):
     """The frame numbers shown in [a, b) seconds of media (counting from `first`)."""
     a, b = Fraction(str(a)), Fraction(str(b))
     return list(range(first + math.ceil(a * RATE), first + math.ceil(b * RATE)))
-
-
-def children():
-    """PIDs of this process's live child processes."""
-    me = str(os.getpid())
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/status") as f:
-                status = dict(line.split(":", 1) for line in f if ":" in line)
-        except OSError:
-            continue
-        if status.get("PPid", "").strip() == me and not status["State"].strip().startswith("Z"):
-            found.append(int(entry))
-    return found
 
 
 def write_cut(path, *args, **kwargs):
@@ -158,9 +141,10 @@ def test_holes_are_refused_before_any_work(tmp_path, marked_media, registry):
     add_to_store(base, "chan", "source", at(18), marked_media[3:])
     segments = get_best_segments(os.path.join(base, "chan", "source"), at(3.25), at(26.1))
     assert None in segments
+    before = child_processes()
     with pytest.raises(ContainsHoles):
         cut(segments, at(3.25), at(26.1), registry=registry)
-    assert children() == []
+    assert child_processes() - before == set()
     assert (
         registry.get_sample_value(
             "cuts_total", {"type": "fast", "method": "none", "outcome": "holes"}
@@ -253,13 +237,6 @@ def test_bad_requests_are_refused(store, registry):
     )
 
 
-def wait_for_no_children(timeout=1):
-    deadline = time.monotonic() + timeout
-    while children() and time.monotonic() < deadline:
-        gevent.sleep(0.02)
-    return children()
-
-
 @pytest.fixture
 def stalling_last_piece(tmp_path, monkeypatch):
     """Make the fast cut's remux of the last segment (the only ffmpeg choosing
@@ -276,11 +253,12 @@ def stalling_last_piece(tmp_path, monkeypatch):
 @pytest.mark.parametrize("type", ["fast", "full"])
 def test_closing_early_kills_ffmpeg(store, registry, type, stalling_last_piece):
     segments = get_best_segments(store, at(1), at(29))
+    before = child_processes()
     chunks = cut(segments, at(1), at(29), type=type, registry=registry)
     assert next(chunks)
-    assert children(), "expected ffmpeg still running"
+    assert child_processes() - before, "expected ffmpeg still running"
     chunks.close()
-    assert wait_for_no_children() == []
+    assert new_children_after(before) == set()
     assert (
         registry.get_sample_value(
             "cuts_total", {"type": type, "method": type, "outcome": "cancelled"}
@@ -291,11 +269,12 @@ def test_closing_early_kills_ffmpeg(store, registry, type, stalling_last_piece):
 
 def test_ffmpeg_failure_is_reported(store, tmp_path, registry, monkeypatch):
     segments = get_best_segments(store, at(3), at(9))
+    before = child_processes()
     # A segment that was fine when scanned but breaks under ffmpeg.
     monkeypatch.setattr(cutmod, "ENCODE_PRESET", "no-such-preset")
     with pytest.raises(cutmod.FFmpegError, match="ffmpeg exited"):
         b"".join(cut(segments, at(3), at(9), registry=registry))
-    assert wait_for_no_children() == []
+    assert new_children_after(before) == set()
     assert (
         registry.get_sample_value(
             "cuts_total", {"type": "fast", "method": "fast", "outcome": "error"}

@@ -2,7 +2,6 @@
 judged in tests/common/test_cut.py; here: parameters, refusals, streaming)."""
 
 import datetime
-import os
 import socket
 import time
 
@@ -12,7 +11,7 @@ import prometheus_client
 import pytest
 
 from restreamer.app import create_app
-from tests.common.cutcheck import decode_warnings, packets
+from tests.common.cutcheck import child_processes, decode_warnings, new_children_after, packets
 from tests.conftest import MEDIA_START
 from tests.media import add_to_store
 
@@ -95,47 +94,26 @@ def test_unknown_channel_is_404(cut_client):
     assert_one_line_error(cut_client.get(f"/cut/nochan/source.ts?start={at(3)}&end={at(5)}"), 404)
 
 
-def _children():
-    me = str(os.getpid())
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/status") as f:
-                    status = dict(line.split(":", 1) for line in f if ":" in line)
-            except OSError:
-                continue
-            if status.get("PPid", "").strip() == me and "Z" not in status["State"]:
-                found.append(entry)
-    return found
-
-
 def test_client_going_away_kills_ffmpeg(cut_store, registry):
     app = create_app(cut_store, registry, now=lambda: NOW)
     server = gevent.pywsgi.WSGIServer(("127.0.0.1", 0), app, log=None)
     server.start()
     try:
-        port = server.server_port
-        sock = socket.create_connection(("127.0.0.1", port))
+        before = child_processes()
+        sock = socket.create_connection(("127.0.0.1", server.server_port))
         query = f"start={at(1)}&end={at(29)}&type=full&allow_holes=true"
         sock.sendall(f"GET /cut/chan/source.ts?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         assert sock.recv(65536).startswith(b"HTTP/1.1 200")
-        assert _children(), "expected ffmpeg running"
+        assert child_processes() - before, "expected ffmpeg running"
         sock.close()
-        deadline = time.monotonic() + 2
+        # The server notices at its next write; give it two seconds in all.
+        assert new_children_after(before, timeout=2) == set()
+        cancelled = {"type": "full", "method": "full", "outcome": "cancelled"}
+        deadline = time.monotonic() + 1
         while (
-            _children()
-            or not registry.get_sample_value(
-                "cuts_total", {"type": "full", "method": "full", "outcome": "cancelled"}
-            )
-        ) and time.monotonic() < deadline:
-            gevent.sleep(0.05)
-        assert _children() == []
-        assert (
-            registry.get_sample_value(
-                "cuts_total", {"type": "full", "method": "full", "outcome": "cancelled"}
-            )
-            == 1
-        )
+            not registry.get_sample_value("cuts_total", cancelled) and time.monotonic() < deadline
+        ):
+            gevent.sleep(0.02)
+        assert registry.get_sample_value("cuts_total", cancelled) == 1
     finally:
         server.stop()
