@@ -99,10 +99,9 @@ def test_fast_cut_is_frame_exact(store, tmp_path, registry, a, b):
     video_start, _ = judge(out, a, b, frames_between(a, b))
     # The source's timestamps are kept, so the cut lines up with the copied segments.
     assert video_start == FIRST_PTS + frames_between(a, b)[0] * FRAME
-    assert (
-        registry.get_sample_value("cuts_total", {"type": "fast", "method": "fast", "outcome": "ok"})
-        == 1
-    )
+    labels = {"type": "fast", "method": "fast"}
+    assert registry.get_sample_value("cuts_total", {**labels, "outcome": "ok"}) == 1
+    assert registry.get_sample_value("cut_latency_normalized_count", labels) == 1
 
 
 def test_fast_cut_copies_middle_segments_byte_for_byte(store, tmp_path, marked_media):
