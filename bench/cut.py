@@ -132,18 +132,33 @@ def first_frame_number(path):
     return number
 
 
-def video_duration(path):
+def timing(path):
+    """(video duration s, audio start - video start ms, audio end - video end ms)."""
     output = subprocess.run(
         [
-            "ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts",
+            "ffprobe", "-v", "error", "-show_entries", "packet=stream_index,pts,duration",
             "-of", "csv=p=0", f"file:{path}",
         ],
         capture_output=True,
         check=True,
         text=True,
     ).stdout  # fmt: skip
-    pts = [int(line.split(",")[0]) for line in output.split() if line.split(",")[0].isdigit()]
-    return (max(pts) - min(pts) + 90000 / RATE) / 90000
+    spans = {}
+    for line in output.split():
+        fields = line.split(",")
+        if len(fields) < 3 or not fields[1].lstrip("-").isdigit():
+            continue
+        index, pts = int(fields[0]), int(fields[1])
+        duration = int(fields[2]) if fields[2].isdigit() else 0
+        if index == 0 and not duration:
+            duration = 90000 // RATE  # MPEG-TS video packets often carry no duration
+        first, last = spans.get(index, (pts, pts))
+        spans[index] = (min(first, pts), max(last, pts + duration))
+    (v_start, v_end), (a_start, a_end) = spans[0], spans.get(1, (None, None))
+    sync = (None, None)
+    if a_start is not None:
+        sync = ((a_start - v_start) / 90, (a_end - v_end) / 90)
+    return (v_end - v_start) / 90000, sync
 
 
 def main():
@@ -180,29 +195,31 @@ def main():
         for name, fn in methods:
             wall, cpu = measure(fn)
             out = os.path.join(out_dir, {"stream copy": "copy"}.get(name, name) + ".ts")
-            if name == "cat":
-                start_error = duration_error = None
-            else:
+            start_error = duration_error = None
+            sync = (None, None)
+            if name != "cat":
                 start_error = first_frame_number(out) - expected_first
-                duration_error = video_duration(out) - minutes * 60
+                duration, sync = timing(out)
+                duration_error = duration - minutes * 60
             results[name] = wall
-            rows.append((minutes, name, wall, cpu, start_error, duration_error, results))
+            rows.append((minutes, name, wall, cpu, start_error, duration_error, sync, results))
             print(f"  {minutes:g} min {name}: {wall:.2f} s", file=sys.stderr)
 
     print()
     print(
         "| cut | method | wall s | CPU s | start error (frames) | duration error (s) "
-        "| wall / fast | fast - cat (s) |"
+        "| A/V start, end (ms) | wall / fast | fast - cat (s) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
-    for minutes, name, wall, cpu, start_error, duration_error, results in rows:
+    print("|---|---|---|---|---|---|---|---|---|")
+    for minutes, name, wall, cpu, start_error, duration_error, sync, results in rows:
         fast = results.get("fast")
         ratio = f"{wall / fast:.2f}x" if fast else ""
         extra = f"{fast - results['cat']:.2f}" if name == "fast" else ""
         print(
             f"| {minutes:g} min | {name} | {wall:.2f} | {cpu:.2f} | "
             f"{'' if start_error is None else start_error} | "
-            f"{'' if duration_error is None else f'{duration_error:+.3f}'} | {ratio} | {extra} |"
+            f"{'' if duration_error is None else f'{duration_error:+.3f}'} | "
+            f"{'' if sync[0] is None else f'{sync[0]:+.1f}, {sync[1]:+.1f}'} | {ratio} | {extra} |"
         )
 
 
