@@ -638,6 +638,14 @@ def _plan_fast(run, start, end):
     first_head, last_head = segment_head(first.path), segment_head(last.path)
     start_pts = _first_pts(first_head) + _ticks(max(start, first.start) - first.start)
     end_pts = _first_pts(last_head) + _ticks(min(end, last.end) - last.start)
+    if len(run) > 1:
+        fmt = segment_format(first.path)
+        first_frame = _next_frame(_first_pts(first_head), start_pts, fmt.frame_ticks)
+        if first_frame >= _first_pts(first_head) + _ticks(first.duration):
+            # The start falls after the first segment's last frame: the cut
+            # starts with the next segment (whose audio must still be trimmed
+            # to its video, hence not simply dropping the first segment).
+            return _plan_fast(run[1:], run[1].start, end)
     if len(run) == 1:
         return [("encode", _encode_piece_args(first, start_pts, end_pts))]
 

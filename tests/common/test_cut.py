@@ -91,6 +91,7 @@ def judge(path, a, b, expected_frames, width=WIDTH, reencoded_audio=False, audio
         (12, 18.02),  # starting exactly at a segment, ending just into the next
         (8, 22),  # starting and ending exactly on keyframes inside segments
         (5.5, 14.3),  # starting in a segment's last GOP
+        (11.99, 14.3),  # starting after a segment's last frame
     ],
 )
 def test_fast_cut_is_frame_exact(store, tmp_path, registry, a, b):
