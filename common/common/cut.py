@@ -388,6 +388,15 @@ def _runs(segments):
     return runs, reasons
 
 
+def _has_frames(segment, start, end):
+    """Whether any frame of `segment` falls in [start, end)."""
+    head = segment_head(segment.path)
+    first_pts = _first_pts(head)
+    start_pts = first_pts + _ticks(max(start, segment.start) - segment.start)
+    end_pts = first_pts + _ticks(min(end, segment.end) - segment.start)
+    return _next_frame(first_pts, start_pts, segment_format(segment.path).frame_ticks) < end_pts
+
+
 def _fast_blocker(run):
     """Why this run cannot be fast-cut, or None."""
     for segment in (run[0], run[-1]):
@@ -847,7 +856,9 @@ def cut(segments, start, end, type="fast", allow_holes=False, registry=prometheu
     type or `end <= start`, `ContainsHoles` if the range has a hole (a `None`)
     and `allow_holes` is False, `NoContent` if no segment overlaps the range.
     Returns an iterator yielding the file as it is produced; it raises
-    `FFmpegError` if ffmpeg fails, and closing it early kills every ffmpeg it
+    `FFmpegError` if ffmpeg fails, `NoContent` before any output if the
+    segments hold no frame of the range (a range shorter than a frame, which
+    only the probe can tell), and closing it early kills every ffmpeg it
     started. With `allow_holes`, holes are left out of the output: the pieces
     either side are joined.
     """
@@ -877,6 +888,11 @@ def _cut(segments, start, end, type, metrics):
     video_seconds = 0.0
     try:
         runs, reasons = _runs(segments)
+        # A run of one segment may hold no frame of the range at all (a sliver
+        # of a segment before a hole, or a range shorter than a frame).
+        runs = [run for run in runs if len(run) > 1 or _has_frames(run[0], start, end)]
+        if not runs:
+            raise NoContent(f"no frame between {start.isoformat()} and {end.isoformat()}")
         video_seconds = sum(
             (min(end, run[-1].end) - max(start, run[0].start)).total_seconds() for run in runs
         )
@@ -899,6 +915,9 @@ def _cut(segments, start, end, type, metrics):
         outcome = "ok"
     except GeneratorExit:
         outcome = "cancelled"
+        raise
+    except NoContent:
+        outcome = "no_content"
         raise
     finally:
         for process in processes:

@@ -219,6 +219,20 @@ def test_resolution_change_falls_back_to_first_format(
     assert registry.get_sample_value("cut_fallbacks_total", {"reason": "format"}) == 1
 
 
+def test_a_range_between_two_frames_has_no_content(store, registry):
+    # Frames at 7.000 and 7.033 s: nothing starts in [7.01, 7.02).
+    segments = get_best_segments(store, at(7.01), at(7.02))
+    chunks = cut(segments, at(7.01), at(7.02), registry=registry)
+    with pytest.raises(NoContent):
+        next(chunks)
+    assert (
+        registry.get_sample_value(
+            "cuts_total", {"type": "fast", "method": "fast", "outcome": "no_content"}
+        )
+        == 1
+    )
+
+
 def test_bad_requests_are_refused(store, registry):
     segments = get_best_segments(store, at(3), at(9))
     with pytest.raises(ValueError, match="unknown cut type"):
