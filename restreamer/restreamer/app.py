@@ -497,8 +497,9 @@ def cut(channel, quality):
     (`common.cut`): `type=fast` (default) re-encodes only the ends, `full`
     everything. 400 for bad parameters; 406 if the range has holes (unless
     `allow_holes=true`, which leaves them out) or nothing at all. A client
-    that goes away closes the cut, which kills its ffmpegs. An ffmpeg that
-    fails mid-stream can only cut the response short: the status is sent.
+    that goes away closes the cut, which kills its ffmpegs. The status waits
+    for the first bytes; an ffmpeg failing after them can only cut the
+    response short.
     """
     args = flask.request.args
     start, end = params.time_range(args, end_required=True, max_range=MAX_RANGE)
@@ -513,14 +514,28 @@ def cut(channel, quality):
         chunks = cutting.cut(
             segments, start, end, type=type, allow_holes=allow_holes, registry=s.registry
         )
+        # The first bytes come once the segments are probed and the first piece
+        # made: waiting for them turns a failure there into a status (406 for
+        # a range with no frame in it) instead of a cut-short 200.
+        first = next(chunks, b"")
     except cutting.CutError as e:
         raise NotAcceptable(str(e)) from None
     except ValueError as e:
         raise BadRequest(str(e)) from None
-    response = flask.Response(chunks, mimetype="video/mp2t")
+    response = flask.Response(_stream(first, chunks), mimetype="video/mp2t")
     name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{channel}-{quality}-{params.format_time(start)}.ts")
     response.headers["Content-Disposition"] = f'inline; filename="{name}"'
     return response
+
+
+def _stream(first, chunks):
+    """Yield `first`, then the rest of `chunks`; closing this closes `chunks`
+    (which kills its ffmpegs when the client goes away)."""
+    try:
+        yield first
+        yield from chunks
+    finally:
+        chunks.close()
 
 
 # (rule, view function, options): every route of the API. The endpoint name is

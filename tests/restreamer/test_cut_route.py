@@ -78,6 +78,8 @@ def test_holes_are_406_unless_allowed(cut_client, tmp_path):
     "query, status, reason",
     [
         (f"start={at(40)}&end={at(50)}&allow_holes=true", 406, "no content"),
+        # Between two frames: only the probe can tell, before the status is sent.
+        (f"start={at(7.01)}&end={at(7.02)}", 406, "no frame"),
         (f"start={at(3)}&end={at(5)}&type=slow", 400, "bad type"),
         (f"start={at(5)}&end={at(3)}", 400, "must be after start"),
         (f"start={at(3)}", 400, "end is required"),
