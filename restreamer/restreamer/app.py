@@ -33,8 +33,9 @@ import urllib.parse
 
 import flask
 import prometheus_client
-from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, NotFound
+from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, NotAcceptable, NotFound
 
+from common import cut as cutting
 from common import flask_stats
 from common.segments import (
     get_best_segments,
@@ -486,6 +487,57 @@ def master_playlist(channel):
     return _playlist_response(hls.master_playlist(variants), live=end is None)
 
 
+# --- cuts -------------------------------------------------------------------
+
+
+def cut(channel, quality):
+    """`GET /cut/<channel>/<quality>.ts?start=&end=&allow_holes=&type=`: an exact cut.
+
+    The range [start, end) as one MPEG-TS file, streamed as it is made
+    (`common.cut`): `type=fast` (default) re-encodes only the ends, `full`
+    everything. 400 for bad parameters; 406 if the range has holes (unless
+    `allow_holes=true`, which leaves them out) or nothing at all. A client
+    that goes away closes the cut, which kills its ffmpegs. The status waits
+    for the first bytes; an ffmpeg failing after them can only cut the
+    response short.
+    """
+    args = flask.request.args
+    start, end = params.time_range(args, end_required=True, max_range=MAX_RANGE)
+    allow_holes = params.get_bool(args, "allow_holes")
+    type = args.get("type") or "fast"
+    if type not in cutting.TYPES:
+        raise BadRequest(f"bad type {type!r}: expected one of {', '.join(cutting.TYPES)}")
+    s = store()
+    s.directory(channel, quality)
+    segments = s.best_segments(channel, quality, start, end)
+    try:
+        chunks = cutting.cut(
+            segments, start, end, type=type, allow_holes=allow_holes, registry=s.registry
+        )
+        # The first bytes come once the segments are probed and the first piece
+        # made: waiting for them turns a failure there into a status (406 for
+        # a range with no frame in it) instead of a cut-short 200.
+        first = next(chunks, b"")
+    except cutting.CutError as e:
+        raise NotAcceptable(str(e)) from None
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
+    response = flask.Response(_stream(first, chunks), mimetype="video/mp2t")
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{channel}-{quality}-{params.format_time(start)}.ts")
+    response.headers["Content-Disposition"] = f'inline; filename="{name}"'
+    return response
+
+
+def _stream(first, chunks):
+    """Yield `first`, then the rest of `chunks`; closing this closes `chunks`
+    (which kills its ffmpegs when the client goes away)."""
+    try:
+        yield first
+        yield from chunks
+    finally:
+        chunks.close()
+
+
 # (rule, view function, options): every route of the API. The endpoint name is
 # the function's name, which also names its metrics (`http_request_latency_<name>`).
 ROUTES = [
@@ -496,6 +548,7 @@ ROUTES = [
     ("/segments/<channel>/<quality>/<hour>/<name>", segment, {}),
     ("/playlist/<channel>.m3u8", master_playlist, {}),
     ("/playlist/<channel>/<quality>.m3u8", media_playlist, {}),
+    ("/cut/<channel>/<quality>.ts", cut, {}),
 ]
 
 
