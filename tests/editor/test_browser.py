@@ -10,7 +10,6 @@ import os
 import urllib.parse
 
 import m3u8
-import pytest
 import requests
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -72,12 +71,6 @@ def expected_time(times, offset):
     """The broadcast time `offset` seconds after the window's first frame, by the playlist."""
     position, pdt = [(p, t) for p, t in times if p <= offset + 1e-6][-1]
     return pdt + seconds(offset - position)
-
-
-def require_cut(server):
-    """Preview needs the restreamer's /cut; skip (saying why) on a restreamer without it yet."""
-    if not any(rule.rule.startswith("/cut/") for rule in server.app.url_map.iter_rules()):
-        pytest.skip("this restreamer has no /cut route yet")
 
 
 STATE = """() => JSON.stringify({
@@ -206,7 +199,6 @@ def frame_difference(a, b):
 def test_keys_mark_the_cut_and_preview_starts_on_the_marked_frame(page, restreamer, media):
     """What the editor sees at `[` is the first frame of the cut; the cut lasts to `]`."""
     server = restreamer(stock(media))
-    require_cut(server)
     end = MEDIA_START + seconds(30)
     page.goto(editor_url(server, MEDIA_START, end))
     wait_loaded(page)
@@ -257,7 +249,6 @@ def test_keys_mark_the_cut_and_preview_starts_on_the_marked_frame(page, restream
 def test_holes_are_shown_and_cuts_over_them_need_consent(page, restreamer, media):
     # Segments 0-18 s and 30-42 s: a 12 s hole from 18 s.
     server = restreamer(stock(media, (0, media[:3]), (30, media[3:])))
-    require_cut(server)
     page.goto(editor_url(server, MEDIA_START, MEDIA_START + seconds(42)))
     wait_loaded(page)
     assert page.text_content("#holes").startswith("1 hole in this window, 12.000 s missing: ")

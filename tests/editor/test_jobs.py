@@ -11,13 +11,18 @@ import os
 import shutil
 import subprocess
 import urllib.parse
-import uuid
 
 import gevent
 import prometheus_client
 import pytest
 
+from common.database import Database
+from cutter import api as cutter_api
+from cutter.jobs import Jobs
+from cutter.main import Cutter
+from cutter.upload_backends import parse_location
 from tests.conftest import MEDIA_START
+from tests.cutter.conftest import admin, new_db_name, pg_lock
 from tests.editor.test_browser import (
     editor_url,
     hls_errors,
@@ -28,32 +33,24 @@ from tests.editor.test_browser import (
     wait_loaded,
 )
 
-cutter_api = pytest.importorskip("cutter.api", reason="the cutter's job API is not here yet")
-psycopg2 = pytest.importorskip("psycopg2")
-
-from common.database import Database  # noqa: E402
-from cutter.jobs import Jobs  # noqa: E402
-from cutter.main import Cutter  # noqa: E402
-from cutter.upload_backends import parse_location  # noqa: E402
-
 # Where the job test leaves its picture of the page when asked to (README's docs/editor.png).
 SCREENSHOT_ENV = "EDITOR_SCREENSHOT"
 
 
 @pytest.fixture
 def database():
-    """A fresh PostgreSQL database over the local socket; its DSN. Dropped afterwards."""
-    name = f"streamvault_editor_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(dbname="postgres")
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-        yield f"dbname={name}"
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.close()
+    """A fresh PostgreSQL database over the local socket; its DSN. Dropped afterwards.
+
+    Held under the cutter tests' shared lock, so their cluster-restart test
+    never pulls PostgreSQL from under this one.
+    """
+    name = new_db_name("editor")
+    with pg_lock():
+        admin(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"dbname={name}"
+        finally:
+            admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
