@@ -78,6 +78,7 @@ STATE = """() => JSON.stringify({
     buffered: Array.from({length: video.buffered.length},
         (_, i) => [video.buffered.start(i), video.buffered.end(i)]),
     segments: editor.segments.length, errors: editor.errors, hlsErrors: editor.hlsErrors,
+    autoplay: editor.autoplay,
     messages: Array.from(document.querySelectorAll("#messages .message"), (m) => m.textContent),
 })"""
 

@@ -46,6 +46,7 @@ const editor = {
   selection: { start: null, end: null },
   frameS: DEFAULT_FRAME_S,
   stopAt: null, // ms: where "Play selection" pauses
+  autoplay: null, // how starting a live window without a click went: "playing" or the error's name
   hls: null,
   previewHls: null,
   api: "",
@@ -398,10 +399,10 @@ function startPlayer(url) {
   hls.on(Hls.Events.FRAG_PARSING_DATA, onParsingData);
   hls.on(Hls.Events.FRAG_BUFFERED, () => clearMessage("player"));
   if (editor.windowEnd === null) {
-    // Following live: start playing at the live edge, as a viewer expects.
-    hls.on(Hls.Events.MANIFEST_PARSED, () =>
-      video.play().catch(() => showMessage("player", "info", "Press Play to start following the recording.")),
-    );
+    // Following live: start playing at the live edge, as a viewer expects,
+    // once there is something to play (a play() while the player is still
+    // setting its source up can be aborted by that set-up).
+    hls.once(Hls.Events.FRAG_BUFFERED, () => autoplay(hls, 1));
   }
   hls.on(Hls.Events.ERROR, (event, data) => {
     editor.hlsErrors.push({ type: data.type, details: data.details, fatal: data.fatal });
@@ -419,6 +420,25 @@ function startPlayer(url) {
   });
   hls.loadSource(url);
   hls.attachMedia(video);
+}
+
+/** Start playback without a click; say so if the browser wants one. */
+function autoplay(hls, retries) {
+  if (editor.hls !== hls || !video.paused) return;
+  video.play().then(
+    () => {
+      editor.autoplay = "playing";
+    },
+    (e) => {
+      editor.autoplay = e.name;
+      if (e.name === "NotAllowedError") {
+        showMessage("autoplay", "info", "Press Play to start following the recording.");
+      } else if (retries > 0) {
+        video.addEventListener("canplay", () => autoplay(hls, retries - 1), { once: true });
+        if (video.readyState >= 3) autoplay(hls, retries - 1);
+      }
+    },
+  );
 }
 
 /**
@@ -1080,6 +1100,7 @@ function wire() {
     video.addEventListener(name, renderPlayhead);
   }
   video.addEventListener("timeupdate", checkStopAt);
+  video.addEventListener("play", () => clearMessage("autoplay"));
   // Any other way of pausing or seeking ends "Play selection".
   video.addEventListener("pause", () => {
     editor.stopAt = null;
