@@ -43,9 +43,9 @@ local rows = [
   [
     panel(
       'Behind live',
-      'Seconds between now and the start of the newest segment recorded, per channel and quality. ' +
+      'Seconds between now and the end of the newest segment recorded, per channel and quality. ' +
       'Climbing steadily: the downloader is stuck or the stream is offline.',
-      [['time() - max by (node, channel, quality) (downloader_newest_segment_timestamp{%s})' % chsel,
+      [['time() - max by (node, channel, quality) (downloader_latest_segment_end_timestamp_seconds{%s})' % chsel,
         '{{node}} {{channel}}/{{quality}}']],
       unit='s',
     ),
@@ -54,9 +54,9 @@ local rows = [
       'Segments per minute written by the downloader, and fetched from peers by the backfiller. ' +
       'Backfill should be near zero when every node is healthy; a burst means a node caught up.',
       [
-        ['sum by (node, channel, quality) (rate(downloader_segments_downloaded_total{%s}[$__rate_interval])) * 60' % chsel,
+        ['sum by (node, channel, quality) (rate(downloader_segments_total{%s}[$__rate_interval])) * 60' % chsel,
          'downloaded {{node}} {{channel}}/{{quality}}'],
-        ['sum by (node, channel, quality) (rate(backfiller_segments_backfilled_total{%s}[$__rate_interval])) * 60' % chsel,
+        ['sum by (node, channel, quality) (rate(backfiller_segments_total{%s}[$__rate_interval])) * 60' % chsel,
          'backfilled {{node}} {{channel}}/{{quality}}'],
       ],
       unit='short',
@@ -65,7 +65,7 @@ local rows = [
       'Holes',
       'Segments per minute recorded incompletely (partial: the download broke; suspect: complete ' +
       'by length but untrustworthy). Each may leave a hole unless a peer has a full copy.',
-      [['sum by (node, channel, quality, type) (rate(downloader_segments_downloaded_total{%s, type!="full"}[$__rate_interval])) * 60' % chsel,
+      [['sum by (node, channel, quality, type) (rate(downloader_segments_total{%s, type!="full"}[$__rate_interval])) * 60' % chsel,
         '{{type}} {{node}} {{channel}}/{{quality}}']],
       stack=true,
     ),
@@ -96,9 +96,16 @@ local rows = [
     ),
     panel(
       'Jobs',
-      'Cut jobs per minute by outcome.',
-      [['sum by (node, location, result) (rate(cutter_jobs_total{%s}[$__rate_interval])) * 60' % sel,
-        '{{result}} {{location}} ({{node}})']],
+      'Cut jobs per minute: claimed, uploaded (by the state left in), and failed (EDITED: will be ' +
+      'retried; UNEDITED: a person must look; FINALIZING: an operator must check the video).',
+      [
+        ['sum by (node, location) (rate(cutter_jobs_claimed_total{%s}[$__rate_interval])) * 60' % sel,
+         'claimed {{location}} ({{node}})'],
+        ['sum by (node, location, state) (rate(cutter_jobs_uploaded_total{%s}[$__rate_interval])) * 60' % sel,
+         'uploaded, {{state}} {{location}} ({{node}})'],
+        ['sum by (node, location, state) (rate(cutter_jobs_failed_total{%s}[$__rate_interval])) * 60' % sel,
+         'failed, {{state}} {{location}} ({{node}})'],
+      ],
       stack=true,
     ),
   ],
@@ -177,7 +184,7 @@ local variable(name, query) = {
         current: { text: 'Prometheus', value: 'prometheus' },
       },
       variable('node', 'label_values(up, node)'),
-      variable('channel', 'label_values(downloader_segments_downloaded_total, channel)'),
+      variable('channel', 'label_values(downloader_segments_total, channel)'),
     ],
   },
   panels: laid.panels,
