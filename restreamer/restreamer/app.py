@@ -45,7 +45,7 @@ from common.segments import (
     validate_name_part,
 )
 from common.stats import timed
-from restreamer import files, hls, params
+from restreamer import editor, files, hls, params
 
 logger = logging.getLogger(__name__)
 
@@ -606,6 +606,7 @@ def create_app(base_dir, registry=None, *, now=utc_now):
     app.extensions["restreamer"] = Store(base_dir, registry, now)
     for rule, view, options in ROUTES:
         app.add_url_rule(rule, view_func=view, **options)
+    app.register_blueprint(editor.blueprint)
     # after_request hooks run last-registered first: this one must see the
     # response after flask_stats has added its close callback.
     app.after_request(files.link_close)
