@@ -1,0 +1,327 @@
+"""./run-local, end to end: the README's first command, run as a user would.
+
+One short run of two nodes on the built-in test stream, judged from outside:
+the store on disk, the restreamer's playlist and /cut through ffprobe/ffmpeg, a
+job submitted to the cutter's API, node 2's store after backfill, the
+dashboard's metric names against what the services export, and after SIGTERM,
+no process left that run-local started.
+"""
+
+import datetime
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+import psycopg2
+import pytest
+import requests
+
+from common.segments import list_segments
+
+from .conftest import ROOT
+from .test_compose import dashboard_exprs
+
+# Bounded waits; generous for a busy 2-core CI box. None of them is a sleep: each
+# polls until what it waits for is there.
+BANNER_TIMEOUT = 90  # seconds: tools/setup, PostgreSQL, test stream, services, first segment
+RECORD_TIMEOUT = 60  # seconds: until 10 s of video are recorded
+JOB_TIMEOUT = 60  # seconds: until a submitted job is DONE
+BACKFILL_TIMEOUT = 60  # seconds: until node 2 holds what node 1 recorded first
+STOP_TIMEOUT = 40  # seconds: run-local stops everything (services take up to ~10 s)
+CUT_SECONDS = 10
+
+
+def wait_for(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.25)
+
+
+def processes_mentioning(text):
+    """PIDs of live processes whose command line contains `text`."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append((int(pid), cmdline))
+    return found
+
+
+def segments_in(store, channel, quality):
+    quality_dir = os.path.join(store, channel, quality)
+    segments = []
+    for hour in sorted(os.listdir(quality_dir)) if os.path.isdir(quality_dir) else []:
+        segments += list_segments(os.path.join(quality_dir, hour))
+    return sorted(segments, key=lambda s: s.start)
+
+
+def iso(t):
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+
+
+def ffprobe(target):
+    result = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", target],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def metric_names(text):
+    """Every metric name a /metrics page can be queried by (histograms' suffixes too)."""
+    names = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()[:4]
+            names.add(name)
+            if kind == "histogram":
+                names.update(name + suffix for suffix in ("_bucket", "_count", "_sum"))
+            if kind == "counter" and not name.endswith("_total"):
+                names.add(name + "_total")
+        elif line and not line.startswith("#"):
+            names.add(re.split(r"[{ ]", line, maxsplit=1)[0])
+    return names
+
+
+@pytest.fixture
+def data_dir():
+    """A data directory outside pytest's private tmp tree.
+
+    As root, a private PostgreSQL would run as `postgres`, which cannot enter
+    pytest's 0700 directories; a directory of its own under /var/tmp can be.
+    """
+    path = tempfile.mkdtemp(prefix="streamvault-run-local-", dir="/var/tmp")
+    os.chmod(path, 0o755)
+    yield os.path.join(path, "data")
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_run_local_two_nodes(data_dir):
+    proc = subprocess.Popen(
+        [str(ROOT / "run-local"), "--data-dir", data_dir, "--port-base", "0", "--nodes", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = []
+    reader = threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True)
+    reader.start()
+    state_path = os.path.join(data_dir, "run-local.json")
+    database = None
+    try:
+        wait_for(
+            lambda: "streamvault is running" in "".join(output) or proc.poll() is not None,
+            BANNER_TIMEOUT,
+            "the banner",
+        )
+        assert proc.poll() is None, "".join(output)
+        banner = "".join(output)
+        with open(state_path) as f:
+            state = json.load(f)
+        database = state["database"]
+        node1, node2 = state["nodes"]
+        channel = state["channels"][0]
+        quality = state["qualities"][0]
+        assert f"{node1['url']}/playlist/{channel}.m3u8" in banner
+        assert f"{node1['cutter_url']}/jobs" in banner
+        for port in node1["backdoor_ports"].values():
+            assert f"telnet 127.0.0.1 {port}" in banner
+
+        # Recorded: wait for 10 s of video after the first segment's start.
+        first = wait_for(
+            lambda: segments_in(node1["store"], channel, quality), RECORD_TIMEOUT, "a segment"
+        )[0]
+        start = first.start + datetime.timedelta(seconds=0.5)
+        end = start + datetime.timedelta(seconds=CUT_SECONDS)
+        wait_for(
+            lambda: segments_in(node1["store"], channel, quality)[-1].end > end,
+            RECORD_TIMEOUT,
+            f"{CUT_SECONDS} s recorded",
+        )
+        segments = segments_in(node1["store"], channel, quality)
+        assert all(s.type == "full" for s in segments), segments
+        for a, b in zip(segments, segments[1:], strict=False):
+            assert a.end == b.start, f"gap between {a.name} and {b.name}"
+
+        # The playlist plays.
+        range_query = f"start={iso(start)}&end={iso(end)}"
+        playlist = ffprobe(f"{node1['url']}/playlist/{channel}/{quality}.m3u8?{range_query}")
+        kinds = sorted(s["codec_type"] for s in playlist["streams"])
+        assert kinds == ["audio", "video"]
+        assert float(playlist["format"]["duration"]) >= CUT_SECONDS
+
+        # A 10 s cut, judged by ffprobe: duration within one frame, no decode error.
+        response = requests.get(
+            f"{node1['url']}/cut/{channel}/{quality}.ts?{range_query}", timeout=60
+        )
+        assert response.status_code == 200, response.text
+        clip = os.path.join(os.path.dirname(data_dir), "clip.ts")
+        with open(clip, "wb") as f:
+            f.write(response.content)
+        probe = ffprobe(clip)
+        video = next(s for s in probe["streams"] if s["codec_type"] == "video")
+        num, den = map(int, video["r_frame_rate"].split("/"))
+        assert abs(float(probe["format"]["duration"]) - CUT_SECONDS) <= den / num + 1e-3
+        decode = subprocess.run(
+            ["ffmpeg", "-v", "error", "-nostdin", "-i", clip, "-f", "null", "-"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert decode.returncode == 0 and decode.stderr == "", decode.stderr
+
+        # A job submitted to the cutter's API reaches DONE, and its video exists.
+        job = {
+            "channel": channel,
+            "quality": quality,
+            "start": iso(start),
+            "end": iso(end),
+            "title": "run-local test",
+            "upload_location": node1["upload_location"],
+        }
+        response = requests.post(f"{node1['cutter_url']}/jobs", json=job, timeout=10)
+        assert response.status_code in (200, 201), response.text
+        job_id = response.json()["id"]
+
+        def done():
+            job = requests.get(f"{node1['cutter_url']}/jobs/{job_id}", timeout=10).json()
+            assert job["state"] not in ("UNEDITED",), job
+            return job if job["state"] == "DONE" else None
+
+        finished = wait_for(done, JOB_TIMEOUT, f"job {job_id} to be DONE")
+        assert finished["video_link"]
+        uploads = [
+            os.path.join(n["uploads"], name)
+            for n in (node1, node2)
+            for name in os.listdir(n["uploads"])
+        ]
+        assert len(uploads) == 1, uploads
+        uploaded = ffprobe(uploads[0])
+        assert abs(float(uploaded["format"]["duration"]) - CUT_SECONDS) <= den / num + 1e-3
+
+        # Node 2's downloader started late: what it missed came from node 1.
+        def backfilled():
+            path = os.path.join(node2["store"], os.path.relpath(first.path, node1["store"]))
+            return os.path.exists(path) and open(path, "rb").read() == open(first.path, "rb").read()
+
+        wait_for(backfilled, BACKFILL_TIMEOUT, f"node 2 to backfill {first.name}")
+
+        # Every metric the dashboard graphs is one a service exports.
+        exported = set()
+        for node in (node1, node2):
+            for url in (node["url"], node["downloader_url"], node["backfiller_url"], node["cutter_url"]):  # fmt: skip
+                exported |= metric_names(requests.get(url + "/metrics", timeout=10).text)
+        queried = {
+            name
+            for expr in dashboard_exprs()
+            for name in re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{", expr)
+        } - {"up"}  # made by Prometheus itself
+        assert queried - exported == set()
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = "killed"
+        reader.join(timeout=5)
+        if database and "dbname=streamvault_local_" in database:
+            drop_database(database)
+    text = "".join(output)
+    assert code == 0, text
+    assert "What was recorded:" in text
+    assert re.search(r"node1 test/source: \d+ segments", text), text
+    assert re.search(r"cut jobs: 1 DONE", text), text
+    assert not os.path.exists(state_path)
+    assert processes_mentioning(data_dir) == []
+
+
+def drop_database(dsn):
+    name = dsn.split("dbname=")[1].split()[0]
+    conn = psycopg2.connect("dbname=postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    conn.close()
+
+
+def test_run_local_refuses_a_port_in_use(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        result = subprocess.run(
+            [
+                str(ROOT / ".venv/bin/python"), str(ROOT / "tools/run_local.py"),
+                "--data-dir", str(tmp_path / "data"), "--port-base", str(port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert re.search(rf"ports? ([0-9, ]+, )?{port}\b.* already in use", result.stdout), (
+        result.stdout
+    )
+    assert "--port-base" in result.stdout
+    assert processes_mentioning(str(tmp_path)) == []
+
+
+def load_run_local():
+    spec = importlib.util.spec_from_file_location("run_local", ROOT / "tools" / "run_local.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_private_database_starts_serves_and_stops(data_dir):
+    run_local = load_run_local()
+    database = run_local.Database(data_dir, "private")
+    dsn = database.start()
+    try:
+        assert dsn.startswith(f"host={data_dir}/postgres ")
+        conn = psycopg2.connect(dsn)
+        with conn, conn.cursor() as cur:
+            cur.execute("CREATE TABLE t (x int)")
+            cur.execute("INSERT INTO t VALUES (42)")
+        conn.close()
+        assert processes_mentioning(f"{data_dir}/postgres")
+    finally:
+        database.stop()
+    assert processes_mentioning(f"{data_dir}/postgres") == []
+    # The same data directory finds its cluster, and its data, again.
+    again = run_local.Database(data_dir, "private")
+    assert again.start() == dsn
+    try:
+        conn = psycopg2.connect(dsn)
+        with conn.cursor() as cur:
+            cur.execute("SELECT x FROM t")
+            assert cur.fetchall() == [(42,)]
+        conn.close()
+    finally:
+        again.stop()
