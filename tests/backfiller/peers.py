@@ -10,7 +10,6 @@ import datetime
 import json
 import os
 import secrets
-import time
 import urllib.parse
 
 import gevent
@@ -18,6 +17,7 @@ import gevent.event
 import gevent.pywsgi
 
 from common.segments import SegmentWriter, hash_bytes, segment_name
+from tests import util
 
 TWO_SECONDS = datetime.timedelta(seconds=2)
 
@@ -153,9 +153,5 @@ class Servers:
 
 
 def wait_for(condition, timeout=10, interval=0.01):
-    """Poll `condition` until true; fail the test if it is not within `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met in {timeout}s: {condition}")
-        gevent.sleep(interval)
+    """`tests.util.wait_for`, polling faster (these conditions are cheap)."""
+    return util.wait_for(condition, timeout, interval)

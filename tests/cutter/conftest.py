@@ -22,12 +22,11 @@ import subprocess
 import sys
 import time
 
-import gevent
 import psycopg2
 import pytest
 
-from common.segments import jitter
 from cutter.jobs import Jobs
+from tests import util
 from tests.conftest import MEDIA_START
 from tests.media import add_to_store
 
@@ -167,15 +166,8 @@ def job_fields(start=3.5, end=9.25, **overrides):
 
 
 def wait_for(condition, timeout=WAIT, interval=0.05, what="condition"):
-    """Poll `condition()` until it returns something truthy; return that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        gevent.sleep(jitter(interval))  # lets in-process greenlets run, patched or not
+    """`tests.util.wait_for`, with this package's longer default timeout."""
+    return util.wait_for(condition, timeout, interval, what)
 
 
 def probe(path):

@@ -5,7 +5,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import threading
 
@@ -26,6 +25,7 @@ from tests.cutter.conftest import (
     within_a_frame,
 )
 from tests.cutter.fake_youtube import CHUNK_QUANTUM, FakeYouTube, Fault
+from tests.util import free_port
 
 
 class Cutters:
@@ -273,12 +273,6 @@ def test_database_restart(db_template, store, tmp_path, cutters):
         assert count_lines(logs, r"Uploaded job (\d+) to") == dict.fromkeys(ids, 1)
         assert len(os.listdir(outdir)) == 10
         jobs.db.close()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_service_serves_the_api_and_metrics(jobs, dsn, store, tmp_path, cutters):
