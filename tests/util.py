@@ -8,15 +8,25 @@ import gevent
 from common.segments import jitter
 
 
-def free_port():
-    """A TCP port on 127.0.0.1 that nothing listened on a moment ago.
+def free_ports(count):
+    """`count` distinct TCP ports on 127.0.0.1 that nothing listened on a moment ago.
 
-    For services started as subprocesses that must be told their port; servers
-    run in-process bind port 0 and read the port back instead.
+    For services started as subprocesses that must be told their ports; servers
+    run in-process bind port 0 and read the port back instead. All sockets stay
+    bound until every port is chosen: one closed first could be handed out again.
     """
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def free_port():
+    return free_ports(1)[0]
 
 
 def wait_for(condition, timeout=10, interval=0.05, what=None):

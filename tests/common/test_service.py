@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from common.service import Stoppable, run_service
-from tests.util import free_port, wait_for
+from tests.util import free_ports, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -21,7 +21,7 @@ STARTUP_TIMEOUT = 60
 
 @pytest.fixture
 def service():
-    ports = {"backdoor": free_port(), "metrics": free_port()}
+    ports = dict(zip(("backdoor", "metrics"), free_ports(2), strict=True))
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "tests.common.sample_service",
