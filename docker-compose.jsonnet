@@ -283,7 +283,8 @@ local compose(s) = {
           alias %(uploads)s/;
           location ~ /\. { return 403; }
         }
-        location /jobs {
+        # The cutter's job API, for the editor page on the same origin.
+        location ~ ^/(jobs|locations)(/|$) {
           proxy_pass http://$cutter;
           proxy_set_header Host $host;
           proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;

@@ -43,15 +43,10 @@ local rows = [
   [
     panel(
       'Behind live',
-      'Seconds between now and the broadcast end of the newest segment stored, per channel and ' +
-      'quality; and the 95th percentile of how late segments reach the disk after their broadcast ' +
-      'end. Climbing steadily: the downloader is stuck or the stream is offline.',
-      [
-        ['time() - max by (node, channel, quality) (downloader_latest_segment_end_timestamp_seconds{%s})' % chsel,
-         'behind {{node}} {{channel}}/{{quality}}'],
-        ['histogram_quantile(0.95, sum by (le, node, channel, quality) (rate(downloader_segment_lateness_seconds_bucket{%s}[$__rate_interval])))' % chsel,
-         'p95 lateness {{node}} {{channel}}/{{quality}}'],
-      ],
+      'Seconds between now and the end of the newest segment recorded, per channel and quality. ' +
+      'Climbing steadily: the downloader is stuck or the stream is offline.',
+      [['time() - max by (node, channel, quality) (downloader_latest_segment_end_timestamp_seconds{%s})' % chsel,
+        '{{node}} {{channel}}/{{quality}}']],
       unit='s',
     ),
     panel(
@@ -61,8 +56,8 @@ local rows = [
       [
         ['sum by (node, channel, quality) (rate(downloader_segments_total{%s}[$__rate_interval])) * 60' % chsel,
          'downloaded {{node}} {{channel}}/{{quality}}'],
-        ['sum by (node, peer, channel, quality) (rate(backfiller_segments_total{%s}[$__rate_interval])) * 60' % chsel,
-         'backfilled {{node}} {{channel}}/{{quality}} from {{peer}}'],
+        ['sum by (node, channel, quality) (rate(backfiller_segments_total{%s}[$__rate_interval])) * 60' % chsel,
+         'backfilled {{node}} {{channel}}/{{quality}}'],
       ],
       unit='short',
     ),
@@ -79,15 +74,12 @@ local rows = [
   [
     panel(
       'Cut latency',
-      'Seconds to cut one job (median and 95th percentile), per upload location, and seconds ' +
-      'of cutting per second of video (a fast cut is about constant, so this falls as clips grow).',
+      'Seconds to cut one job (median and 95th percentile), per upload location.',
       [
         ['histogram_quantile(0.5, sum by (le, location) (rate(cutter_cut_latency_bucket{%s}[$__rate_interval])))' % sel,
          'p50 {{location}}'],
         ['histogram_quantile(0.95, sum by (le, location) (rate(cutter_cut_latency_bucket{%s}[$__rate_interval])))' % sel,
          'p95 {{location}}'],
-        ['histogram_quantile(0.5, sum by (le, location) (rate(cutter_cut_latency_normalized_bucket{%s}[$__rate_interval])))' % sel,
-         'p50 per second of video {{location}}'],
       ],
       unit='s',
     ),
@@ -104,14 +96,17 @@ local rows = [
     ),
     panel(
       'Jobs',
-      'Cut jobs in the database by state (every cutter reports the whole table), and jobs per ' +
-      'minute that failed, by the state they were left in (EDITED: retried; UNEDITED: a person ' +
-      'must look; FINALIZING: an operator must check the upload).',
+      'Cut jobs per minute: claimed, uploaded (by the state left in), and failed (EDITED: will be ' +
+      'retried; UNEDITED: a person must look; FINALIZING: an operator must check the video).',
       [
-        ['max by (state) (cutter_jobs_by_state{%s})' % sel, '{{state}}'],
+        ['sum by (node, location) (rate(cutter_jobs_claimed_total{%s}[$__rate_interval])) * 60' % sel,
+         'claimed {{location}} ({{node}})'],
+        ['sum by (node, location, state) (rate(cutter_jobs_uploaded_total{%s}[$__rate_interval])) * 60' % sel,
+         'uploaded, {{state}} {{location}} ({{node}})'],
         ['sum by (node, location, state) (rate(cutter_jobs_failed_total{%s}[$__rate_interval])) * 60' % sel,
-         'failed → {{state}} {{location}} ({{node}})'],
+         'failed, {{state}} {{location}} ({{node}})'],
       ],
+      stack=true,
     ),
   ],
   [row('Health')],

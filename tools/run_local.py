@@ -699,7 +699,9 @@ class RunLocal:
             f"  Watch     ffplay {node.url}/playlist/{channel}.m3u8     (or mpv, VLC)",
         ]
         if self.editor_exists(node):
-            lines.append(f"  Edit      {node.url}/editor     (in a browser: mark a range, cut it)")
+            # The page is on the restreamer's port; its cutter API is on another.
+            editor = f"{node.url}/editor?{urllib.parse.urlencode({'api': node.url_for('cutter')})}"
+            lines.append(f"  Edit      {editor}     (in a browser: mark a range, cut it)")
         lines += [
             f"  Cut       curl -o clip.ts '{node.url}/cut/{channel}/{quality}.ts?{query}'",
             "            (10 s from the start of the recording; once that much is recorded)",

@@ -3,21 +3,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import gevent
 import pytest
 import requests
 
 from common.service import Stoppable, run_service
+from tests.util import free_ports, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # Generous: on a loaded 2-core machine a fresh interpreter importing gevent
@@ -25,19 +19,9 @@ def free_port():
 STARTUP_TIMEOUT = 60
 
 
-def wait_for(condition, timeout=STARTUP_TIMEOUT, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def service():
-    ports = {"backdoor": free_port(), "metrics": free_port()}
+    ports = dict(zip(("backdoor", "metrics"), free_ports(2), strict=True))
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "tests.common.sample_service",
@@ -58,7 +42,7 @@ def service():
         except OSError:
             return False
 
-    wait_for(listening, what="the backdoor")
+    wait_for(listening, STARTUP_TIMEOUT, what="the backdoor")
     yield proc, ports
     if proc.poll() is None:
         proc.kill()
@@ -102,7 +86,7 @@ def test_backdoor_reads_and_changes_the_process(service):
     proc, ports = service
     door = Backdoor(ports["backdoor"])
     count = int(door.run("counter.count"))
-    wait_for(lambda: int(door.run("counter.count")) > count, what="the counter to move")
+    wait_for(lambda: int(door.run("counter.count")) > count, STARTUP_TIMEOUT, what="the counter")
     assert door.run("logging.getLogger().level") == "20"
     door.run('set_log_level("DEBUG")')
     assert door.run("logging.getLogger().level") == "10"

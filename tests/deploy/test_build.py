@@ -89,8 +89,9 @@ def test_build_refuses_an_unknown_service(repo, fake_docker):
 def test_dockerfile_copies_what_exists_and_runs_the_service(service):
     text = (ROOT / service / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim", text, re.M)
-    for source in re.findall(r"^COPY (\S+) ", text, re.M):
-        assert (ROOT / source).exists(), source
+    for sources in re.findall(r"^COPY (?!--from=)(.+) \S+$", text, re.M):
+        for source in sources.split():
+            assert (ROOT / source).exists(), source
     # common in a layer of its own, before the service's own files.
     assert text.index("COPY common") < text.index(f"COPY {service} ")
     installs = re.findall(r"apt-get install -y --no-install-recommends ([^\\\n]+)", text)
@@ -99,3 +100,10 @@ def test_dockerfile_copies_what_exists_and_runs_the_service(service):
     # ffmpeg exactly where cutting happens.
     assert ("ffmpeg" in packages) == (service in ("restreamer", "cutter"))
     assert f'ENTRYPOINT ["python", "-m", "{service}"]' in text
+
+
+def test_restreamer_image_carries_the_editors_player():
+    """hls.js comes from the pinned lock file in a node stage, into the final image."""
+    text = (ROOT / "restreamer" / "Dockerfile").read_text()
+    assert "npm ci" in text
+    assert re.search(r"^COPY --from=editor \S+/hls\.js/dist ", text, re.M)

@@ -11,13 +11,14 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 
 import _jsonnet
 import pytest
 import requests
+
+from tests.util import free_port
 
 from .conftest import ROOT
 
@@ -274,12 +275,6 @@ def nginx_conf(compose, port, store):
     if os.geteuid() == 0:  # workers would run as nobody, who cannot read tmp_path
         conf = "user root;\n" + conf
     return conf
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_nginx_front_serves_segments_from_the_store(tmp_path):

@@ -18,13 +18,13 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 
 import psycopg2
 import pytest
 import requests
 
 from common.segments import list_segments
+from tests import util
 
 from .conftest import ROOT
 from .test_compose import dashboard_exprs
@@ -40,14 +40,7 @@ CUT_SECONDS = 10
 
 
 def wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.25)
+    return util.wait_for(condition, timeout, interval=0.25, what=what)
 
 
 def processes_mentioning(text):

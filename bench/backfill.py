@@ -1,0 +1,157 @@
+"""How fast the backfiller copies a peer's hour, against the floor of `curl` doing the same.
+
+A peer restreamer (the real service, `python -m restreamer`) serves one hour of 2-second segments of about 500 KB each (1,800
+files, ~900 MB), built once under bench/.cache. Then, in one run, alternating:
+
+- the floor: the same 1,800 URLs fetched by `curl` into a directory,
+  `--concurrency` at a time (`xargs -P`, a batch of URLs per curl so that it
+  reuses its connection, as the backfiller does);
+- the backfiller: `python -m backfiller --run-once` into an empty store, with
+  the same concurrency: listing, fetching, hashing, verifying and renaming.
+
+Both are timed from process start to exit, and the median of `--repeat` runs
+is reported. The target is a ratio of at least 0.8 of the floor.
+
+Run: .venv/bin/python bench/backfill.py [--repeat N] [--concurrency N]
+"""
+
+import argparse
+import datetime
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "common"))
+
+from common.segments import SegmentWriter, list_segments  # noqa: E402
+
+CACHE = os.path.join(ROOT, "bench", ".cache", "backfill")
+CHANNEL, QUALITY = "bench", "source"
+START = datetime.datetime(2026, 1, 10, 10, 0, tzinfo=datetime.UTC)
+HOUR = "2026-01-10T10"
+SEGMENT = datetime.timedelta(seconds=2)
+COUNT = 1800
+SIZE = 500_000
+CURL_BATCH = 25  # URLs per curl process
+
+
+def build_store():
+    """One hour of COUNT random SIZE-byte segments, made once."""
+    marker = os.path.join(CACHE, ".complete")
+    if not os.path.exists(marker):
+        shutil.rmtree(CACHE, ignore_errors=True)
+        print(f"building {COUNT} segments of {SIZE} bytes under {CACHE} ...", file=sys.stderr)
+        for i in range(COUNT):
+            with SegmentWriter(CACHE, CHANNEL, QUALITY, START + i * SEGMENT, SEGMENT) as writer:
+                writer.write(os.urandom(SIZE))
+                writer.finish("full")
+        open(marker, "w").close()
+    return [s.name for s in list_segments(os.path.join(CACHE, CHANNEL, QUALITY, HOUR))]
+
+
+def start_peer():
+    """`python -m restreamer` over the bench store, as a node runs it; returns (process, URL)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "restreamer", "--base-dir", CACHE, "--host", "127.0.0.1",
+         "--port", str(port)],
+        cwd=ROOT, env=dict(os.environ, STREAMVAULT_LOG_LEVEL="WARNING"),
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/files/{CHANNEL}/{QUALITY}", timeout=5):
+                return proc, url
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the restreamer did not start") from None
+            time.sleep(0.1)
+
+
+def run_curl(url, names, dest, concurrency):
+    urls = "\n".join(
+        f"{url}/segments/{CHANNEL}/{QUALITY}/{HOUR}/{urllib.parse.quote(name, safe=':')}"
+        for name in names
+    )
+    started = time.perf_counter()
+    subprocess.run(
+        ["xargs", "-P", str(concurrency), "-n", str(CURL_BATCH),
+         "curl", "-sSf", "--remote-name-all"],
+        input=urls.encode(), cwd=dest, check=True,
+    )  # fmt: skip
+    return time.perf_counter() - started
+
+
+def run_backfiller(url, dest, concurrency):
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "backfiller", "--base-dir", dest, "--channels", CHANNEL,
+         "--qualities", QUALITY, "--nodes", url, "--concurrency", str(concurrency),
+         "--recent-cutoff", "0", "--metrics-port", "0", "--run-once"],
+        cwd=ROOT, check=True, env=dict(os.environ, STREAMVAULT_LOG_LEVEL="WARNING"),
+    )  # fmt: skip
+    return time.perf_counter() - started
+
+
+def count_files(dest):
+    return sum(len(files) for _, _, files in os.walk(dest))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=5)
+    args = parser.parse_args()
+    names = build_store()
+    total_bytes = COUNT * SIZE
+    peer, url = start_peer()
+    times = {"curl": [], "backfiller": []}
+    try:
+        for _ in range(args.repeat):
+            for method in times:
+                dest = tempfile.mkdtemp(
+                    prefix=f"bench-backfill-{method}-", dir=ROOT + "/bench/.cache"
+                )
+                try:
+                    if method == "curl":
+                        elapsed = run_curl(url, names, dest, args.concurrency)
+                    else:
+                        elapsed = run_backfiller(url, dest, args.concurrency)
+                    if count_files(dest) != COUNT:
+                        raise SystemExit(f"{method} fetched {count_files(dest)} of {COUNT} files")
+                    times[method].append(elapsed)
+                finally:
+                    shutil.rmtree(dest)
+    finally:
+        peer.terminate()
+        peer.wait()
+    floor = statistics.median(times["curl"])
+    print(
+        f"\nbackfill of {COUNT} segments x {SIZE // 1000} KB ({total_bytes / 1e6:.0f} MB) "
+        f"from one restreamer, concurrency {args.concurrency}, median of {args.repeat}\n"
+    )
+    print(f"{'method':<34} {'seconds':>8} {'MB/s':>8} {'segments/s':>11} {'vs floor':>9}")
+    for method, label in (
+        ("curl", "floor: curl, xargs -P"),
+        ("backfiller", "backfiller --run-once"),
+    ):
+        elapsed = statistics.median(times[method])
+        print(
+            f"{label:<34} {elapsed:8.2f} {total_bytes / elapsed / 1e6:8.0f} "
+            f"{COUNT / elapsed:11.0f} {floor / elapsed:9.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,361 @@
+"""Benchmark the restreamer against baselines measured in the same run.
+
+    .venv/bin/python bench/restreamer.py [--seconds 3] [--rounds 3] [--runs 5]
+
+1. A media playlist for 24 h of 2 s segments (43,200 files), through the
+   whole app, against `get_best_segments` alone for the same range (the
+   floor: the app cannot list the store faster than that). Target: the
+   playlist adds under 50%.
+2. One 1 MB segment fetched by `wrk -c16`: nginx serving the same file (one
+   worker, sendfile on; started here on 127.0.0.1 and stopped after) against
+   `python -m restreamer`, and against the same gevent server running a bare
+   WSGI app that only sends the file (the floor for any Python route).
+   Target: the restreamer at 0.5 of nginx or better.
+
+Times are medians. Everything runs on this machine at once, wrk included, so
+read the ratios, not the absolute numbers.
+"""
+
+import argparse
+import datetime
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+# This file is named like the package it measures: keep its own directory off
+# the import path, or `import restreamer` would import this script.
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
+
+from common import segments as segments_module  # noqa: E402
+from common.segments import UTC, get_best_segments, hash_bytes, segment_path  # noqa: E402
+from restreamer import hls  # noqa: E402
+from restreamer.app import LIVE_LOOKAHEAD, create_app  # noqa: E402
+
+START = datetime.datetime(2026, 11, 28, 0, 0, tzinfo=UTC)
+SEGMENTS_PER_DAY = 43_200
+STARTUP_TIMEOUT = 20  # seconds
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  types {{ video/mp2t ts; }}
+  server {{ listen 127.0.0.1:{port}; root {root}; }}
+}}
+"""
+
+# The floor for serving a file from Python: gevent's server and our sendfile
+# handler around a WSGI app that does nothing but open the file.
+FLOOR_SERVER = """
+import gevent.monkey; gevent.monkey.patch_all()
+import os, sys
+from restreamer.files import FileBody
+from restreamer.main import Server
+PATH = sys.argv[1]
+def app(environ, start_response):
+    f = open(PATH, "rb")
+    size = os.fstat(f.fileno()).st_size
+    start_response("200 OK", [("Content-Type", "video/mp2t"), ("Content-Length", str(size))])
+    return FileBody(f, 0, size)
+server = Server(app, "127.0.0.1", 0)
+print(f"Serving on 127.0.0.1:{server.start()}", file=sys.stderr, flush=True)
+server.stopping.wait()
+"""
+
+
+def median_time(fn, runs, setup=None):
+    """Median wall time of `fn()`; `setup()`, untimed, runs before each call."""
+    times = []
+    for _ in range(runs):
+        if setup is not None:
+            setup()
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def make_day(base):
+    """43,200 2-second segments from START (tiny bodies: the listing is what is measured)."""
+    duration = datetime.timedelta(seconds=2)
+    data = b"\x47" * 188
+    digest = hash_bytes(data)
+    source = os.path.join(base, "source.ts")
+    os.makedirs(base)
+    with open(source, "wb") as f:
+        f.write(data)
+    made_dirs = set()
+    for i in range(SEGMENTS_PER_DAY):
+        start = START + i * duration
+        path = segment_path(base, "chan", "source", start, duration, "full", digest)
+        directory = os.path.dirname(path)
+        if directory not in made_dirs:
+            os.makedirs(directory, exist_ok=True)
+            made_dirs.add(directory)
+        # Hard links: the same bytes under every name, made much faster than files.
+        os.link(source, path)
+    # A finished day: its hour directories last changed long ago (the hour
+    # cache of get_best_segments only trusts directories that have settled).
+    long_ago = time.time() - 86400
+    for directory in made_dirs:
+        os.utime(directory, (long_ago, long_ago))
+
+
+def bench_playlist(work, runs):
+    base = os.path.join(work, "day")
+    started = time.perf_counter()
+    make_day(base)
+    print(f"(made {SEGMENTS_PER_DAY} segments in {time.perf_counter() - started:.1f} s)")
+    end = START + datetime.timedelta(days=1)
+    hours_path = os.path.join(base, "chan", "source")
+    app = create_app(base, now=lambda: end + datetime.timedelta(days=1))
+    client = app.test_client()
+    url = "/playlist/chan/source.m3u8?start=2026-11-28T00:00:00&end=2026-11-29T00:00:00"
+
+    segments = get_best_segments(hours_path, START, end)
+    assert len(segments) == SEGMENTS_PER_DAY, len(segments)
+    text = client.get(url).get_data(as_text=True)
+    assert text.count("#EXTINF") == SEGMENTS_PER_DAY and text.endswith("#EXT-X-ENDLIST\n")
+
+    def fetch():
+        response = client.get(url)
+        response.get_data()
+        response.close()
+
+    def render():
+        hls.media_playlist(segments, lambda s: s.name, ended=True)
+
+    store = app.extensions["restreamer"]
+
+    def clear_caches():
+        segments_module._hour_cache.clear()
+        store._entry_cache.clear()
+        store._playlists.clear()
+
+    def cold(fn):
+        def run():
+            clear_caches()
+            fn()
+
+        return run
+
+    # A live playlist over the same day, reloaded by a player after each new
+    # segment: the newest hour is listed again, the rest is as before.
+    live_now = end + datetime.timedelta(minutes=1)
+    live_client = create_app(base, now=lambda: live_now).test_client()
+    live_url = "/playlist/chan/source.m3u8?start=2026-11-28T00:00:00"
+    next_start = [end]
+
+    def add_segment():
+        two_seconds = datetime.timedelta(seconds=2)
+        path = segment_path(
+            base, "chan", "source", next_start[0], two_seconds, "full", hash_bytes(b"\x47" * 188)
+        )
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.link(os.path.join(base, "source.ts"), path)
+        next_start[0] += two_seconds
+
+    def fetch_live():
+        response = live_client.get(live_url)
+        response.get_data()
+        response.close()
+
+    fetch_live()
+    live_floor = median_time(
+        lambda: get_best_segments(hours_path, START, live_now + LIVE_LOOKAHEAD), runs, add_segment
+    )
+    live = median_time(fetch_live, runs, add_segment)
+
+    floor = median_time(lambda: get_best_segments(hours_path, START, end), runs)
+    repeated = median_time(fetch, runs)
+    rendering = median_time(render, runs)
+    cold_floor = median_time(cold(lambda: get_best_segments(hours_path, START, end)), runs)
+    cold_whole = median_time(cold(fetch), runs)
+    rows = [
+        ("get_best_segments, warm", floor, floor),
+        ("GET playlist, asked before", repeated, floor),
+        ("get_best_segments, after a new segment", live_floor, live_floor),
+        ("GET live playlist, after a new segment", live, live_floor),
+        ("get_best_segments, cold", cold_floor, cold_floor),
+        ("GET playlist, cold", cold_whole, cold_floor),
+        ("hls.media_playlist alone, no caches", rendering, cold_floor),
+    ]
+    print(f"\nMedia playlist, 24 h of 2 s segments ({SEGMENTS_PER_DAY}), median of {runs}")
+    print("(warm: hour listings cached, as for any range asked again or reloaded;")
+    print(" cold: every cache emptied before each call)")
+    print("(each GET against the get_best_segments above it, in the same cache state)")
+    print(f"| {'what':<40} | {'seconds':>8} | {'× get_best_segments':>19} |")
+    print(f"|{'-' * 42}|{'-' * 10}:|{'-' * 20}:|")
+    for name, seconds, baseline in rows:
+        print(f"| {name:<40} | {seconds:>8.3f} | {seconds / baseline:>19.2f} |")
+    for name, seconds, baseline in (rows[1], rows[3], rows[5]):
+        added = seconds / baseline - 1
+        verdict = "met" if added < 0.5 else "NOT met"
+        print(f"{name}: adds {added:.0%} (target: under 50%, {verdict})")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port_line(process):
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        match = re.search(rb"Serving on 127\.0\.0\.1:(\d+)", line)
+        if match:
+            return int(match.group(1))
+    raise RuntimeError("server did not report its port")
+
+
+def wait_until_serving(url, expected):
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                body = response.read()
+            assert body == expected, "served bytes differ from the file"
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def run_wrk(url, seconds):
+    result = subprocess.run(
+        ["wrk", "-c16", "-t2", f"-d{seconds}s", url], capture_output=True, text=True, check=True
+    )
+    match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
+    if not match or errors:
+        raise RuntimeError(f"wrk failed:\n{result.stdout}")
+    return float(match.group(1))
+
+
+def stop(process):
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def bench_segment(work, seconds, rounds):
+    for tool in ("wrk", "nginx"):
+        if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
+            print(f"\nSegment serving: skipped ({tool} is not installed: apt-get install {tool})")
+            return
+    base = os.path.join(work, "store")
+    data = os.urandom(1 << 20)
+    start = START + datetime.timedelta(hours=14)
+    path = segment_path(
+        base, "chan", "source", start, datetime.timedelta(seconds=2), "full", hash_bytes(data)
+    )
+    os.makedirs(os.path.dirname(path))
+    with open(path, "wb") as f:
+        f.write(data)
+    relative = os.path.relpath(path, base).replace(":", "%3A")
+
+    nginx_dir = os.path.join(work, "nginx")
+    os.makedirs(nginx_dir)
+    nginx_port = free_port()
+    with open(os.path.join(nginx_dir, "nginx.conf"), "w") as f:
+        f.write(NGINX_CONF.format(dir=nginx_dir, port=nginx_port, root=base))
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    processes = []
+    try:
+        # nginx, one worker, the same file.
+        processes.append(
+            subprocess.Popen(
+                [nginx, "-c", os.path.join(nginx_dir, "nginx.conf"), "-p", nginx_dir],
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        urls = {"nginx, 1 worker, sendfile (baseline)": f"http://127.0.0.1:{nginx_port}/{relative}"}
+        # The restreamer as deployed.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "restreamer", "--base-dir", base, "--host", "127.0.0.1",
+             "--port", "0"],
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        processes.append(process)
+        port = wait_for_port_line(process)
+        urls["restreamer (python -m restreamer)"] = f"http://127.0.0.1:{port}/segments/{relative}"
+        # The floor: the same server and sendfile, no Flask.
+        process = subprocess.Popen(
+            [sys.executable, "-c", FLOOR_SERVER, path], stderr=subprocess.PIPE
+        )
+        processes.append(process)
+        port = wait_for_port_line(process)
+        urls["gevent + sendfile, bare WSGI app"] = f"http://127.0.0.1:{port}/x"
+        for url in urls.values():
+            wait_until_serving(url, data)
+        # Rounds taking turns, so that load from elsewhere on the machine
+        # falls on every server alike; the median round counts.
+        rates = {name: [] for name in urls}
+        for _ in range(rounds):
+            for name, url in urls.items():
+                rates[name].append(run_wrk(url, seconds))
+    finally:
+        for process in processes:
+            stop(process)
+
+    results = [(name, statistics.median(values)) for name, values in rates.items()]
+    baseline = results[0][1]
+    print(f"\nOne 1 MB segment, wrk -c16 -t2, median of {rounds} rounds of {seconds} s")
+    print(f"| {'server':<38} | {'requests/s':>10} | {'× nginx':>8} |")
+    print(f"|{'-' * 40}|{'-' * 12}:|{'-' * 9}:|")
+    for name, rate in results:
+        print(f"| {name:<38} | {rate:>10.0f} | {rate / baseline:>8.2f} |")
+    ratio = results[1][1] / baseline
+    verdict = "met" if ratio >= 0.5 else "NOT met"
+    print(f"The restreamer serves {ratio:.2f} of nginx's rate (target: 0.5 or more, {verdict}).")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=3, help="wrk duration per round")
+    parser.add_argument("--rounds", type=int, default=3, help="wrk rounds per server")
+    parser.add_argument(
+        "--runs", type=int, default=5, help="playlist timings to take the median of"
+    )
+    parser.add_argument(
+        "--only", choices=("playlist", "segment"), help="run one of the two benchmarks"
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-restreamer-") as work:
+        # nginx's workers drop root; let them read the store.
+        os.chmod(work, 0o755)
+        if args.only in (None, "playlist"):
+            bench_playlist(work, args.runs)
+        if args.only in (None, "segment"):
+            bench_segment(work, args.seconds, args.rounds)
+
+
+if __name__ == "__main__":
+    main()

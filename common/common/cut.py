@@ -1,0 +1,931 @@
+"""Cutting exact time ranges out of a segment store into one MPEG-TS file.
+
+`cut(segments, start, end, type=...)` takes the list `get_best_segments` gives
+(segments, with `None` at holes) and returns an iterator of the output file's
+bytes. Two ways to cut:
+
+- **fast** (the default; cut, then cat): only the video from the start to the
+  next keyframe and from the last keyframe before the end is re-encoded (at
+  most a GOP at each end), trimmed to the exact frames; the rest of those two
+  segments is remuxed (packets copied), and every segment between is passed
+  through byte for byte. Audio is never re-encoded (every AAC encoder session
+  adds priming and padding, which overlaps or gaps at each join): its packets
+  are copied, split between pieces at one shared timestamp. The made pieces
+  keep the source's timestamps exactly (`-copyts`, the encoder clocked in
+  90 kHz ticks, the same B-frame reorder delay and mux delay) and its PIDs,
+  and their continuity counters are renumbered to run on from the copied
+  neighbours: to a demuxer the result is one unbroken stream.
+- **full** (cat, then cut): every covering segment is fed through one ffmpeg,
+  which trims to the exact frames and samples and re-encodes everything. Slow
+  (linear in length) but makes no assumption about the segments.
+
+How it fails, and what it does about it:
+
+- Holes (`None`, or a partial segment followed by one) are refused with
+  `ContainsHoles` unless `allow_holes`; nothing in range at all is `NoContent`;
+  a bad `type` or `end <= start` is `ValueError`. All raised by `cut` itself,
+  before any ffmpeg starts, so a web route can answer 4xx.
+- Segments that cannot be joined byte for byte — a stream restart that changed
+  the resolution, codec, frame rate or audio layout, or restarted timestamps
+  — are found by reading a few packets of every segment in range (`mpegts.
+  scan_head`, cached). The range is then split into runs of joinable segments,
+  and (also across holes allowed by `allow_holes`) cut through ffmpeg's concat
+  filter, every run scaled/padded and resampled to the first segment's format,
+  so that the hole or the restart is simply absent from the output. A fast cut
+  that has to do this logs and counts it (`cut_fallbacks_total`).
+- An ffmpeg that fails raises `FFmpegError` from the iterator, with its last
+  lines of stderr; the output so far is then incomplete.
+- Closing the iterator early (a client went away) kills every ffmpeg it
+  started and waits for them; nothing is written to disk, ever.
+- Encoders mux audio 20-60 ms ahead of video, so a segment's last audio is in
+  the next one. A cut ending exactly where the given segments end (the end of
+  a recording, or a range ending on a segment boundary) has its audio stop
+  that much before the video; anywhere else audio and video end together.
+
+Timestamps are 90 kHz ticks as in the segments: broadcast time `t` in a segment
+that starts at broadcast time `s` is `first_video_pts + (t - s)` — a segment
+starts with the keyframe its broadcast start time stamps. A cut keeps the
+frames whose timestamps fall in `[start, end)`, so its first frame is the one
+at or just after `start`, its last the one just before `end`, and its length
+within one frame of `end - start`.
+"""
+
+import collections
+import datetime
+import json
+import logging
+import math
+import os
+import time
+import weakref
+from typing import NamedTuple
+
+import gevent
+import gevent.event
+import gevent.fileobject
+import gevent.subprocess
+import prometheus_client
+from prometheus_client import Counter, Histogram
+
+from . import mpegts
+from .segments import to_utc
+from .stats import NORMALIZED_BUCKETS
+
+logger = logging.getLogger(__name__)
+
+FFMPEG = "ffmpeg"
+FFPROBE = "ffprobe"
+TYPES = ("fast", "full")
+
+# x264 settings for re-encoded video. The encodes of a fast cut's two ends are
+# most of its cost: for a 720p minute here, 1.0 CPU-s with `veryfast`, 0.8 with
+# `superfast` (which keeps CABAC and deblocking, so the re-encoded GOPs look
+# like their neighbours), 0.6 with `ultrafast` (which drops both). CRF 18 keeps
+# the second or two re-encoded at each end as good as a typical live source.
+ENCODE_PRESET = "superfast"
+ENCODE_CRF = 18
+# Audio bitrate for cuts that re-encode audio (full, and the concat fallback).
+AUDIO_BITRATE = "160k"
+# Bytes read from a segment or from ffmpeg at a time while streaming.
+CHUNK_SIZE = 256 * 1024
+# How long a killed ffmpeg gets to exit before we stop waiting for it (seconds).
+KILL_TIMEOUT = 1
+# How long ffprobe may take on one segment before it counts as broken (seconds).
+PROBE_TIMEOUT = 30
+# Two neighbouring segments whose first video timestamps differ from their
+# broadcast start times' difference by more than this (90 kHz ticks: 0.1 s)
+# come from different encoder sessions: a restart, not a continuous stream.
+# Live sources put timestamps and program date-times a few ms apart at most.
+TIMESTAMP_TOLERANCE = 9000
+# Segment facts are keyed by path; a path names its content (hash), so entries
+# never go stale. Bounded so a long-running restreamer does not grow forever.
+CACHE_SIZE = 20000
+# libavformat's reference for undoing timestamp wraps: this long (90 kHz ticks)
+# before a file's first timestamp (see `_as_ffmpeg_sees`).
+WRAP_MARGIN = 60 * mpegts.CLOCK
+# How far past a piece's last packet ffmpeg is told to stop reading (90 kHz
+# ticks: 0.2 s), so that no packet it should keep is cut off.
+STOP_MARGIN = 18000
+# Lines of ffmpeg's stderr kept for the error message.
+STDERR_LINES = 20
+
+# ffprobe profile names -> libx264 -profile:v values.
+X264_PROFILES = {
+    "Baseline": "baseline",
+    "Constrained Baseline": "baseline",
+    "Main": "main",
+    "High": "high",
+}
+
+
+class CutError(Exception):
+    """Base class for refusing a cut (the caller's range cannot be cut as asked)."""
+
+
+class ContainsHoles(CutError):
+    """The range has holes and `allow_holes` is False."""
+
+
+class NoContent(CutError):
+    """Nothing at all was recorded in the range."""
+
+
+class FFmpegError(Exception):
+    """An ffmpeg or ffprobe run failed; the message ends with its last stderr lines."""
+
+
+# --- metrics -----------------------------------------------------------------
+
+
+class _Metrics:
+    def __init__(self, registry):
+        self.cuts = Counter(
+            "cuts",
+            "Cuts by requested type, method used (fast, full, concat) and outcome",
+            ["type", "method", "outcome"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "cut_latency_normalized",
+            "Wall time of a finished cut per second of video in it",
+            ["type", "method"],
+            buckets=NORMALIZED_BUCKETS,
+            registry=registry,
+        )
+        self.fallbacks = Counter(
+            "cut_fallbacks",
+            "Fast cuts done through the concat filter instead, by reason",
+            ["reason"],
+            registry=registry,
+        )
+
+
+_metrics_by_registry = weakref.WeakKeyDictionary()
+
+
+def _metrics(registry):
+    metrics = _metrics_by_registry.get(registry)
+    if metrics is None:
+        metrics = _metrics_by_registry[registry] = _Metrics(registry)
+    return metrics
+
+
+# --- facts about segments ----------------------------------------------------
+
+
+class _Cache:
+    def __init__(self, size):
+        self.size = size
+        self.items = collections.OrderedDict()
+
+    def get(self, key, compute):
+        try:
+            self.items.move_to_end(key)
+            return self.items[key]
+        except KeyError:
+            pass
+        value = compute(key)
+        self.items[key] = value
+        if len(self.items) > self.size:
+            self.items.popitem(last=False)
+        return value
+
+
+_heads = _Cache(CACHE_SIZE)
+_formats = _Cache(CACHE_SIZE)
+
+
+def segment_head(path):
+    """The segment's `mpegts.SegmentHead` (cached). ValueError if it is not MPEG-TS."""
+    return _heads.get(path, mpegts.scan_head)
+
+
+class StreamFormat(NamedTuple):
+    """The stream parameters that must match for two pieces to be joined, and
+    where the segment's keyframes are (which has nothing to do with joining,
+    but comes from the same ffprobe run)."""
+
+    video: dict | None  # codec_name, profile, level, width, height, pix_fmt, frame_rate, sar
+    audio: dict | None  # codec_name, profile, sample_rate, channels, channel_layout
+    keyframes: tuple = ()  # PTS of the video keyframes, as ffmpeg reads them
+
+    def key(self):
+        video = self.video and {k: v for k, v in self.video.items() if k != "level"}
+        return json.dumps([video, self.audio], sort_keys=True)
+
+    @property
+    def frame_ticks(self):
+        """One frame's duration in 90 kHz ticks (a float)."""
+        num, den = self.video["frame_rate"]
+        return mpegts.CLOCK * den / num
+
+    @property
+    def audio_frame_ticks(self):
+        """One AAC frame (1024 samples) in 90 kHz ticks, 0 without audio."""
+        if not self.audio or not self.audio["sample_rate"]:
+            return 0
+        return mpegts.CLOCK * 1024 / self.audio["sample_rate"]
+
+
+def _ratio(text):
+    try:
+        num, den = (int(x) for x in str(text).split("/"))
+    except ValueError:
+        return None
+    return (num, den) if num > 0 and den > 0 else None
+
+
+def _probe(path):
+    try:
+        output = gevent.subprocess.check_output(
+            [
+                FFPROBE,
+                "-v",
+                "error",
+                "-show_streams",
+                "-show_entries",
+                "packet=stream_index,pts,flags",
+                "-of",
+                "json",
+                _file_url(path),
+            ],  # fmt: skip
+            stderr=gevent.subprocess.STDOUT,
+            timeout=PROBE_TIMEOUT,
+        )
+    except gevent.subprocess.CalledProcessError as e:
+        raise FFmpegError(
+            f"ffprobe failed on {path}: {e.output.decode(errors='replace')}"
+        ) from None
+    except gevent.subprocess.TimeoutExpired:
+        raise FFmpegError(f"ffprobe timed out on {path}") from None
+    video = audio = video_index = None
+    parsed = json.loads(output)
+    for stream in parsed.get("streams", []):
+        if stream.get("codec_type") == "video" and video is None:
+            video_index = stream.get("index")
+            video = {
+                "codec_name": stream.get("codec_name"),
+                "profile": stream.get("profile"),
+                "level": stream.get("level"),
+                "width": stream.get("width"),
+                "height": stream.get("height"),
+                "pix_fmt": stream.get("pix_fmt"),
+                "frame_rate": _ratio(stream.get("r_frame_rate")),
+                "sar": stream.get("sample_aspect_ratio") or "1:1",
+            }
+        elif stream.get("codec_type") == "audio" and audio is None:
+            audio = {
+                "codec_name": stream.get("codec_name"),
+                "profile": stream.get("profile"),
+                "sample_rate": int(stream.get("sample_rate") or 0),
+                "channels": stream.get("channels"),
+                "channel_layout": stream.get("channel_layout"),
+            }
+    if video is None or video["frame_rate"] is None or not video["width"]:
+        raise FFmpegError(f"{path}: no usable video stream")
+    keyframes = sorted(
+        packet["pts"]
+        for packet in parsed.get("packets", [])
+        if packet.get("stream_index") == video_index
+        and "K" in packet.get("flags", "")
+        and isinstance(packet.get("pts"), int)
+    )
+    return StreamFormat(video, audio, tuple(keyframes))
+
+
+def segment_format(path):
+    """The segment's `StreamFormat`, from ffprobe (cached). FFmpegError if unusable."""
+    return _formats.get(path, _probe)
+
+
+def _file_url(path):
+    # Segment names contain ':' ("50:12.000000-..."), which ffmpeg would take for a
+    # protocol name: always hand it an absolute file: URL.
+    return "file:" + os.path.abspath(path)
+
+
+def _ticks(delta):
+    """A timedelta in 90 kHz ticks, rounded to the nearest tick."""
+    micros = delta // datetime.timedelta(microseconds=1)
+    return (micros * 9 + 50) // 100
+
+
+def _as_ffmpeg_sees(pts, first):
+    """A raw 33-bit timestamp as ffmpeg presents it in a file starting at `first`.
+
+    libavformat undoes the 26.5-hour wrap of MPEG-TS timestamps relative to a
+    reference 60 s before the file's first timestamp: later ones that wrapped
+    get 2**33 added, except that a file starting within 60 s of the wrap point
+    gets 2**33 subtracted from its timestamps before the wrap instead (they go
+    negative). Every timestamp given to ffmpeg about a file goes through this.
+    """
+    modulo = mpegts.TIMESTAMP_MODULO
+    pts %= modulo
+    reference = first % modulo - WRAP_MARGIN
+    if first % modulo >= modulo - WRAP_MARGIN:
+        return pts - modulo if pts >= reference else pts
+    return pts + modulo if pts < reference else pts
+
+
+def _first_pts(head):
+    """The segment's first video timestamp, as ffmpeg presents it when reading it."""
+    return _as_ffmpeg_sees(head.video_pts, head.video_dts)
+
+
+def _next_frame(first_pts, pts, frame_ticks):
+    """The timestamp of the first frame at or after `pts`, on the frame grid that
+    starts at `first_pts` (live streams have a constant frame rate)."""
+    frames = max(0, math.ceil((pts - first_pts) / frame_ticks - 1e-6))
+    return first_pts + round(frames * frame_ticks)
+
+
+def _seconds(ticks):
+    return f"{ticks / mpegts.CLOCK:.6f}"
+
+
+# --- planning ----------------------------------------------------------------
+
+
+def _joinable(previous, segment):
+    """Why `segment` cannot follow `previous` byte for byte, or None if it can."""
+    a, b = segment_head(previous.path), segment_head(segment.path)
+    if a.video_pts is None or b.video_pts is None:
+        return "format"
+    if a.signature != b.signature:
+        if segment_format(previous.path).key() != segment_format(segment.path).key():
+            return "format"
+    expected = _ticks(segment.start - previous.start)
+    actual = (b.video_pts - a.video_pts) % mpegts.TIMESTAMP_MODULO
+    if abs(actual - expected) > TIMESTAMP_TOLERANCE:
+        return "restart"
+    return None
+
+
+def _runs(segments):
+    """Split the segments into runs that can be joined byte for byte.
+
+    Returns (runs, reasons): `reasons` says why runs were split ("hole",
+    "restart", "format").
+    """
+    runs, reasons, current = [], set(), []
+    for segment in segments:
+        if segment is None:
+            if current:
+                runs.append(current)
+                current = []
+            reasons.add("hole")
+            continue
+        if current:
+            reason = _joinable(current[-1], segment)
+            if reason:
+                logger.info("Cannot join %s after %s: %s", segment.path, current[-1].path, reason)
+                runs.append(current)
+                current = []
+                reasons.add(reason)
+        current.append(segment)
+    if current:
+        runs.append(current)
+    return runs, reasons
+
+
+def _has_frames(segment, start, end):
+    """Whether any frame of `segment` falls in [start, end)."""
+    head = segment_head(segment.path)
+    first_pts = _first_pts(head)
+    start_pts = first_pts + _ticks(max(start, segment.start) - segment.start)
+    end_pts = first_pts + _ticks(min(end, segment.end) - segment.start)
+    return _next_frame(first_pts, start_pts, segment_format(segment.path).frame_ticks) < end_pts
+
+
+def _fast_blocker(run):
+    """Why this run cannot be fast-cut, or None."""
+    for segment in (run[0], run[-1]):
+        fmt = segment_format(segment.path)
+        head = segment_head(segment.path)
+        if fmt.video["codec_name"] != "h264" or fmt.video["profile"] not in X264_PROFILES:
+            return "codec"
+        if head.video_dts is None or _reorder_delay(head, fmt) > 2:
+            return "codec"
+    return None
+
+
+def _reorder_delay(head, fmt):
+    """The source's B-frame reorder delay, in frames: its first keyframe's PTS - DTS."""
+    return round(((head.video_pts - head.video_dts) % mpegts.TIMESTAMP_MODULO) / fmt.frame_ticks)
+
+
+# --- running ffmpeg ----------------------------------------------------------
+
+
+class _Process:
+    """One ffmpeg, its stdout to read, its stderr kept for error messages."""
+
+    def __init__(self, args, pass_fds=()):
+        logger.debug("Running %s", args)
+        self.args = args
+        self.proc = gevent.subprocess.Popen(
+            args,
+            stdin=gevent.subprocess.DEVNULL,
+            stdout=gevent.subprocess.PIPE,
+            stderr=gevent.subprocess.PIPE,
+            pass_fds=pass_fds,
+        )
+        self.stderr = collections.deque(maxlen=STDERR_LINES)
+        self._stderr_reader = gevent.spawn(self._read_stderr)
+
+    def _read_stderr(self):
+        for line in self.proc.stderr:
+            self.stderr.append(line.decode(errors="replace").rstrip())
+
+    def chunks(self):
+        while True:
+            chunk = self.proc.stdout.read1(CHUNK_SIZE)
+            if not chunk:
+                return
+            yield chunk
+
+    def check(self):
+        """Wait for the exit; FFmpegError if it failed."""
+        returncode = self.proc.wait()
+        self._stderr_reader.join()
+        tail = " | ".join(self.stderr)
+        if returncode != 0:
+            raise FFmpegError(f"ffmpeg exited with {returncode}: {tail}")
+        if tail:
+            # It worked, but said something at error level (a damaged packet
+            # in a segment, say): worth a look, not worth failing the cut.
+            source = next((a for a in self.args if a.startswith("file:")), "piped segments")
+            logger.warning("ffmpeg reading %s said: %s", source, tail)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(timeout=KILL_TIMEOUT)
+            except gevent.subprocess.TimeoutExpired:
+                logger.warning("ffmpeg %d did not exit after being killed", self.proc.pid)
+        self._stderr_reader.kill(block=False)
+        for f in (self.proc.stdout, self.proc.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+def _ffmpeg_base():
+    return [FFMPEG, "-hide_banner", "-nostdin", "-nostats", "-v", "error"]
+
+
+def _video_encode_args(fmt, delay=None):
+    video = fmt.video
+    args = ["-c:v", "libx264", "-preset", ENCODE_PRESET, "-crf", str(ENCODE_CRF)]
+    if video["pix_fmt"]:
+        args += ["-pix_fmt", video["pix_fmt"]]
+    profile = X264_PROFILES.get(video["profile"])
+    if profile:
+        args += ["-profile:v", profile]
+    if video["level"] and video["level"] > 0:
+        args += ["-level:v", f"{video['level'] / 10:g}"]
+    if delay is not None:
+        # x264 delays decoding by 2 frames with B-pyramid, 1 with plain B-frames.
+        args += {
+            0: ["-bf", "0"],
+            1: ["-bf", "2", "-x264-params", "b-pyramid=none"],
+            2: ["-bf", "3", "-x264-params", "b-pyramid=normal"],
+        }[delay]
+    return args
+
+
+def _mux_args(head):
+    """MPEG-TS output options that make a piece continue the source's stream.
+
+    Timestamps as given (`-mpegts_copyts`), the source's mux delay (how far PCR
+    runs behind DTS) and its PIDs and ids, so that PCR and PIDs run on across
+    the joins.
+    """
+    mux_delay = 0
+    if head.pcr is not None:
+        mux_delay = (head.video_dts - head.pcr) % mpegts.TIMESTAMP_MODULO
+    args = [
+        "-f", "mpegts", "-mpegts_copyts", "1", "-avoid_negative_ts", "disabled",
+        "-muxdelay", _seconds(mux_delay), "-muxpreload", "0",
+        "-mpegts_pmt_start_pid", str(head.pmt_pid),
+        "-streamid", f"0:{head.video_pid}",
+    ]  # fmt: skip
+    if head.audio_pid is not None:
+        args += ["-streamid", f"1:{head.audio_pid}"]
+    if head.transport_stream_id is not None:
+        args += ["-mpegts_transport_stream_id", str(head.transport_stream_id)]
+    if head.program_number is not None:
+        args += ["-mpegts_service_id", str(head.program_number)]
+    return args + ["pipe:1"]
+
+
+def _drop_args(stream, field, first=None, end=None):
+    """A bitstream filter keeping only packets with `first <= field < end` (90 kHz).
+
+    Copied packets are chosen this way rather than with output `-ss`/`-to`,
+    which judge video by DTS rather than PTS, shift timestamps, and cut every
+    stream of the output at once.
+    """
+    conditions = []
+    if first is not None:
+        conditions.append(f"lt({field}\\,{round(first)})")
+    if end is not None:
+        conditions.append(f"gte({field}\\,{round(end)})")
+    if not conditions:
+        return []
+    return [f"-bsf:{stream}", f"noise=drop={'+'.join(conditions)}"]
+
+
+def _stop_args(last_pts):
+    """Output `-to` a little past a piece's last packet, so that ffmpeg stops there.
+
+    Only to stop early: the packets are chosen exactly by `_drop_args` and
+    trims, but without a `-to` ffmpeg reads (and decodes) the segment to its
+    end, a third of a piece's cost. `-to` without `-ss` cannot be negative, so
+    a file ffmpeg shows negative timestamps for (just before the 33-bit wrap)
+    is read to its end.
+    """
+    stop = last_pts + STOP_MARGIN
+    return ["-to", _seconds(stop)] if stop > 0 else []
+
+
+def _encode_piece_args(segment, start_pts, end_pts, audio_start=None, audio_end=None):
+    """ffmpeg arguments re-encoding one segment's video between two timestamps.
+
+    `start_pts`/`end_pts` (90 kHz, as in the file; None for the segment's own
+    start/end) bound the kept frames: `start_pts <= pts < end_pts`. The audio
+    is copied between `audio_start` and `audio_end`; by default from half an
+    audio frame before the first kept frame until half a frame before the end
+    of the last, so that audio starts and ends within half a frame of the
+    video, with no audio packet cut in two.
+    """
+    head = segment_head(segment.path)
+    fmt = segment_format(segment.path)
+    half_audio = fmt.audio_frame_ticks / 2
+    trims = []
+    if start_pts is not None:
+        start_pts = max(start_pts, _first_pts(head))
+        trims.append(f"start_pts={start_pts}")
+        if audio_start is None:
+            audio_start = _next_frame(_first_pts(head), start_pts, fmt.frame_ticks) - half_audio
+    if end_pts is not None:
+        trims.append(f"end_pts={end_pts}")
+        if audio_end is None:
+            audio_end = _next_frame(_first_pts(head), end_pts, fmt.frame_ticks) - half_audio
+    chain = f"trim={':'.join(trims)}" if trims else "null"
+    args = _ffmpeg_base() + ["-copyts", "-i", _file_url(segment.path)]
+    args += ["-filter_complex", f"[0:v:0]{chain}[v]", "-map", "[v]", "-map", "0:a:0?"]
+    delay = _reorder_delay(head, fmt)
+    args += _video_encode_args(fmt, delay)
+    args += ["-enc_time_base:v", f"1:{mpegts.CLOCK}", "-fps_mode", "passthrough"]
+    # x264 only learns its decode delay from the first few frames, and a piece of
+    # one or two frames comes out with DTS = PTS, which goes back at the join
+    # after it. Every frame's DTS is known anyway: one frame apart, `delay`
+    # frames before the first keyframe.
+    args += [
+        "-bsf:v",
+        f"setts=pts=PTS:dts=STARTPTS+(N-{delay})*{fmt.frame_ticks:g}/{mpegts.CLOCK}/TB",
+    ]
+    args += ["-c:a", "copy"] + _drop_args("a", "pts", audio_start, audio_end)
+    if end_pts is not None:
+        args += _stop_args(max(end_pts, audio_end))
+    return args + _mux_args(head)
+
+
+def _remux_piece_args(segment, video_dts, audio_pts):
+    """ffmpeg arguments copying the packets of a segment between two bounds.
+
+    `video_dts` and `audio_pts` are (first, end) pairs of 90 kHz timestamps,
+    either end None for open; video is chosen by DTS, so that a bound at a
+    keyframe's DTS splits the GOPs before and after it.
+    """
+    head = segment_head(segment.path)
+    args = _ffmpeg_base() + ["-copyts", "-i", _file_url(segment.path)]
+    args += ["-map", "0:v:0", "-map", "0:a:0?", "-c", "copy"]
+    args += _drop_args("v", "dts", *video_dts) + _drop_args("a", "pts", *audio_pts)
+    if video_dts[1] is not None and audio_pts[1] is not None:
+        args += _stop_args(max(video_dts[1], audio_pts[1]))
+    return args + _mux_args(head)
+
+
+def segment_keyframes(path):
+    """PTS of every keyframe in a segment (90 kHz, as ffmpeg reads them; cached)."""
+    return segment_format(path).keyframes
+
+
+def _copy_file(path):
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(CHUNK_SIZE)
+            if not chunk:
+                return
+            yield chunk
+
+
+def _plan_fast(run, start, end):
+    """The pieces of a fast cut: ("encode"|"remux", args) or ("copy", segments).
+
+    Only the frames that cannot be copied are re-encoded: from the first kept
+    frame to the next keyframe, and from the last keyframe before the end to
+    the end. The rest of those two segments is remuxed (packets copied, from
+    that keyframe on / up to it), and the segments between are copied byte for
+    byte. Each boundary between pieces is one timestamp that both sides use,
+    so no audio packet is lost or doubled there:
+
+    - video: the keyframe's DTS (in decode order, everything before it belongs
+      to the GOP before);
+    - audio: half an audio frame before the keyframe's PTS.
+
+    A range inside one segment is re-encoded whole (at most one segment).
+    """
+    first, last = run[0], run[-1]
+    # The probes of the two ends are independent: run them side by side.
+    probes = [gevent.spawn(segment_format, path) for path in {first.path, last.path}]
+    gevent.joinall(probes, raise_error=True)
+    first_head, last_head = segment_head(first.path), segment_head(last.path)
+    start_pts = _first_pts(first_head) + _ticks(max(start, first.start) - first.start)
+    end_pts = _first_pts(last_head) + _ticks(min(end, last.end) - last.start)
+    if len(run) > 1:
+        fmt = segment_format(first.path)
+        first_frame = _next_frame(_first_pts(first_head), start_pts, fmt.frame_ticks)
+        if first_frame >= _first_pts(first_head) + _ticks(first.duration):
+            # The start falls after the first segment's last frame: the cut
+            # starts with the next segment (whose audio must still be trimmed
+            # to its video, hence not simply dropping the first segment).
+            return _plan_fast(run[1:], run[1].start, end)
+    if len(run) == 1:
+        return [("encode", _encode_piece_args(first, start_pts, end_pts))]
+
+    pieces = []
+    fmt = segment_format(first.path)
+    half_audio = fmt.audio_frame_ticks / 2
+    first_frame = _next_frame(_first_pts(first_head), start_pts, fmt.frame_ticks)
+    key = next((k for k in segment_keyframes(first.path) if k >= first_frame), None)
+    if key is None:
+        pieces.append(("encode", _encode_piece_args(first, start_pts, None)))
+    else:
+        key_dts = key - _reorder_delay(first_head, fmt) * fmt.frame_ticks
+        if key > first_frame:
+            pieces.append(
+                ("encode", _encode_piece_args(first, start_pts, key, audio_end=key - half_audio))
+            )
+        audio_start = key - half_audio if key > first_frame else first_frame - half_audio
+        pieces.append(("remux", _remux_piece_args(first, (key_dts, None), (audio_start, None))))
+
+    if len(run) > 2:
+        pieces.append(("copy", run[1:-1]))
+
+    fmt = segment_format(last.path)
+    half_audio = fmt.audio_frame_ticks / 2
+    key = max((k for k in segment_keyframes(last.path) if k < end_pts), default=None)
+    if key is None or key <= _first_pts(last_head):
+        pieces.append(("encode", _encode_piece_args(last, None, end_pts)))
+    else:
+        key_dts = key - _reorder_delay(last_head, fmt) * fmt.frame_ticks
+        pieces.append(("remux", _remux_piece_args(last, (None, key_dts), (None, key - half_audio))))
+        pieces.append(
+            ("encode", _encode_piece_args(last, key, end_pts, audio_start=key - half_audio))
+        )
+    return pieces
+
+
+def _fast_cut(run, start, end, processes):
+    """Yield the fast cut of one joinable run (see the module docstring and `_plan_fast`).
+
+    Every ffmpeg starts at once (they are independent). Consecutive made
+    pieces are joined into a group whose continuity counters are renumbered
+    as one: backwards from the copied segment after it (so the group is held
+    until done), or on from the copied segment before it.
+    """
+    pieces = _plan_fast(run, start, end)
+    groups = []  # ("copy", segments) or ("made", [AsyncResult, ...])
+    for kind, what in pieces:
+        if kind == "copy":
+            groups.append((kind, what))
+            continue
+        result = gevent.event.AsyncResult()
+        processes.append(_Process(what))
+        gevent.spawn(_collect, processes[-1], result)
+        if groups and groups[-1][0] == "made":
+            groups[-1][1].append(result)
+        else:
+            groups.append(("made", [result]))
+
+    previous_counters = None  # last continuity counters of what was yielded so far
+    for i, (kind, what) in enumerate(groups):
+        if kind == "copy":
+            for segment in what:
+                yield from _copy_file(segment.path)
+            previous_counters = mpegts.file_last_counters(what[-1].path)
+            continue
+        data = bytearray().join(result.get() for result in what)
+        if previous_counters is not None:
+            mpegts.renumber(data, after=previous_counters)
+        elif i + 1 < len(groups):
+            mpegts.renumber(data, before=segment_head(groups[i + 1][1][0].path).first_counters)
+        else:
+            mpegts.renumber(data)
+        previous_counters = mpegts.last_counters(data)
+        for offset in range(0, len(data), CHUNK_SIZE):
+            yield bytes(data[offset : offset + CHUNK_SIZE])
+
+
+def _collect(process, result):
+    try:
+        data = bytearray().join(process.chunks())
+        process.check()
+        result.set(data)
+    except BaseException as e:  # noqa: B036 -- hand every outcome to the reader
+        result.set_exception(e)
+
+
+def _concat_cut(runs, start, end, processes, pipes):
+    """Yield a re-encoded cut of the runs, joined by ffmpeg's concat filter.
+
+    Each run is one input, its segments' bytes written into a pipe; each is
+    trimmed to its part of the range, its timestamps restarted at 0, scaled,
+    padded and resampled to the first segment's format, then all are joined.
+    """
+    target = segment_format(runs[0][0].path)
+    width, height = target.video["width"], target.video["height"]
+    rate = "{}/{}".format(*target.video["frame_rate"])
+    sar = target.video["sar"].replace(":", "/")
+    pix_fmt = target.video["pix_fmt"] or "yuv420p"
+    audio = target.audio or {"sample_rate": 48000, "channel_layout": "stereo", "channels": 2}
+    layout = audio["channel_layout"] or ("stereo" if audio["channels"] == 2 else "mono")
+
+    read_fds, filters = [], []
+    args = _ffmpeg_base() + ["-copyts"]
+    try:
+        for i, run in enumerate(runs):
+            # The write end belongs to `pipes` at once, so that it is closed
+            # however this ends.
+            read_fd, write_fd = os.pipe()
+            read_fds.append(read_fd)
+            pipes.append(gevent.fileobject.FileObjectPosix(write_fd, "wb", close=True))
+            args += ["-f", "mpegts", "-i", f"pipe:{read_fd}"]
+            head = segment_head(run[0].path)
+            last_head = segment_head(run[-1].path)
+            run_start = max(start, run[0].start)
+            run_end = min(end, run[-1].end)
+            # ffmpeg reads the run as one file: timestamps as it sees them there.
+            first_pts = _first_pts(head)
+            last_pts = _as_ffmpeg_sees(last_head.video_pts, head.video_dts)
+            s = first_pts + _ticks(run_start - run[0].start)
+            e = last_pts + _ticks(run_end - run[-1].start)
+            fmt = segment_format(run[0].path)
+            # Timestamps restart at the first kept frame, on the frame grid, and
+            # the audio is trimmed to the kept frames exactly.
+            first_frame = _next_frame(first_pts, s, fmt.frame_ticks)
+            end_frame = _next_frame(first_pts, e, fmt.frame_ticks)
+            video = f"[{i}:v:0]trim=start_pts={s}:end_pts={e},setpts=PTS-{first_frame}"
+            if fmt.video["frame_rate"] != target.video["frame_rate"]:
+                video += f",fps={rate}"
+            video += (
+                f",scale={width}:{height}:force_original_aspect_ratio=decrease"
+                f",pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,setsar={sar},format={pix_fmt}[v{i}]"
+            )
+            if fmt.audio:
+                sound = (
+                    f"[{i}:a:0]atrim=start={_seconds(first_frame)}:end={_seconds(end_frame)}"
+                    f",asetpts=PTS-{_seconds(first_frame)}/TB"
+                )
+            else:
+                sound = (
+                    f"anullsrc=r={audio['sample_rate']}:cl={layout}"
+                    f",atrim=end={_seconds(end_frame - first_frame)}"
+                )
+            sound += (
+                f",aresample={audio['sample_rate']}"
+                f",aformat=sample_fmts=fltp:channel_layouts={layout}[a{i}]"
+            )
+            filters += [video, sound]
+        joined = "".join(f"[v{i}][a{i}]" for i in range(len(runs)))
+        filters.append(f"{joined}concat=n={len(runs)}:v=1:a=1[v][a]")
+        args += ["-filter_complex", ";".join(filters), "-map", "[v]", "-map", "[a]"]
+        args += _video_encode_args(target)
+        args += ["-enc_time_base:v", f"1:{mpegts.CLOCK}", "-fps_mode", "passthrough"]
+        args += ["-c:a", "aac", "-b:a", AUDIO_BITRATE, "-ar", str(audio["sample_rate"])]
+        args += ["-f", "mpegts", "pipe:1"]
+        process = _Process(args, pass_fds=read_fds)
+        processes.append(process)
+    finally:
+        for fd in read_fds:
+            os.close(fd)
+    writers = [gevent.spawn(_feed, run, pipe) for run, pipe in zip(runs, pipes, strict=True)]
+    try:
+        yield from process.chunks()
+        process.check()
+        for writer in writers:
+            writer.get()
+    finally:
+        gevent.killall(writers, timeout=KILL_TIMEOUT)
+
+
+def _feed(run, pipe):
+    """Write a run's segments into a pipe to ffmpeg, then close it.
+
+    ffmpeg stops reading once it has all it needs (the rest of the last
+    segment is past the cut); the broken pipe that gives is expected.
+    """
+    try:
+        for segment in run:
+            for chunk in _copy_file(segment.path):
+                pipe.write(chunk)
+        pipe.close()
+    except BrokenPipeError:
+        pass
+
+
+def _close_quietly(pipe):
+    try:
+        pipe.close()
+    except OSError:
+        pass
+
+
+# --- the entry point ---------------------------------------------------------
+
+
+def cut(segments, start, end, type="fast", allow_holes=False, registry=prometheus_client.REGISTRY):
+    """Cut [start, end) out of `segments` (from `get_best_segments`) as MPEG-TS bytes.
+
+    Validates eagerly, raising before returning: ValueError for an unknown
+    type or `end <= start`, `ContainsHoles` if the range has a hole (a `None`)
+    and `allow_holes` is False, `NoContent` if no segment overlaps the range.
+    Returns an iterator yielding the file as it is produced; it raises
+    `FFmpegError` if ffmpeg fails, `NoContent` before any output if the
+    segments hold no frame of the range (a range shorter than a frame, which
+    only the probe can tell), and closing it early kills every ffmpeg it
+    started. With `allow_holes`, holes are left out of the output: the pieces
+    either side are joined.
+    """
+    metrics = _metrics(registry)
+    start, end = to_utc(start), to_utc(end)
+    if type not in TYPES:
+        metrics.cuts.labels(type="invalid", method="none", outcome="bad_request").inc()
+        raise ValueError(f"unknown cut type {type!r}: expected one of {', '.join(TYPES)}")
+    if end <= start:
+        metrics.cuts.labels(type=type, method="none", outcome="bad_request").inc()
+        raise ValueError("end must be after start")
+    in_range = [s for s in segments if s is None or (s.start < end and s.end > start)]
+    if not any(s is not None for s in in_range):
+        metrics.cuts.labels(type=type, method="none", outcome="no_content").inc()
+        raise NoContent(f"no content between {start.isoformat()} and {end.isoformat()}")
+    if None in in_range and not allow_holes:
+        metrics.cuts.labels(type=type, method="none", outcome="holes").inc()
+        raise ContainsHoles(f"the range {start.isoformat()} to {end.isoformat()} has holes")
+    return _cut(in_range, start, end, type, metrics)
+
+
+def _cut(segments, start, end, type, metrics):
+    processes, pipes = [], []
+    method = type
+    wall_start = time.monotonic()
+    outcome = "error"
+    video_seconds = 0.0
+    try:
+        runs, reasons = _runs(segments)
+        # A run of one segment may hold no frame of the range at all (a sliver
+        # of a segment before a hole, or a range shorter than a frame).
+        runs = [run for run in runs if len(run) > 1 or _has_frames(run[0], start, end)]
+        if not runs:
+            raise NoContent(f"no frame between {start.isoformat()} and {end.isoformat()}")
+        video_seconds = sum(
+            (min(end, run[-1].end) - max(start, run[0].start)).total_seconds() for run in runs
+        )
+        if type == "fast":
+            if len(runs) > 1:
+                reason = next(r for r in ("format", "restart", "hole") if r in reasons)
+            else:
+                reason = _fast_blocker(runs[0])
+            if reason:
+                method = "concat"
+                metrics.fallbacks.labels(reason=reason).inc()
+                logger.warning(
+                    "Cut %s to %s cannot be fast (%s across %d runs): using the concat filter",
+                    start.isoformat(), end.isoformat(), reason, len(runs),
+                )  # fmt: skip
+        if method == "fast":
+            yield from _fast_cut(runs[0], start, end, processes)
+        else:
+            yield from _concat_cut(runs, start, end, processes, pipes)
+        outcome = "ok"
+    except GeneratorExit:
+        outcome = "cancelled"
+        raise
+    except NoContent:
+        outcome = "no_content"
+        raise
+    finally:
+        for process in processes:
+            process.kill()
+        for pipe in pipes:
+            _close_quietly(pipe)
+        metrics.cuts.labels(type=type, method=method, outcome=outcome).inc()
+        if outcome == "ok" and video_seconds > 0:
+            metrics.latency.labels(type=type, method=method).observe(
+                (time.monotonic() - wall_start) / video_seconds
+            )

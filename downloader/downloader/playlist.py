@@ -1,0 +1,383 @@
+"""HLS playlists: parsing, naming variants, spotting ads, and placing segments in time.
+
+Pure code, no I/O (STYLE habit 3): the worker fetches text and hands it here;
+tests feed it tables of playlists. Parsing itself is the `m3u8` library's; this
+module turns its objects into what the downloader needs, and refuses what the
+store cannot hold. Tag names are written out where they are handled, so the
+spec can be grepped against the code.
+"""
+
+import collections
+import datetime
+import logging
+import re
+from dataclasses import dataclass
+
+import m3u8
+
+logger = logging.getLogger(__name__)
+
+ONE_MS = datetime.timedelta(milliseconds=1)
+# How far a segment's EXT-X-PROGRAM-DATE-TIME may disagree with where the previous
+# segment ends (its own PDT plus EXTINF) and still be taken as the same instant.
+# PDT has millisecond precision and EXTINF often three decimals, so a steady
+# stream's PDTs and durations disagree by about a millisecond now and then;
+# less than a frame even at 60 fps (16.7 ms) cannot be missing video.
+JOIN_TOLERANCE = datetime.timedelta(milliseconds=10)
+# How many placed segments a Timeline remembers, to recognise them when a
+# playlist repeats or goes backwards: hours of 2 s segments, a few hundred KB.
+TIMELINE_MEMORY = 4000
+# Twitch marks its server-side ad insertions with this EXT-X-DATERANGE class or an
+# ID prefix, and titles the ad segments' EXTINF "Amazon|<id>".
+TWITCH_AD_CLASS = "twitch-stitched-ad"
+TWITCH_AD_ID_PREFIX = "stitched-ad-"
+AD_TITLE_PREFIX = "Amazon"
+
+
+class PlaylistError(Exception):
+    """A playlist that cannot be used. `kind` is a short label for metrics."""
+
+    kind = "bad_playlist"
+
+
+class UnsupportedPlaylist(PlaylistError):
+    """A valid playlist whose segments the store cannot hold (fMP4, encrypted)."""
+
+    kind = "unsupported_playlist"
+
+
+def micros(seconds):
+    """Float seconds (as m3u8 parses EXTINF) → timedelta, rounded to the microsecond."""
+    return datetime.timedelta(microseconds=round(seconds * 1_000_000))
+
+
+def _parse_date(text):
+    if text is None:
+        return None
+    try:
+        value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.UTC)
+    return value.astimezone(datetime.UTC)
+
+
+def load(text, url):
+    """Text → m3u8 object; PlaylistError if it is not a playlist at all."""
+    if not text.lstrip("\ufeff \r\n\t").startswith("#EXTM3U"):
+        first = text.strip().splitlines()[0][:80] if text.strip() else "(empty)"
+        raise PlaylistError(f"{url}: not an HLS playlist (starts {first!r})")
+    try:
+        return m3u8.loads(text, uri=url)
+    except Exception as e:
+        raise PlaylistError(f"{url}: unparseable playlist: {e}") from None
+
+
+# --- master playlists: which URL is which quality ------------------------------
+
+
+def _resolution_name(stream_info):
+    if stream_info.resolution:
+        name = f"{stream_info.resolution[1]}p"
+        if stream_info.frame_rate and stream_info.frame_rate > 31:
+            name += f"{round(stream_info.frame_rate)}"
+        return name
+    codecs = stream_info.codecs or ""
+    if codecs and all(c.strip().startswith("mp4a") for c in codecs.split(",")):
+        return "audio_only"
+    return None
+
+
+def _media_name(master, playlist):
+    """The NAME of the EXT-X-MEDIA rendition group a variant's VIDEO= points at."""
+    group = playlist.stream_info.video
+    for media in master.media:
+        if media.type == "VIDEO" and media.group_id == group and media.name:
+            return media.name
+    return None
+
+
+def _clean_name(name):
+    name = re.sub(r"\s*\(source\)\s*", "", name).strip()
+    name = re.sub(r"[^A-Za-z0-9_+-]+", "_", name)
+    return name or None
+
+
+def name_variants(master):
+    """A master playlist (EXT-X-STREAM-INF entries) → {quality: absolute URL}.
+
+    `source` is the variant with the highest BANDWIDTH; ties go to the larger
+    RESOLUTION (encoders often write one BANDWIDTH for every variant). The others
+    are named by their rendition group's NAME, else by resolution (`480p`,
+    `720p60` above 31 fps, `audio_only`). When two variants would get the same
+    name, the one with the higher bandwidth keeps it.
+    """
+    playlists = sorted(
+        master.playlists,
+        key=lambda p: (
+            p.stream_info.bandwidth or 0,
+            (p.stream_info.resolution or (0, 0))[0] * (p.stream_info.resolution or (0, 0))[1],
+        ),
+        reverse=True,
+    )
+    names = {}
+    for index, playlist in enumerate(playlists):
+        if index == 0:
+            name = "source"
+        else:
+            media_name = _media_name(master, playlist)
+            name = (_clean_name(media_name) if media_name else None) or _resolution_name(
+                playlist.stream_info
+            )
+        if name and name not in names:
+            names[name] = playlist.absolute_uri
+    return names
+
+
+def name_twitch_variants(master):
+    """Twitch's master playlist → {quality: URL}.
+
+    Twitch names each rendition group: the group `chunked` (NAME "1080p60 (source)")
+    is the broadcaster's own encode and becomes `source`; others keep their NAME
+    (`720p60`, `480p30`, `audio_only`).
+    """
+    names = {}
+    for playlist in master.playlists:
+        group = playlist.stream_info.video
+        media_name = _media_name(master, playlist) or group or ""
+        if group == "chunked" or "(source)" in media_name:
+            name = "source"
+        else:
+            name = _clean_name(media_name) or _resolution_name(playlist.stream_info)
+        if name and name not in names:
+            names[name] = playlist.absolute_uri
+    return names
+
+
+# --- media playlists -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One segment entry of a media playlist."""
+
+    uri: str  # absolute
+    sequence: int
+    duration: datetime.timedelta  # EXTINF
+    # EXT-X-PROGRAM-DATE-TIME, given or carried from an earlier segment plus
+    # durations; None when the playlist has none at all.
+    pdt: datetime.datetime | None
+    title: str
+    ad: str | None  # why it is an ad (for metrics), None for content
+    discontinuity: bool
+
+
+@dataclass(frozen=True)
+class MediaPlaylist:
+    segments: list
+    target_duration: float
+    ended: bool  # EXT-X-ENDLIST: the stream ended (for now)
+    has_pdt: bool
+
+
+def _ad_ranges(playlist):
+    """Time ranges that EXT-X-DATERANGE tags mark as ads: [(start, end or None, kind)].
+
+    Twitch's stitched ads carry CLASS or ID and a DURATION; SCTE-35 splices carry
+    SCTE35-OUT with a DURATION, PLANNED-DURATION or END-DATE, and are closed by a
+    later SCTE35-IN with the same ID. A range with no end lasts to the end of
+    the playlist.
+    """
+    ranges = {}
+    closes = {}
+    dateranges = [d for s in playlist.segments for d in s.dateranges] + list(
+        getattr(playlist, "dateranges", None) or []
+    )
+    for daterange in dateranges:
+        start = _parse_date(daterange.start_date)
+        if start is None:
+            continue
+        if daterange.scte35_in is not None and daterange.scte35_out is None:
+            closes[daterange.id] = _parse_date(daterange.end_date) or start
+            continue
+        twitch = daterange.class_ == TWITCH_AD_CLASS or (daterange.id or "").startswith(
+            TWITCH_AD_ID_PREFIX
+        )
+        if not twitch and daterange.scte35_out is None:
+            continue
+        length = daterange.duration or daterange.planned_duration
+        if length is not None:
+            end = start + micros(length)
+        else:
+            end = _parse_date(daterange.end_date)
+        ranges[daterange.id] = (start, end, "twitch_daterange" if twitch else "scte35_daterange")
+    result = []
+    for id, (start, end, kind) in ranges.items():
+        if end is None:
+            end = closes.get(id)
+        result.append((start, end, kind))
+    return result
+
+
+def _ad_reason(segment, pdt, duration, ranges):
+    """Whether a segment is an ad, and how we know."""
+    if (segment.title or "").startswith(AD_TITLE_PREFIX):
+        return "twitch_title"
+    if segment.cue_out or segment.cue_out_start:  # EXT-X-CUE-OUT / EXT-X-CUE-OUT-CONT
+        return "scte35_cue"
+    if pdt is not None:
+        middle = pdt + duration / 2
+        for start, end, kind in ranges:
+            if start <= middle and (end is None or middle < end):
+                return kind
+    return None
+
+
+def parse_media_playlist(text, url):
+    """Media playlist text → MediaPlaylist.
+
+    Raises PlaylistError for something that is not a media playlist, and
+    UnsupportedPlaylist for fMP4 (EXT-X-MAP), encrypted (EXT-X-KEY) or
+    byte-range (EXT-X-BYTERANGE) segments: storing those as `.ts` files would
+    fill the store with unplayable or wrong files.
+    Segments before the first EXT-X-PROGRAM-DATE-TIME get times counted back
+    from it; later ones without their own carry the last one forward (m3u8's
+    `current_program_date_time`).
+    """
+    playlist = load(text, url)
+    if playlist.is_variant:
+        raise PlaylistError(f"{url}: a master playlist where a media playlist was expected")
+    if playlist.target_duration is None and not playlist.segments:
+        raise PlaylistError(f"{url}: no EXT-X-TARGETDURATION and no segments")
+    for segment in playlist.segments:
+        if segment.init_section is not None or playlist.segment_map:
+            raise UnsupportedPlaylist(
+                f"{url}: fMP4 segments (EXT-X-MAP) are not supported; the store holds MPEG-TS"
+            )
+        key = segment.key
+        if key is not None and key.method and key.method.upper() != "NONE":
+            raise UnsupportedPlaylist(f"{url}: encrypted segments (EXT-X-KEY {key.method})")
+        if segment.byterange:
+            raise UnsupportedPlaylist(f"{url}: byte-range segments (EXT-X-BYTERANGE)")
+    pdts = [s.current_program_date_time for s in playlist.segments]
+    durations = [micros(s.duration) for s in playlist.segments]
+    has_pdt = any(p is not None for p in pdts)
+    if has_pdt:
+        first = next(i for i, p in enumerate(pdts) if p is not None)
+        for i in range(first - 1, -1, -1):
+            pdts[i] = pdts[i + 1] - durations[i]
+        pdts = [p.astimezone(datetime.UTC) for p in pdts]
+    ranges = _ad_ranges(playlist)
+    segments = []
+    for i, segment in enumerate(playlist.segments):
+        segments.append(
+            Segment(
+                uri=segment.absolute_uri,
+                sequence=(playlist.media_sequence or 0) + i,
+                duration=durations[i],
+                pdt=pdts[i],
+                title=segment.title or "",
+                ad=_ad_reason(segment, pdts[i], durations[i], ranges),
+                discontinuity=bool(segment.discontinuity),
+            )
+        )
+    return MediaPlaylist(
+        segments=segments,
+        target_duration=float(playlist.target_duration or 0)
+        or max((s.duration for s in playlist.segments), default=2.0),
+        ended=bool(playlist.is_endlist),
+        has_pdt=has_pdt,
+    )
+
+
+# --- placing segments in time ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A segment seen for the first time, with the start and duration it is stored under."""
+
+    segment: Segment
+    start: datetime.datetime
+    duration: datetime.timedelta
+    estimated: bool  # the playlist had no program date time: start guessed from arrival
+
+    @property
+    def end(self):
+        return self.start + self.duration
+
+
+class Timeline:
+    """Decides each new segment's stored start and duration, for one channel and quality.
+
+    Shared by every worker of that quality, so that a replacement worker (same
+    stream, fresh URL) neither fetches again what the old one did nor files it
+    under other times. `place(playlist, now)` returns only segments never seen
+    before; repeated or backwards playlists therefore cost nothing.
+
+    How times are chosen (the store's contract is "start from PDT"):
+    - start = the segment's EXT-X-PROGRAM-DATE-TIME, except that when it lies
+      within JOIN_TOLERANCE of where the previous segment was filed to end, it
+      is taken to be exactly that end. PDT is rounded to the millisecond and
+      EXTINF is not always exact, so without this a steady stream's neighbours
+      would be a millisecond apart or overlapping, and readers would see holes.
+    - end = the segment's own PDT plus its EXTINF (not the snapped start plus
+      EXTINF), so rounding never accumulates: a stored start is never more than
+      JOIN_TOLERANCE from its PDT, and two nodes that began recording at
+      different segments agree on every name from their second segment on.
+    - With no PDT in the playlist at all, the last segment is taken to end at
+      arrival (`now`) and the others are counted back by EXTINF; later segments
+      continue from the previous one by media sequence. The caller warns.
+    """
+
+    def __init__(self, memory=TIMELINE_MEMORY):
+        self.memory = memory
+        self._placed = collections.OrderedDict()  # key -> Placed
+
+    @staticmethod
+    def _key(segment):
+        if segment.pdt is not None:
+            return ("pdt", segment.pdt)
+        return ("seq", segment.sequence)
+
+    def _remember(self, key, placed):
+        self._placed[key] = placed
+        while len(self._placed) > self.memory:
+            self._placed.popitem(last=False)
+
+    def place(self, playlist, now):
+        new = []
+        previous = None  # the Placed of the previous segment in this playlist
+        estimate_from = None
+        for index, segment in enumerate(playlist.segments):
+            key = self._key(segment)
+            known = self._placed.get(key)
+            if known is not None:
+                previous = known
+                continue
+            if segment.pdt is not None:
+                start, estimated = segment.pdt, False
+                if previous is not None and abs(start - previous.end) <= JOIN_TOLERANCE:
+                    start = previous.end
+                end = segment.pdt + segment.duration
+                if end <= start:
+                    end = start + segment.duration
+            else:
+                estimated = True
+                before = previous or self._placed.get(("seq", segment.sequence - 1))
+                if before is not None and before.estimated:
+                    start = before.end
+                else:
+                    if estimate_from is None:
+                        remaining = sum(
+                            (s.duration for s in playlist.segments[index:]), datetime.timedelta()
+                        )
+                        estimate_from = now - remaining
+                    start = estimate_from
+                end = start + segment.duration
+            placed = Placed(segment, start, end - start, estimated)
+            self._remember(key, placed)
+            new.append(placed)
+            previous = placed
+        return new

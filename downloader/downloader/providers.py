@@ -1,0 +1,188 @@
+"""Providers: how a channel's media playlist URLs are found.
+
+A provider's `media_playlists(session)` returns `{quality: media playlist URL}`
+and raises `ChannelOffline` when there is nothing to record right now (the
+manager retries with backoff). Other errors (network, a 5xx, a malformed
+answer) propagate; the manager logs them and retries the same way.
+
+- `hls`: a URL given on the command line, master or media playlist.
+- `twitch`: a playback access token from Twitch's GQL API, then the usher
+  master playlist, which lists one media playlist per rendition. Those URLs
+  expire after 24 h; the manager replaces its workers long before.
+"""
+
+import json
+import logging
+import random
+
+from common.segments import validate_name_part
+
+from . import playlist as playlists
+
+logger = logging.getLogger(__name__)
+
+# Connect and read timeouts for provider requests, in seconds. A master playlist
+# or a token is a few KB; longer than this means the origin is in trouble and
+# the manager's retry is the better path.
+REQUEST_TIMEOUTS = (5, 10)
+
+# Twitch's public web player client id and its persisted PlaybackAccessToken query
+# (documented by every third-party player: the same request twitch.tv makes).
+TWITCH_CLIENT_ID = "kimne78kx3ncx6brgo4mv6wki5h1ko"
+TWITCH_GQL_URL = "https://gql.twitch.tv/gql"
+TWITCH_USHER_URL = "https://usher.ttvnw.net/api/channel/hls/{channel}.m3u8"
+TWITCH_TOKEN_QUERY_HASH = "0828119ded1c13477966434e15800ff57ddacf13ba1911c129dc2200705b0712"
+
+
+class ChannelOffline(Exception):
+    """Nothing to record now: no such channel, not live, or the playlist is gone."""
+
+
+class ProviderError(Exception):
+    """The provider's API answered, but not in a shape we understand."""
+
+
+def _playlist_text(session, url, what):
+    """GET a playlist. 403/404/410 → ChannelOffline; other errors propagate."""
+    response = session.get(url, timeout=REQUEST_TIMEOUTS)
+    if response.status_code in (403, 404, 410):
+        raise ChannelOffline(f"{what}: HTTP {response.status_code} from {url}")
+    response.raise_for_status()
+    return response.text, response.url
+
+
+class HLSProvider:
+    """Any HLS URL. A master playlist's variants are named by `name_variants`; a
+    media playlist is quality `source`."""
+
+    name = "hls"
+
+    def __init__(self, channel, url):
+        self.channel = channel
+        self.url = url
+
+    def media_playlists(self, session):
+        text, final_url = _playlist_text(session, self.url, self.channel)
+        try:
+            parsed = playlists.load(text, final_url)
+        except playlists.PlaylistError as e:
+            # An origin that answers 200 with an error page is as good as offline.
+            raise ChannelOffline(str(e)) from None
+        if not parsed.is_variant:
+            return {"source": self.url}
+        return playlists.name_variants(parsed)
+
+    def __repr__(self):
+        return f"HLSProvider({self.url!r})"
+
+
+class TwitchProvider:
+    """A Twitch channel, through the GQL PlaybackAccessToken query and usher.
+
+    How it fails: an unknown or banned channel gives a null token
+    (`ChannelOffline`); an offline channel gives usher 404 (`ChannelOffline`);
+    a GQL error list (e.g. the persisted query hash changed) raises
+    ProviderError so that it shows in logs and metrics rather than looking
+    like an offline channel.
+    """
+
+    name = "twitch"
+
+    def __init__(
+        self,
+        channel,
+        client_id=TWITCH_CLIENT_ID,
+        gql_url=TWITCH_GQL_URL,
+        usher_url=TWITCH_USHER_URL,
+    ):
+        self.channel = channel
+        self.client_id = client_id
+        self.gql_url = gql_url
+        self.usher_url = usher_url
+
+    def access_token(self, session):
+        """(value, signature) of a live playback access token."""
+        body = {
+            "operationName": "PlaybackAccessToken",
+            "extensions": {"persistedQuery": {"version": 1, "sha256Hash": TWITCH_TOKEN_QUERY_HASH}},
+            "variables": {
+                "isLive": True,
+                "login": self.channel.lower(),
+                "isVod": False,
+                "vodID": "",
+                "playerType": "site",
+            },
+        }
+        response = session.post(
+            self.gql_url,
+            data=json.dumps(body),
+            headers={"Client-ID": self.client_id, "Content-Type": "text/plain;charset=UTF-8"},
+            timeout=REQUEST_TIMEOUTS,
+        )
+        response.raise_for_status()
+        try:
+            answer = response.json()
+        except ValueError:
+            raise ProviderError("twitch GQL: answer is not JSON") from None
+        if not isinstance(answer, dict):
+            raise ProviderError("twitch GQL: answer is not a JSON object")
+        if answer.get("errors"):
+            messages = "; ".join(str(e.get("message", e)) for e in answer["errors"])
+            raise ProviderError(f"twitch GQL error: {messages}")
+        token = (answer.get("data") or {}).get("streamPlaybackAccessToken")
+        if token is None:
+            raise ChannelOffline(
+                f"twitch: no playback token for {self.channel!r} (no such channel?)"
+            )
+        try:
+            return token["value"], token["signature"]
+        except (KeyError, TypeError):
+            raise ProviderError("twitch GQL: token without value/signature") from None
+
+    def master_url(self, session):
+        value, signature = self.access_token(session)
+        params = {
+            "player": "twitchweb",
+            "p": str(random.randrange(1_000_000, 10_000_000)),
+            "type": "any",
+            "allow_source": "true",
+            "allow_audio_only": "true",
+            "allow_spectre": "false",
+            "fast_bread": "true",
+            # Only H.264 renditions: HEVC and AV1 ones come as fMP4, which the store
+            # (MPEG-TS files) cannot hold.
+            "supported_codecs": "h264",
+            "sig": signature,
+            "token": value,
+        }
+        return self.usher_url.format(channel=self.channel.lower()), params
+
+    def media_playlists(self, session):
+        url, params = self.master_url(session)
+        response = session.get(url, params=params, timeout=REQUEST_TIMEOUTS)
+        if response.status_code in (403, 404):
+            raise ChannelOffline(
+                f"twitch: {self.channel} is offline (usher {response.status_code})"
+            )
+        response.raise_for_status()
+        try:
+            master = playlists.load(response.text, response.url)
+        except playlists.PlaylistError as e:
+            raise ProviderError(f"twitch usher: {e}") from None
+        if not master.is_variant:
+            raise ProviderError("twitch usher: not a master playlist")
+        return playlists.name_twitch_variants(master)
+
+    def __repr__(self):
+        return f"TwitchProvider({self.channel!r})"
+
+
+def provider_for(spec, **twitch_options):
+    """`NAME` → (NAME, TwitchProvider); `NAME=URL` → (NAME, HLSProvider). ValueError if bad."""
+    name, sep, url = spec.partition("=")
+    validate_name_part(name, "channel")
+    if sep:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"bad channel {spec!r}: URL must start with http:// or https://")
+        return name, HLSProvider(name, url)
+    return name, TwitchProvider(name, **twitch_options)

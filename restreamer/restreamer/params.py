@@ -1,0 +1,104 @@
+"""Query-string and path parameters, parsed once for every route.
+
+Each parser takes the raw text and the parameter's name, and returns the value
+or raises `werkzeug.exceptions.BadRequest` with a one-line reason naming the
+parameter and what was wrong with it (the app's error handler sends that line
+as the body). Nothing here touches the store.
+
+Times are ISO 8601 (python-dateutil's `isoparse`: `2026-11-28T13:50:07.300`,
+`2026-11-28T13:50:07Z`, `...+01:00`, or a bare date); a time without an offset
+is UTC. Note for users: an unescaped `+` in a query string means a space, so
+`+01:00` must be sent as `%2B01:00` (or use `Z`).
+"""
+
+import dateutil.parser
+from werkzeug.exceptions import BadRequest
+
+from common.segments import to_utc
+
+TRUE_WORDS = ("true", "1", "yes", "on")
+FALSE_WORDS = ("false", "0", "no", "off", "")
+
+# Longest input we try to parse as a time; anything longer is refused before
+# dateutil sees it (the longest real ISO 8601 time is about 35 characters).
+MAX_TIME_LENGTH = 64
+
+
+def _shown(text):
+    """The value for an error message: quoted, and short even if the input was not."""
+    if len(text) > MAX_TIME_LENGTH:
+        text = text[:MAX_TIME_LENGTH] + "..."
+    return repr(text)
+
+
+def parse_time(text, name):
+    """ISO 8601 text → aware UTC datetime; naive input is taken as UTC."""
+    if len(text) > MAX_TIME_LENGTH:
+        raise BadRequest(f"bad {name} {_shown(text)}: too long for a time")
+    try:
+        value = dateutil.parser.isoparse(text)
+        return to_utc(value)
+    except (ValueError, OverflowError) as e:
+        # dateutil's reasons are worth passing on when they name a field
+        # ("month must be in 1..12"), not when they are its parser's innards.
+        reason = str(e)
+        detail = f" ({reason})" if "must be" in reason or "out of range" in reason else ""
+        raise BadRequest(
+            f"bad {name} {_shown(text)}{detail}: expected ISO 8601 UTC like 2026-11-28T13:50:07.300"
+        ) from None
+
+
+def parse_bool(text, name):
+    """`true`/`false` (also 1/0, yes/no, on/off; empty is false), any case."""
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise BadRequest(f"bad {name} {_shown(text)}: expected true or false")
+
+
+def time_range(args, *, start_required=True, end_required=False, max_range=None):
+    """`(start, end)` from a request's `args`; a missing optional one is None.
+
+    Refuses a missing required time, `end <= start`, and a range longer than
+    `max_range` (a timedelta) when both ends are given.
+    """
+    times = {}
+    for name, required in (("start", start_required), ("end", end_required)):
+        text = args.get(name)
+        if text is None or text == "":
+            if required:
+                raise BadRequest(f"{name} is required (ISO 8601, e.g. 2026-11-28T13:50:07)")
+            times[name] = None
+        else:
+            times[name] = parse_time(text, name)
+    start, end = times["start"], times["end"]
+    if start is not None and end is not None:
+        if end <= start:
+            raise BadRequest(f"end ({format_time(end)}) must be after start ({format_time(start)})")
+        if max_range is not None and end - start > max_range:
+            raise BadRequest(f"range longer than {format_span(max_range)}: ask for a shorter one")
+    return start, end
+
+
+def get_bool(args, name, default=False):
+    """A boolean query parameter, `default` when absent."""
+    text = args.get(name)
+    if text is None:
+        return default
+    return parse_bool(text, name)
+
+
+def format_time(dt):
+    """An aware datetime as ISO 8601 UTC with microseconds and `Z` (safe in a query string)."""
+    return to_utc(dt).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def format_span(span):
+    """A timedelta for a message: `8 days`, `36 hours`, `90 seconds`."""
+    seconds = span.total_seconds()
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)} {unit}"
+    return f"{seconds:g} seconds"

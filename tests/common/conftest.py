@@ -1,0 +1,38 @@
+"""Fixtures for the cut tests: marked media, made once per run."""
+
+import pytest
+
+from tests.common.cutcheck import marker_filter
+from tests.media import make_media
+
+
+@pytest.fixture(scope="session")
+def marked_media(tmp_path_factory):
+    """Like `media` (30 s, 320x180, five 6 s segments), each frame marked with its number."""
+    return make_media(
+        tmp_path_factory.mktemp("marked"), seconds=30, extra_video_filter=marker_filter(320)
+    )
+
+
+@pytest.fixture(scope="session")
+def small_media(tmp_path_factory):
+    """12 s at another size (256x144) and other timestamps: a restarted stream."""
+    return make_media(
+        tmp_path_factory.mktemp("small"),
+        seconds=12,
+        size="256x144",
+        ts_offset=100,
+        tone=660,
+        extra_video_filter=marker_filter(256),
+    )
+
+
+@pytest.fixture(scope="session")
+def wrapping_media(tmp_path_factory):
+    """18 s whose 33-bit timestamps wrap 2.3 s in (a stream past its 26.5th hour)."""
+    return make_media(
+        tmp_path_factory.mktemp("wrapping"),
+        seconds=18,
+        ts_offset=95440,
+        extra_video_filter=marker_filter(320),
+    )

@@ -1,0 +1,297 @@
+"""common.cut, judged by ffmpeg and ffprobe on real media.
+
+The media (see conftest) marks every frame with its number, so each test knows
+exactly which source frames a cut must hold: those whose time falls in
+[start, end), frame n being at MEDIA_START + n/30 s.
+"""
+
+import datetime
+import math
+import os
+from fractions import Fraction
+
+import prometheus_client
+import pytest
+
+from common import cut as cutmod
+from common.cut import ContainsHoles, NoContent, cut
+from common.segments import get_best_segments
+from tests.common.cutcheck import (
+    check_continuity,
+    check_timestamps,
+    child_processes,
+    decode_warnings,
+    frame_numbers,
+    new_children_after,
+    packets,
+)
+from tests.conftest import MEDIA_START
+from tests.media import add_to_store
+
+RATE = 30
+FRAME = 3000  # ticks
+AUDIO_FRAME = 1920  # ticks: 1024 samples at 48 kHz
+# The media's first frame is at 10 h plus the HLS muxer's 1.4 s delay.
+FIRST_PTS = 36001.4 * 90000
+WIDTH = 320
+SIX = datetime.timedelta(seconds=6)
+
+
+def at(seconds):
+    return MEDIA_START + datetime.timedelta(seconds=seconds)
+
+
+def frames_between(a, b, first=0):
+    """The frame numbers shown in [a, b) seconds of media (counting from `first`)."""
+    a, b = Fraction(str(a)), Fraction(str(b))
+    return list(range(first + math.ceil(a * RATE), first + math.ceil(b * RATE)))
+
+
+def write_cut(path, *args, **kwargs):
+    with open(path, "wb") as f:
+        for chunk in cut(*args, **kwargs):
+            f.write(chunk)
+    return path
+
+
+@pytest.fixture
+def registry():
+    return prometheus_client.CollectorRegistry()
+
+
+@pytest.fixture
+def store(tmp_path, marked_media):
+    base = tmp_path / "store"
+    add_to_store(str(base), "chan", "source", MEDIA_START, marked_media)
+    return str(base / "chan" / "source")
+
+
+def judge(path, a, b, expected_frames, width=WIDTH, reencoded_audio=False, audio_end_slack=0):
+    """Every check a cut must pass; returns the video's start and end ticks."""
+    assert decode_warnings(path) == ""
+    check_continuity(path)
+    found = packets(path)
+    slack = 2 if reencoded_audio else 0
+    video_start, video_end, audio_start, audio_end = check_timestamps(found, audio_slack=slack)
+    assert frame_numbers(path, width) == expected_frames
+    wanted = (b - a) * 90000
+    assert abs((video_end - video_start) - wanted) <= FRAME
+    # Audio starts and ends with the video, to within one audio frame.
+    assert abs(audio_start - video_start) <= AUDIO_FRAME
+    assert abs(audio_end - video_end) <= AUDIO_FRAME + audio_end_slack
+    return video_start, video_end
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        (3.25, 26.1),  # mid-segment, mid-GOP, five segments, across 14:00
+        (7.1, 9.9),  # inside one segment
+        (10.5, 13.2),  # two segments, nothing to copy between
+        (12, 18.02),  # starting exactly at a segment, ending just into the next
+        (8, 22),  # starting and ending exactly on keyframes inside segments
+        (5.5, 14.3),  # starting in a segment's last GOP
+        (11.99, 14.3),  # starting after a segment's last frame
+    ],
+)
+def test_fast_cut_is_frame_exact(store, tmp_path, registry, a, b):
+    segments = get_best_segments(store, at(a), at(b))
+    out = write_cut(tmp_path / "out.ts", segments, at(a), at(b), registry=registry)
+    video_start, _ = judge(out, a, b, frames_between(a, b))
+    # The source's timestamps are kept, so the cut lines up with the copied segments.
+    assert video_start == FIRST_PTS + frames_between(a, b)[0] * FRAME
+    labels = {"type": "fast", "method": "fast"}
+    assert registry.get_sample_value("cuts_total", {**labels, "outcome": "ok"}) == 1
+    assert registry.get_sample_value("cut_latency_normalized_count", labels) == 1
+
+
+def test_fast_cut_copies_middle_segments_byte_for_byte(store, tmp_path, marked_media):
+    segments = get_best_segments(store, at(3.25), at(26.1))
+    data = b"".join(cut(segments, at(3.25), at(26.1)))
+    middle = b"".join(open(path, "rb").read() for path, _ in marked_media[1:4])
+    assert middle in data
+
+
+def test_full_cut_is_frame_exact(store, tmp_path, registry):
+    a, b = 3.25, 26.1
+    segments = get_best_segments(store, at(a), at(b))
+    out = write_cut(tmp_path / "out.ts", segments, at(a), at(b), type="full", registry=registry)
+    judge(out, a, b, frames_between(a, b), reencoded_audio=True)
+    assert (
+        registry.get_sample_value("cuts_total", {"type": "full", "method": "full", "outcome": "ok"})
+        == 1
+    )
+
+
+@pytest.mark.parametrize("type", ["fast", "full"])
+def test_cut_across_the_timestamp_wrap(tmp_path, wrapping_media, registry, type):
+    # MPEG-TS timestamps wrap every 26.5 hours: a long charity stream crosses it.
+    # ffmpeg shows the first segment's timestamps before the wrap as negative.
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", MEDIA_START, wrapping_media)
+    a, b = 1.25, 14.5
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(a), at(b))
+    out = write_cut(tmp_path / "out.ts", segments, at(a), at(b), type=type, registry=registry)
+    judge(out, a, b, frames_between(a, b), reencoded_audio=type == "full")
+
+
+def test_holes_are_refused_before_any_work(tmp_path, marked_media, registry):
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", MEDIA_START, marked_media[:2])
+    add_to_store(base, "chan", "source", at(18), marked_media[3:])
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(3.25), at(26.1))
+    assert None in segments
+    before = child_processes()
+    with pytest.raises(ContainsHoles):
+        cut(segments, at(3.25), at(26.1), registry=registry)
+    assert child_processes() - before == set()
+    assert (
+        registry.get_sample_value(
+            "cuts_total", {"type": "fast", "method": "none", "outcome": "holes"}
+        )
+        == 1
+    )
+
+
+@pytest.mark.parametrize("type", ["fast", "full"])
+def test_allowed_holes_are_left_out(tmp_path, marked_media, registry, type):
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", MEDIA_START, marked_media[:2])
+    add_to_store(base, "chan", "source", at(18), marked_media[3:])
+    a, b = 3.25, 26.1
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(a), at(b))
+    out = write_cut(
+        tmp_path / "out.ts", segments, at(a), at(b), type=type, allow_holes=True, registry=registry
+    )
+    # 6 s hole (12 s to 18 s) is absent: the pieces either side are joined.
+    expected = frames_between(a, 12) + frames_between(18, b)
+    judge(out, a + 6, b, expected, reencoded_audio=True)
+    if type == "fast":
+        assert registry.get_sample_value("cut_fallbacks_total", {"reason": "hole"}) == 1
+
+
+def test_allowed_holes_at_the_ends_leave_a_fast_cut(tmp_path, marked_media, registry):
+    # Recording started late and stopped early: what there is, cut fast.
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", at(6), marked_media[1:3])
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(2), at(25))
+    assert segments[0] is None and segments[-1] is None
+    out = write_cut(
+        tmp_path / "out.ts", segments, at(2), at(25), allow_holes=True, registry=registry
+    )
+    # The audio of a segment's last ~60 ms is muxed into the next segment, which
+    # is missing here, so the audio may stop up to 3 audio frames early.
+    judge(out, 6, 18, frames_between(6, 18), audio_end_slack=2 * AUDIO_FRAME)
+    assert (
+        registry.get_sample_value("cuts_total", {"type": "fast", "method": "fast", "outcome": "ok"})
+        == 1
+    )
+
+
+def test_restarted_timestamps_fall_back(tmp_path, marked_media, registry):
+    # The stream restarts at 12 s: its timestamps start over (the same media again).
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", MEDIA_START, marked_media[:2])
+    add_to_store(base, "chan", "source", at(12), marked_media[:2])
+    a, b = 3.25, 20
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(a), at(b))
+    assert None not in segments
+    out = write_cut(tmp_path / "out.ts", segments, at(a), at(b), registry=registry)
+    judge(out, a, b, frames_between(a, 12) + frames_between(0, b - 12), reencoded_audio=True)
+    assert registry.get_sample_value("cut_fallbacks_total", {"reason": "restart"}) == 1
+
+
+def test_resolution_change_falls_back_to_first_format(
+    tmp_path, marked_media, small_media, registry
+):
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", MEDIA_START, marked_media[:2])
+    add_to_store(base, "chan", "source", at(12), small_media)
+    a, b = 3.25, 20
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(a), at(b))
+    assert None not in segments
+    out = write_cut(tmp_path / "out.ts", segments, at(a), at(b), registry=registry)
+    # The 256x144 part is scaled to 320x180, so its markers read the same way.
+    judge(out, a, b, frames_between(a, 12) + frames_between(0, b - 12), reencoded_audio=True)
+    assert {(s["width"], s["height"]) for s in packets(out)["streams"] if "width" in s} == {
+        (320, 180)
+    }
+    assert registry.get_sample_value("cut_fallbacks_total", {"reason": "format"}) == 1
+
+
+def test_a_range_between_two_frames_has_no_content(store, registry):
+    # Frames at 7.000 and 7.033 s: nothing starts in [7.01, 7.02).
+    segments = get_best_segments(store, at(7.01), at(7.02))
+    chunks = cut(segments, at(7.01), at(7.02), registry=registry)
+    with pytest.raises(NoContent):
+        next(chunks)
+    assert (
+        registry.get_sample_value(
+            "cuts_total", {"type": "fast", "method": "fast", "outcome": "no_content"}
+        )
+        == 1
+    )
+
+
+def test_bad_requests_are_refused(store, registry):
+    segments = get_best_segments(store, at(3), at(9))
+    with pytest.raises(ValueError, match="unknown cut type"):
+        cut(segments, at(3), at(9), type="slow", registry=registry)
+    with pytest.raises(ValueError, match="end must be after start"):
+        cut(segments, at(9), at(9), registry=registry)
+    with pytest.raises(NoContent):
+        cut([None], at(3), at(9), allow_holes=True, registry=registry)
+    with pytest.raises(NoContent):
+        cut([], at(3), at(9), registry=registry)
+    assert (
+        registry.get_sample_value(
+            "cuts_total", {"type": "fast", "method": "none", "outcome": "no_content"}
+        )
+        == 2
+    )
+
+
+@pytest.fixture
+def stalling_last_piece(tmp_path, monkeypatch):
+    """Make the fast cut's remux of the last segment (the only ffmpeg choosing
+    video packets up to a DTS) hang, so that it is surely still running when
+    the cut is closed."""
+    script = tmp_path / "ffmpeg"
+    script.write_text(
+        '#!/bin/sh\ncase "$*" in *"gte(dts"*) exec sleep 60;; esac\nexec ffmpeg "$@"\n'
+    )
+    script.chmod(0o755)
+    monkeypatch.setattr(cutmod, "FFMPEG", str(script))
+
+
+@pytest.mark.parametrize("type", ["fast", "full"])
+def test_closing_early_kills_ffmpeg(store, registry, type, stalling_last_piece):
+    segments = get_best_segments(store, at(1), at(29))
+    before = child_processes()
+    chunks = cut(segments, at(1), at(29), type=type, registry=registry)
+    assert next(chunks)
+    assert child_processes() - before, "expected ffmpeg still running"
+    chunks.close()
+    assert new_children_after(before) == set()
+    assert (
+        registry.get_sample_value(
+            "cuts_total", {"type": type, "method": type, "outcome": "cancelled"}
+        )
+        == 1
+    )
+
+
+def test_ffmpeg_failure_is_reported(store, tmp_path, registry, monkeypatch):
+    segments = get_best_segments(store, at(3), at(9))
+    before = child_processes()
+    # A segment that was fine when scanned but breaks under ffmpeg.
+    monkeypatch.setattr(cutmod, "ENCODE_PRESET", "no-such-preset")
+    with pytest.raises(cutmod.FFmpegError, match="ffmpeg exited"):
+        b"".join(cut(segments, at(3), at(9), registry=registry))
+    assert new_children_after(before) == set()
+    assert (
+        registry.get_sample_value(
+            "cuts_total", {"type": "fast", "method": "fast", "outcome": "error"}
+        )
+        == 1
+    )

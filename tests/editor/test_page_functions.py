@@ -1,0 +1,141 @@
+"""The page's pure functions, table-driven, run in the browser that runs the page."""
+
+import json
+import subprocess
+
+import pytest
+
+from tests.conftest import MEDIA_START
+from tests.editor.test_browser import CHANNEL, QUALITY, stock
+
+MS = int(MEDIA_START.timestamp() * 1000)
+
+
+@pytest.fixture
+def editor_page(page, restreamer, media):
+    server = restreamer(stock(media))
+    page.goto(f"{server.url}/editor?start=2000-01-01T00:00&end=2000-01-01T01:00")
+    page.wait_for_function("window.editor !== undefined")
+    return page
+
+
+PARSE_TIME = [
+    ("2026-11-28T13:59:42", MS),
+    ("2026-11-28T13:59:42.5", MS + 500),
+    ("2026-11-28T13:59:42.123456Z", MS + 123),
+    ("2026-11-28 13:59:42.250+00:00", MS + 250),
+    ("2026-11-28T13:59", MS - 42_000),
+    ("  2026-11-28T13:59:42z ", MS),
+    ("2026-11-28T13:59:42+01:00", None),  # only UTC is accepted
+    ("2026-02-30T00:00:00", None),
+    ("2026-11-28T24:00:00", None),
+    ("2026-11-28", None),
+    ("yesterday", None),
+    ("", None),
+]
+
+
+def test_parse_time(editor_page):
+    texts = [text for text, _ in PARSE_TIME]
+    got = editor_page.evaluate(
+        "(texts) => texts.map((t) => { const v = parseTime(t); return Number.isNaN(v) ? null : v; })",
+        texts,
+    )
+    assert got == [expected for _, expected in PARSE_TIME]
+
+
+def test_format_time_and_duration(editor_page):
+    got = editor_page.evaluate(
+        "(ms) => [formatTime(ms + 0.4), formatTime(ms + 999.6), formatDuration(5), formatDuration(61.5),"
+        " formatDuration(3725.25), formatDuration(-2)]",
+        MS,
+    )
+    assert got == [
+        "2026-11-28T13:59:42.000",
+        "2026-11-28T13:59:43.000",
+        "5.000 s",
+        "1:01.500",
+        "1:02:05.250",
+        "−2.000 s",
+    ]
+
+
+PLAYLIST = """#EXTM3U
+#EXT-X-VERSION:3
+#EXT-X-TARGETDURATION:6
+#EXT-X-PROGRAM-DATE-TIME:2026-11-28T13:59:42.000Z
+#EXTINF:6.000,
+a.ts
+#EXTINF:6.000,
+b.ts
+#EXT-X-DISCONTINUITY
+#EXT-X-PROGRAM-DATE-TIME:2026-11-28T14:00:00.000Z
+#EXTINF:4.000,
+c.ts
+#EXT-X-PROGRAM-DATE-TIME:2026-11-28T14:00:10.000Z
+#EXTINF:2.000,
+d.ts
+#EXT-X-ENDLIST
+"""
+
+
+def test_parse_playlist_and_find_holes(editor_page):
+    result = editor_page.evaluate(
+        """([text, ms]) => {
+            const parsed = parsePlaylist(text);
+            return {
+                parsed,
+                bounded: findHoles(parsed.segments, ms - 2000, ms + 40000),
+                live: findHoles(parsed.segments, ms, null),
+                empty: findHoles([], ms, ms + 1000),
+            };
+        }""",
+        [PLAYLIST, MS],
+    )
+    segments = result["parsed"]["segments"]
+    # A program date time carries over to the segment after it.
+    assert [(s["pdt"] - MS, s["duration"], s["discontinuity"]) for s in segments] == [
+        (0, 6, False),
+        (6000, 6, False),
+        (18000, 4, True),
+        (28000, 2, False),
+    ]
+    assert result["parsed"]["endList"] is True
+    holes = [(h["from"] - MS, h["to"] - MS) for h in result["bounded"]]
+    # Uncovered start, the marked discontinuity, an unmarked jump, uncovered end.
+    assert holes == [(-2000, 0), (12000, 18000), (22000, 28000), (30000, 40000)]
+    # Live: no hole at the start (covered) nor at the end (not recorded yet).
+    assert [(h["from"] - MS, h["to"] - MS) for h in result["live"]] == [
+        (12000, 18000),
+        (22000, 28000),
+    ]
+    assert [(h["from"] - MS, h["to"] - MS) for h in result["empty"]] == [(0, 1000)]
+
+
+def test_ts_video_duration_agrees_with_ffprobe(editor_page, media):
+    """The preview's duration comes from the file's own timestamps, like ffprobe's."""
+    hour = json.loads(
+        editor_page.evaluate(f"fetch('/files/{CHANNEL}/{QUALITY}').then(r => r.text())")
+    )[0]
+    name = editor_page.evaluate(f"fetch('/files/{CHANNEL}/{QUALITY}/{hour}').then(r => r.json())")[
+        0
+    ]
+    url = f"/segments/{CHANNEL}/{QUALITY}/{hour}/{name}"
+    got = editor_page.evaluate(
+        "(url) => fetch(url).then((r) => r.arrayBuffer()).then(tsVideoDuration)",
+        url.replace(":", "%3A"),
+    )
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_frames",
+         "-show_entries", "stream=nb_read_frames,r_frame_rate", "-of", "json", media[0][0]],
+        capture_output=True, check=True, text=True,
+    )  # fmt: skip
+    stream = json.loads(probe.stdout)["streams"][0]
+    num, den = map(int, stream["r_frame_rate"].split("/"))
+    expected = int(stream["nb_read_frames"]) * den / num
+    assert got == pytest.approx(expected, abs=1e-6)
+
+
+def test_ts_video_duration_of_garbage_is_null(editor_page):
+    assert editor_page.evaluate("tsVideoDuration(new Uint8Array(188 * 3).buffer)") is None
+    assert editor_page.evaluate("tsVideoDuration(new ArrayBuffer(0))") is None
