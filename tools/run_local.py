@@ -41,6 +41,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
