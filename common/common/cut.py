@@ -432,6 +432,10 @@ class _Process:
         )
         self.stderr = collections.deque(maxlen=STDERR_LINES)
         self._stderr_reader = gevent.spawn(self._read_stderr)
+        # Greenlets reading this process's pipes: `kill` ends them before it
+        # closes the pipes, since closing a pipe under a reader blocked in it
+        # raises "reentrant call" in that reader's buffered file.
+        self.readers = [self._stderr_reader]
 
     def _read_stderr(self):
         for line in self.proc.stderr:
@@ -464,7 +468,7 @@ class _Process:
                 self.proc.wait(timeout=KILL_TIMEOUT)
             except gevent.subprocess.TimeoutExpired:
                 logger.warning("ffmpeg %d did not exit after being killed", self.proc.pid)
-        self._stderr_reader.kill(block=False)
+        gevent.killall(self.readers, timeout=KILL_TIMEOUT)
         for f in (self.proc.stdout, self.proc.stderr):
             try:
                 f.close()
@@ -707,7 +711,7 @@ def _fast_cut(run, start, end, processes):
             continue
         result = gevent.event.AsyncResult()
         processes.append(_Process(what))
-        gevent.spawn(_collect, processes[-1], result)
+        processes[-1].readers.append(gevent.spawn(_collect, processes[-1], result))
         if groups and groups[-1][0] == "made":
             groups[-1][1].append(result)
         else:
