@@ -64,7 +64,7 @@ from common.segments import (
     list_segments,
     parse_hour,
     parse_segment_path,
-    to_utc,
+    parse_time,
     validate_name_part,
 )
 from common.service import STOP_TIMEOUT, Stoppable, base_parser, run_service, setup_logging
@@ -799,11 +799,9 @@ def parse_start(text):
             raise ArgumentTypeError(f"bad start {text!r}: hours ago must be 0 or more")
         return datetime.timedelta(hours=hours)
     try:
-        return to_utc(datetime.datetime.fromisoformat(text))
-    except ValueError:
-        raise ArgumentTypeError(
-            f"bad start {text!r}: expected hours ago or an ISO time like 2026-11-28T13:00"
-        ) from None
+        return parse_time(text)
+    except ValueError as e:
+        raise ArgumentTypeError(f"bad start {text!r}: expected hours ago, or {e}") from None
 
 
 def _positive_int(text):

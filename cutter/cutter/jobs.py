@@ -21,10 +21,9 @@ import enum
 import re
 from typing import NamedTuple
 
-import dateutil.parser
-
+from common import segments
 from common.database import Database, query, transaction
-from common.segments import to_utc, validate_name_part
+from common.segments import format_time, to_utc, validate_name_part
 
 
 class State(enum.StrEnum):
@@ -472,11 +471,6 @@ class Job(NamedTuple):
         return out
 
 
-def format_time(dt):
-    """Aware datetime → `2026-11-28T13:50:07.300000Z`."""
-    return to_utc(dt).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def parse_time(value, what):
     """ISO 8601 → aware UTC datetime (naive means UTC). BadJob if unparseable."""
     if isinstance(value, datetime.datetime):
@@ -484,11 +478,9 @@ def parse_time(value, what):
     if not isinstance(value, str) or not value:
         raise BadJob(f"{what} is required (ISO 8601 UTC, e.g. 2026-11-28T13:50:07.300)")
     try:
-        return to_utc(dateutil.parser.isoparse(value))
-    except (ValueError, OverflowError):
-        raise BadJob(
-            f"bad {what} {value!r}: expected ISO 8601, e.g. 2026-11-28T13:50:07.300"
-        ) from None
+        return segments.parse_time(value)
+    except ValueError as e:
+        raise BadJob(f"bad {what} {value[:64]!r}: {e}") from None
 
 
 def validate_job(

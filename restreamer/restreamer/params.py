@@ -11,17 +11,13 @@ is UTC. Note for users: an unescaped `+` in a query string means a space, so
 `+01:00` must be sent as `%2B01:00` (or use `Z`).
 """
 
-import dateutil.parser
 from werkzeug.exceptions import BadRequest
 
-from common.segments import to_utc
+from common import segments
+from common.segments import MAX_TIME_LENGTH
 
 TRUE_WORDS = ("true", "1", "yes", "on")
 FALSE_WORDS = ("false", "0", "no", "off", "")
-
-# Longest input we try to parse as a time; anything longer is refused before
-# dateutil sees it (the longest real ISO 8601 time is about 35 characters).
-MAX_TIME_LENGTH = 64
 
 
 def _shown(text):
@@ -32,20 +28,11 @@ def _shown(text):
 
 
 def parse_time(text, name):
-    """ISO 8601 text → aware UTC datetime; naive input is taken as UTC."""
-    if len(text) > MAX_TIME_LENGTH:
-        raise BadRequest(f"bad {name} {_shown(text)}: too long for a time")
+    """ISO 8601 text → aware UTC datetime (`common.segments.parse_time`); 400 if bad."""
     try:
-        value = dateutil.parser.isoparse(text)
-        return to_utc(value)
-    except (ValueError, OverflowError) as e:
-        # dateutil's reasons are worth passing on when they name a field
-        # ("month must be in 1..12"), not when they are its parser's innards.
-        reason = str(e)
-        detail = f" ({reason})" if "must be" in reason or "out of range" in reason else ""
-        raise BadRequest(
-            f"bad {name} {_shown(text)}{detail}: expected ISO 8601 UTC like 2026-11-28T13:50:07.300"
-        ) from None
+        return segments.parse_time(text)
+    except ValueError as e:
+        raise BadRequest(f"bad {name} {_shown(text)}: {e}") from None
 
 
 def parse_bool(text, name):
@@ -90,9 +77,7 @@ def get_bool(args, name, default=False):
     return parse_bool(text, name)
 
 
-def format_time(dt):
-    """An aware datetime as ISO 8601 UTC with microseconds and `Z` (safe in a query string)."""
-    return to_utc(dt).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+format_time = segments.format_time
 
 
 def format_span(span):

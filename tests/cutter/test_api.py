@@ -77,7 +77,7 @@ def test_draft_and_cancel(client):
         ({k: v for k, v in GOOD.items() if k != "title"}, 400, "title is required"),
         (dict(GOOD, end=GOOD["start"]), 400, "end must be after start"),
         (dict(GOOD, start="soon"), 400,
-         "bad start 'soon': expected ISO 8601, e.g. 2026-11-28T13:50:07.300"),
+         "bad start 'soon': expected ISO 8601 UTC like 2026-11-28T13:50:07.300"),
         (dict(GOOD, upload_location="youtube"), 400,
          "unknown upload location 'youtube' (known: clips)"),
         (dict(GOOD, state="DONE"), 400,
