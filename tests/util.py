@@ -5,7 +5,7 @@ import time
 
 import gevent
 
-from common.segments import jitter
+from common.backoff import jitter
 
 
 def free_ports(count):

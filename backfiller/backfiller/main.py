@@ -55,20 +55,19 @@ import requests.adapters
 import urllib3.exceptions
 from prometheus_client import Counter, Gauge
 
+from common.backoff import jitter
 from common.segments import (
     TYPE_RANK,
-    UTC,
     SegmentWriter,
     format_hour,
-    jitter,
     list_segments,
     parse_hour,
     parse_segment_path,
-    parse_time,
     validate_name_part,
 )
 from common.service import STOP_TIMEOUT, Stoppable, base_parser, run_service, setup_logging
 from common.stats import timed
+from common.times import UTC, parse_time
 
 logger = logging.getLogger(__name__)
 

@@ -5,22 +5,22 @@ Kept light: heavy dependencies stay behind their own modules
 service imports only what it uses.
 """
 
+from .backoff import jitter
 from .segments import (
     SegmentInfo,
     SegmentWriter,
     atomic_write,
     get_best_segments,
-    jitter,
     parse_segment_path,
     segment_path,
 )
 
 __all__ = [
+    "jitter",
     "SegmentInfo",
     "SegmentWriter",
     "atomic_write",
     "get_best_segments",
-    "jitter",
     "parse_segment_path",
     "segment_path",
 ]

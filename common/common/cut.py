@@ -68,8 +68,8 @@ import prometheus_client
 from prometheus_client import Counter, Histogram
 
 from . import mpegts
-from .segments import to_utc
 from .stats import NORMALIZED_BUCKETS
+from .times import to_utc
 
 logger = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
 
-from .segments import jitter
+from .backoff import jitter
 
 logger = logging.getLogger(__name__)
 

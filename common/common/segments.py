@@ -20,17 +20,15 @@ import gc
 import hashlib
 import logging
 import os
-import random
 import re
 import secrets
 import time
 from typing import NamedTuple
 
-import dateutil.parser
+from .times import UTC, to_utc
 
 logger = logging.getLogger(__name__)
 
-UTC = datetime.UTC
 HOUR_FORMAT = "%Y-%m-%dT%H"
 ONE_HOUR = datetime.timedelta(hours=1)
 
@@ -89,13 +87,6 @@ def _bad(path, reason):
     return ValueError(f"bad segment path {path!r}: {reason}")
 
 
-def to_utc(dt):
-    """Naive datetimes are taken as UTC; aware ones are converted to UTC."""
-    if dt.tzinfo is None:
-        return dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
-
-
 def validate_name_part(value, what):
     """Check a channel, quality or other single path component; return it.
 
@@ -111,37 +102,6 @@ def validate_name_part(value, what):
     if len(value) > 255:
         raise ValueError(f"bad {what}: longer than 255 characters")
     return value
-
-
-# Longest text tried as a time; anything longer is refused before dateutil
-# sees it (the longest real ISO 8601 time is about 35 characters).
-MAX_TIME_LENGTH = 64
-TIME_EXAMPLE = "2026-11-28T13:50:07.300"
-
-
-def parse_time(text):
-    """ISO 8601 text (the HTTP API's and the database's times) → aware UTC datetime.
-
-    Naive input is taken as UTC. Raises ValueError with a short reason; callers
-    add which field it was and turn it into their own error (400, bad job, bad flag).
-    """
-    if not isinstance(text, str) or not text:
-        raise ValueError(f"expected ISO 8601 UTC like {TIME_EXAMPLE}")
-    if len(text) > MAX_TIME_LENGTH:
-        raise ValueError("too long for a time")
-    try:
-        return to_utc(dateutil.parser.isoparse(text))
-    except (ValueError, OverflowError) as e:
-        # dateutil's reasons are worth passing on when they name a field
-        # ("month must be in 1..12"), not when they are its parser's innards.
-        reason = str(e)
-        detail = f"{reason}; " if "must be" in reason or "out of range" in reason else ""
-        raise ValueError(f"{detail}expected ISO 8601 UTC like {TIME_EXAMPLE}") from None
-
-
-def format_time(dt):
-    """An aware datetime as ISO 8601 UTC with microseconds and `Z` (safe in a query string)."""
-    return to_utc(dt).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_hour(hour):
@@ -281,11 +241,6 @@ def encode_hash(digest):
 
 def hash_bytes(data):
     return encode_hash(hashlib.sha256(data).digest())
-
-
-def jitter(interval, fraction=0.1):
-    """Vary an interval by ±fraction so that retries and polls never synchronise."""
-    return interval * (1 + fraction * (2 * random.random() - 1))
 
 
 # --- writing ---------------------------------------------------------------

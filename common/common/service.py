@@ -18,10 +18,10 @@ import signal
 
 import gevent
 import gevent.event
-import gevent.pywsgi
 import prometheus_client
 
 from .backdoor import start_backdoor
+from .server import WSGIServer
 from .stats import LogCountHandler
 
 logger = logging.getLogger(__name__)
@@ -84,9 +84,7 @@ def start_metrics_server(port, registry=prometheus_client.REGISTRY, host="0.0.0.
     """Serve `registry` at `/metrics` on `port` in a greenlet; returns the server."""
     if not port:
         return None
-    server = gevent.pywsgi.WSGIServer(
-        (host, port), prometheus_client.make_wsgi_app(registry), log=None
-    )
+    server = WSGIServer(prometheus_client.make_wsgi_app(registry), host, port, name="metrics")
     server.start()
     return server
 
@@ -134,9 +132,10 @@ def run_service(
             )
             gevent.killall(alive, timeout=1)
     finally:
-        for server in (metrics, backdoor):
-            if server is not None:
-                server.stop(timeout=1)
+        if metrics is not None:
+            metrics.close(timeout=1)
+        if backdoor is not None:
+            backdoor.stop(timeout=1)
     for greenlet in greenlets:
         if greenlet.exception is not None:
             raise greenlet.exception

@@ -21,9 +21,10 @@ import enum
 import re
 from typing import NamedTuple
 
-from common import segments
+from common import times
 from common.database import Database, query, transaction
-from common.segments import format_time, to_utc, validate_name_part
+from common.segments import validate_name_part
+from common.times import format_time, to_utc
 
 
 class State(enum.StrEnum):
@@ -478,7 +479,7 @@ def parse_time(value, what):
     if not isinstance(value, str) or not value:
         raise BadJob(f"{what} is required (ISO 8601 UTC, e.g. 2026-11-28T13:50:07.300)")
     try:
-        return segments.parse_time(value)
+        return times.parse_time(value)
     except ValueError as e:
         raise BadJob(f"bad {what} {value[:64]!r}: {e}") from None
 

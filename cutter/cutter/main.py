@@ -41,8 +41,9 @@ import prometheus_client
 from prometheus_client import Counter, Gauge
 
 import common.cut
+from common.backoff import jitter
 from common.database import CONNECTION_ERRORS, Database, connect, one_line, query
-from common.segments import get_best_segments, jitter
+from common.segments import get_best_segments
 from common.service import Stoppable, base_parser, run_service, setup_logging
 from common.stats import timed
 

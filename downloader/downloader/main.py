@@ -34,7 +34,8 @@ import requests.adapters
 import urllib3.exceptions
 from prometheus_client import Counter, Gauge
 
-from common.segments import SegmentWriter, jitter, validate_name_part
+from common.backoff import jitter
+from common.segments import SegmentWriter, validate_name_part
 from common.service import STOP_TIMEOUT, Stoppable, base_parser, run_service, setup_logging
 from common.stats import timed
 

@@ -13,8 +13,8 @@ is UTC. Note for users: an unescaped `+` in a query string means a space, so
 
 from werkzeug.exceptions import BadRequest
 
-from common import segments
-from common.segments import MAX_TIME_LENGTH
+from common import times
+from common.times import MAX_TIME_LENGTH
 
 TRUE_WORDS = ("true", "1", "yes", "on")
 FALSE_WORDS = ("false", "0", "no", "off", "")
@@ -28,9 +28,9 @@ def _shown(text):
 
 
 def parse_time(text, name):
-    """ISO 8601 text → aware UTC datetime (`common.segments.parse_time`); 400 if bad."""
+    """ISO 8601 text → aware UTC datetime (`common.times.parse_time`); 400 if bad."""
     try:
-        return segments.parse_time(text)
+        return times.parse_time(text)
     except ValueError as e:
         raise BadRequest(f"bad {name} {_shown(text)}: {e}") from None
 
@@ -77,7 +77,7 @@ def get_bool(args, name, default=False):
     return parse_bool(text, name)
 
 
-format_time = segments.format_time
+format_time = times.format_time
 
 
 def format_span(span):

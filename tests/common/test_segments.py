@@ -12,7 +12,6 @@ from common.segments import (
     get_best_segments,
     hash_bytes,
     hours_for_range,
-    jitter,
     list_segments,
     parse_duration,
     parse_segment_path,
@@ -218,12 +217,6 @@ def test_atomic_write(tmp_path):
         atomic_write(str(path), broken())
     assert path.read_bytes() == b"two"
     assert os.listdir(tmp_path / "dir") == ["file"]
-
-
-def test_jitter():
-    values = [jitter(10) for _ in range(200)]
-    assert all(9 <= v <= 11 for v in values)
-    assert len(set(values)) > 100
 
 
 # --- choosing segments -------------------------------------------------------
