@@ -1,7 +1,7 @@
 """./run-local: a whole streamvault node on this machine, from the checkout, no Docker.
 
 Starts, as child processes of this one:
-- the built-in test stream (`common.teststream`: a live HLS origin on 127.0.0.1
+- the built-in test stream (`devtools.teststream`: a live HLS origin on 127.0.0.1
   made by ffmpeg), unless `--channel` names real channels;
 - per node: downloader, restreamer, cutter, and a backfiller when the node has
   peers (`--peer URL`, or the other node with `--nodes 2`);
@@ -47,6 +47,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from common.segments import list_segments
+from devtools.ports import free_ports
 
 # Starting: how long a service gets to answer on its port (imports and the first
 # database connection take a second or two on a busy machine; allow for a slow CI
@@ -201,20 +202,6 @@ class Child:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
-
-
-def free_ports(count, host="127.0.0.1"):
-    """`count` distinct ports the system says are free right now."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind((host, 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def port_in_use(port, host="127.0.0.1"):
@@ -563,7 +550,7 @@ class RunLocal:
         os.makedirs(work_dir, exist_ok=True)
         child = self.start_child(
             "teststream",
-            [sys.executable, "-m", "common.teststream", "--host", "127.0.0.1",
+            [sys.executable, "-m", "devtools.teststream", "--host", "127.0.0.1",
              "--port", str(self.teststream_port), "--work-dir", work_dir,
              "--channel", TEST_CHANNEL, "--qualities", ",".join(self.qualities)],
             "teststream",
