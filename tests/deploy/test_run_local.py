@@ -8,7 +8,6 @@ no process left that run-local started.
 """
 
 import datetime
-import importlib.util
 import json
 import os
 import re
@@ -25,6 +24,7 @@ import requests
 
 from common.segments import list_segments
 from tests import util
+from tools.run_local.database import Database
 
 from .conftest import ROOT
 from .test_compose import dashboard_exprs
@@ -113,6 +113,7 @@ def data_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_run_local_two_nodes(data_dir):
     proc = subprocess.Popen(
         [str(ROOT / "run-local"), "--data-dir", data_dir, "--port-base", "0", "--nodes", "2"],
@@ -263,6 +264,7 @@ def drop_database(dsn):
     conn.close()
 
 
+@pytest.mark.slow
 def test_run_local_refuses_a_port_in_use(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -270,9 +272,10 @@ def test_run_local_refuses_a_port_in_use(tmp_path):
         port = s.getsockname()[1]
         result = subprocess.run(
             [
-                str(ROOT / ".venv/bin/python"), str(ROOT / "tools/run_local.py"),
+                str(ROOT / ".venv/bin/python"), "-m", "tools.run_local",
                 "--data-dir", str(tmp_path / "data"), "--port-base", str(port),
             ],
+            cwd=ROOT,
             capture_output=True,
             text=True,
             timeout=60,
@@ -285,16 +288,9 @@ def test_run_local_refuses_a_port_in_use(tmp_path):
     assert processes_mentioning(str(tmp_path)) == []
 
 
-def load_run_local():
-    spec = importlib.util.spec_from_file_location("run_local", ROOT / "tools" / "run_local.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
+@pytest.mark.slow
 def test_private_database_starts_serves_and_stops(data_dir):
-    run_local = load_run_local()
-    database = run_local.Database(data_dir, "private")
+    database = Database(data_dir, "private")
     dsn = database.start()
     try:
         assert dsn.startswith(f"host={data_dir}/postgres ")
@@ -308,7 +304,7 @@ def test_private_database_starts_serves_and_stops(data_dir):
         database.stop()
     assert processes_mentioning(f"{data_dir}/postgres") == []
     # The same data directory finds its cluster, and its data, again.
-    again = run_local.Database(data_dir, "private")
+    again = Database(data_dir, "private")
     assert again.start() == dsn
     try:
         conn = psycopg2.connect(dsn)
