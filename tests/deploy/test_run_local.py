@@ -17,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 
 import psycopg2
 import pytest
@@ -253,6 +254,10 @@ def test_run_local_two_nodes(data_dir):
     assert re.search(r"cut jobs: 1 DONE", text), text
     assert not os.path.exists(state_path)
     assert processes_mentioning(data_dir) == []
+    # Node 1's backfiller started once node 2's restreamer answered: no pass
+    # abandoned for a peer that was not up yet.
+    with open(os.path.join(data_dir, "logs", "node1-backfiller.log")) as f:
+        assert "Connection refused" not in f.read()
 
 
 def drop_database(dsn):
@@ -314,3 +319,126 @@ def test_private_database_starts_serves_and_stops(data_dir):
         conn.close()
     finally:
         again.stop()
+
+
+class RunLocalProcess:
+    """`./run-local ARGS` in the background, its output collected as it comes."""
+
+    def __init__(self, data_dir, *args):
+        self.data_dir = data_dir
+        self.proc = subprocess.Popen(
+            [str(ROOT / "run-local"), "--data-dir", data_dir, "--port-base", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout))
+        self.reader.start()
+
+    @property
+    def output(self):
+        return "".join(self.lines)
+
+    def wait_for_banner(self):
+        wait_for(
+            lambda: "streamvault is running" in self.output or self.proc.poll() is not None,
+            BANNER_TIMEOUT,
+            "the banner",
+        )
+        assert self.proc.poll() is None, self.output
+
+    def stop(self):
+        """SIGTERM, wait; returns the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = "killed"
+        self.reader.join(timeout=5)
+        return code
+
+    def test_stream_url(self):
+        return re.search(r"run-local: test stream: (\S+)", self.output)[1]
+
+
+def new_segments(store, since):
+    """Segments in `store` whose files were written at or after `since` (time.time())."""
+    found = []
+    for channel in os.listdir(store) if os.path.isdir(store) else []:
+        for quality in os.listdir(os.path.join(store, channel)):
+            found += [
+                s for s in segments_in(store, channel, quality) if os.stat(s.path).st_mtime >= since
+            ]
+    return found
+
+
+@pytest.mark.slow
+def test_a_second_run_on_other_ports_records_and_says_so_only_then(data_dir):
+    first = RunLocalProcess(data_dir)
+    try:
+        first.wait_for_banner()
+    finally:
+        assert first.stop() == 0, first.output
+    store = os.path.join(data_dir, "node1", "store")
+    assert new_segments(store, 0), "the first run recorded nothing"
+
+    since = time.time()
+    second = RunLocalProcess(data_dir)
+    try:
+        second.wait_for_banner()
+        # Other ports, so another test stream URL: the one this run started.
+        assert second.test_stream_url() != first.test_stream_url()
+        # "recording" means this run's downloader wrote a segment, and it keeps
+        # recording (the old run's URL would give it nothing to record).
+        assert new_segments(store, since), second.output
+        count = len(new_segments(store, since))
+        wait_for(lambda: len(new_segments(store, since)) > count, RECORD_TIMEOUT, "more segments")
+    finally:
+        code = second.stop()
+        if os.path.exists(os.path.join(data_dir, "logs", "node1-downloader.log")):
+            log = open(os.path.join(data_dir, "logs", "node1-downloader.log")).read()
+            this_run = log.rsplit("=== run-local:", 1)[-1]
+            assert first.test_stream_url() not in this_run
+        drop_database_of(data_dir)
+    assert code == 0, second.output
+
+
+@pytest.mark.slow
+def test_a_second_run_on_the_same_data_dir_is_refused(data_dir):
+    first = RunLocalProcess(data_dir)
+    try:
+        first.wait_for_banner()
+        state_path = os.path.join(data_dir, "run-local.json")
+        assert os.path.exists(state_path)
+        result = subprocess.run(
+            [str(ROOT / "run-local"), "--data-dir", data_dir, "--port-base", "0"],
+            capture_output=True,
+            text=True,
+            timeout=BANNER_TIMEOUT,
+        )
+        assert result.returncode == 1, result.stdout
+        assert f"another run-local (pid {first.proc.pid}) is using {data_dir}" in result.stdout
+        assert "starting" not in result.stdout  # refused before anything started
+        # The running one is untouched: its state file, and it still runs.
+        assert os.path.exists(state_path)
+        assert first.proc.poll() is None
+    finally:
+        code = first.stop()
+        drop_database_of(data_dir)
+    assert code == 0, first.output
+    assert processes_mentioning(data_dir) == []
+
+
+def drop_database_of(data_dir):
+    """Drop the system PostgreSQL database run-local made for `data_dir`, if any."""
+    from tools.run_local.database import system_database_name
+
+    name = system_database_name(data_dir)
+    conn = psycopg2.connect("dbname=postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    conn.close()

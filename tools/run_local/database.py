@@ -15,6 +15,12 @@ PG_DATABASE = "streamvault"
 SOCKET_PATH_MAX = 107  # bytes, sun_path on Linux, including .s.PGSQL.PORT
 
 
+def system_database_name(data_dir):
+    """The system cluster's database for `data_dir`: the same one every run."""
+    digest = hashlib.sha256(os.path.abspath(data_dir).encode()).hexdigest()[:8]
+    return f"streamvault_local_{digest}"
+
+
 class Database:
     """The PostgreSQL the cutters share: the system one, else a private cluster.
 
@@ -49,8 +55,7 @@ class Database:
     def _try_system(self):
         import psycopg2
 
-        digest = hashlib.sha256(os.path.abspath(self.data_dir).encode()).hexdigest()[:8]
-        name = f"streamvault_local_{digest}"
+        name = system_database_name(self.data_dir)
         try:
             conn = psycopg2.connect("dbname=postgres", connect_timeout=5)
         except psycopg2.Error as e:

@@ -1,5 +1,6 @@
 """Starting, watching and stopping everything run-local runs (see the package docstring)."""
 
+import fcntl
 import json
 import os
 import re
@@ -62,6 +63,8 @@ class RunLocal:
         self.first_segment_start = None
         self.services_started = None
         self.backfilled = {}  # node name -> segments its backfiller fetched
+        self.started_at = None  # wall clock (time.time()) when this run began
+        self.lock = None
         # Downloaders started late (--nodes 2): [(name, argv, node)], and when.
         self.delayed = []
         self.delayed_at = None
@@ -70,7 +73,12 @@ class RunLocal:
 
     def start(self):
         """Start everything and wait until node 1 records; Failed or Interrupted if not."""
+        # Segments are written seconds after this, so a file system clock a few
+        # milliseconds behind time.time() cannot make this run's first one look old.
+        self.started_at = time.time()
         os.makedirs(self.logs, exist_ok=True)
+        self.lock = DataDirLock(self.data_dir)
+        self.lock.acquire()
         self.nodes, self.teststream_port = plan_nodes(
             self.data_dir,
             self.args.nodes,
@@ -90,25 +98,32 @@ class RunLocal:
         if self.test_stream:
             self.start_test_stream()
 
-        # Start every service at once, then wait for each: imports take a second
-        # or two apiece, so one at a time would add up.
-        starting = []
+        # Start the services in two waves, each all at once (imports take a
+        # second or two apiece, so one at a time would add up): first all but
+        # the backfillers, then, once every restreamer answers, the backfillers,
+        # so that their first pass finds their peers up instead of warning.
         self.services_started = time.monotonic()
+        first, second = [], []
         for node in self.nodes:
             for service, argv in node.commands(self.channels, self.qualities, dsn).items():
                 name = f"{node.name} {service}"
                 if service in ("downloader", "backfiller") and node.index > 1:
                     self.delayed.append((name, argv, node))
-                    continue
+                else:
+                    wave = second if service == "backfiller" else first
+                    wave.append((name, argv, node.health_url(service)))
+        for wave in (first, second):
+            starting = []
+            for name, argv, health_url in wave:
                 progress(f"starting {name}")
-                starting.append((self.start_child(name, argv, "service"), node.health_url(service)))
-        for child, health_url in starting:
-            self.wait_until(
-                lambda url=health_url: answers(url),
-                START_TIMEOUT,
-                f"{child.name} to answer on {health_url}",
-                child,
-            )
+                starting.append((self.start_child(name, argv, "service"), health_url))
+            for child, health_url in starting:
+                self.wait_until(
+                    lambda url=health_url: answers(url),
+                    START_TIMEOUT,
+                    f"{child.name} to answer on {health_url}",
+                    child,
+                )
         self.write_state(dsn)
         self.wait_for_first_segment(self.nodes[0])
         self.delayed_at = time.monotonic() + SECOND_NODE_DELAY
@@ -137,7 +152,9 @@ class RunLocal:
         found = []
 
         def ready():
-            match = pattern.search(_read(child.log_path))
+            # This run's output only: the log keeps earlier runs' lines, whose
+            # URL (another --port-base) would send the downloader nowhere.
+            match = pattern.search(child.output())
             if match:
                 found.append(match[1])
             return bool(match)
@@ -182,13 +199,17 @@ class RunLocal:
         os.replace(tmp, self.state_path)
 
     def wait_for_first_segment(self, node):
-        """Wait until `node` holds a segment; remember when the first one starts."""
+        """Wait until `node` records a segment in this run; remember when it starts.
+
+        Segments an earlier run left in the store do not count: only files
+        written since this run began (by mtime) show that it records.
+        """
         progress(f"{node.name}: waiting for the first segment")
         started = self.services_started
         found = []
 
         def recorded():
-            segments = report.recorded(node.store)
+            segments = [s for s in report.recorded(node.store) if _mtime(s.path) >= self.started_at]
             if segments:
                 found.append(min(s.start for s in segments))
             return bool(segments)
@@ -265,6 +286,8 @@ class RunLocal:
                 code = child.wait(STOP_TIMEOUT)
                 if code not in (0, -signal.SIGTERM):
                     progress(f"{child.name} exited with status {code} (see {child.log_path})")
+        if self.lock is None or not self.lock.held:
+            return  # another run owns this data directory: touch nothing of it
         try:
             os.remove(self.state_path)
         except FileNotFoundError:
@@ -272,11 +295,55 @@ class RunLocal:
         if self.nodes:
             report.summary(self)  # before a private database stops: it counts the jobs
         self.database.stop()
+        self.lock.release()
 
 
-def _read(path):
+class DataDirLock:
+    """DATA/run-local.lock, held (flock) for as long as a run uses the data directory.
+
+    Two runs on one data directory would record twice into one store, share
+    logs, and the first to stop would delete the other's run-local.json. The
+    lock is the kernel's: it goes when the process does, however it ends, so a
+    killed run never leaves a stale lock. The file holds the owner's pid, for
+    the message the second run prints.
+    """
+
+    def __init__(self, data_dir):
+        self.path = os.path.join(data_dir, "run-local.lock")
+        self.file = None
+
+    @property
+    def held(self):
+        return self.file is not None
+
+    def acquire(self):
+        """Take the lock, or Failed naming the run that holds it."""
+        f = open(self.path, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            owner = f.read().strip() or "unknown"
+            f.close()
+            raise Failed(
+                f"another run-local (pid {owner}) is using {os.path.dirname(self.path)}: "
+                "stop it first, or give this one another --data-dir"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        self.file = f
+
+    def release(self):
+        """Let go of the lock (the file stays; its lock is what counts)."""
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def _mtime(path):
     try:
-        with open(path, errors="replace") as f:
-            return f.read()
+        return os.stat(path).st_mtime
     except OSError:
-        return ""
+        return 0
