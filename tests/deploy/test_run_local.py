@@ -250,7 +250,9 @@ def test_run_local_two_nodes(data_dir):
     text = "".join(output)
     assert code == 0, text
     assert "What was recorded:" in text
-    assert re.search(r"node1 test/source: \d+ segments", text), text
+    assert re.search(
+        r"node1 test/source: \d+ segments, .* UTC, (no holes|\d+ holes?, longest )", text
+    ), text
     assert re.search(r"cut jobs: 1 DONE", text), text
     assert not os.path.exists(state_path)
     assert processes_mentioning(data_dir) == []

@@ -6,7 +6,7 @@ import urllib.parse
 
 import requests
 
-from common.segments import list_segments
+from common.segments import get_best_segments, list_segments
 
 from .children import file_size, listdir, say
 from .nodes import UPLOAD_LOCATION
@@ -21,6 +21,32 @@ def recorded(store):
             for hour in listdir(quality_dir):
                 segments += list_segments(os.path.join(quality_dir, hour))
     return segments
+
+
+def covered_spans(quality_dir, first, last):
+    """[(start, end)] of the recording in `quality_dir` between `first` and `last`.
+
+    Made of the best segments as playlists and cuts see them (the store's own
+    rule for what joins and what is a hole), so the holes between spans are
+    the ones a cut of that range would refuse.
+    """
+    spans = []
+    for segment in get_best_segments(quality_dir, first, last):
+        if segment is None:
+            spans.append(None)
+        elif spans and spans[-1] is not None:
+            spans[-1] = (spans[-1][0], segment.end)
+        else:
+            spans.append((segment.start, segment.end))
+    return [span for span in spans if span is not None]
+
+
+def describe_holes(spans):
+    """'no holes', or how many holes lie between `spans` and how long the longest is."""
+    gaps = [(b[0] - a[1]).total_seconds() for a, b in zip(spans, spans[1:], strict=False)]
+    if not gaps:
+        return "no holes"
+    return f"{len(gaps)} hole{'s' if len(gaps) > 1 else ''}, longest {max(gaps):.1f} s"
 
 
 def editor_exists(node):
@@ -106,10 +132,12 @@ def summary(run):
             size = sum(file_size(s.path) for s in group)
             first = min(s.start for s in group)
             last = max(s.end for s in group)
+            spans = covered_spans(os.path.join(node.store, channel, quality), first, last)
             lines.append(
                 f"  {node.name} {channel}/{quality}: {len(full)} segments"
                 + (f" (+{other} partial or suspect)" if other else "")
-                + f", {first:%H:%M:%S}–{last:%H:%M:%S} UTC, {size / 1e6:.1f} MB"
+                + f", {first:%H:%M:%S}–{last:%H:%M:%S} UTC, {describe_holes(spans)}, "
+                f"{size / 1e6:.1f} MB"
             )
         if run.backfilled.get(node.name):
             lines.append(
