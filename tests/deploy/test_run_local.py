@@ -208,13 +208,19 @@ def test_run_local_two_nodes(data_dir):
             return job if job["state"] == "DONE" else None
 
         finished = wait_for(done, JOB_TIMEOUT, f"job {job_id} to be DONE")
-        assert finished["video_link"]
+        # The link is served over HTTP (a page cannot open file://), as in Docker.
+        # (Either node's cutter may have claimed it: they share the database.)
+        link = finished["video_link"]
+        assert link.startswith((node1["uploads_url"], node2["uploads_url"])), finished
+        video = requests.get(link, timeout=10)
+        assert video.status_code == 200
         uploads = [
             os.path.join(n["uploads"], name)
             for n in (node1, node2)
             for name in os.listdir(n["uploads"])
         ]
         assert len(uploads) == 1, uploads
+        assert video.content == open(uploads[0], "rb").read()
         uploaded = ffprobe(uploads[0])
         assert abs(float(uploaded["format"]["duration"]) - CUT_SECONDS) <= den / num + 1e-3
 

@@ -150,6 +150,15 @@ def answers(url):
         return False
 
 
+def responds(url):
+    """True when anything answers HTTP at `url`, whatever the status."""
+    try:
+        requests.get(url, timeout=2)
+    except requests.RequestException:
+        return False
+    return True
+
+
 def listdir(path):
     """`os.listdir`, or [] when the directory is not there (yet)."""
     try:

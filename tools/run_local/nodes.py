@@ -15,6 +15,7 @@ PORT_OFFSETS = {
     "downloader": 1,
     "backfiller": 2,
     "cutter": 3,
+    "uploads": 4,
     "restreamer-backdoor": 5,
     "downloader-backdoor": 6,
     "backfiller-backdoor": 7,
@@ -71,7 +72,8 @@ class Node:
             ],
             "cutter": python + [
                 "cutter", "run", "--db", dsn, "--base-dir", self.store, "--name", self.name,
-                "--location", f"{UPLOAD_LOCATION}=local:{self.uploads}",
+                "--location",
+                f"{UPLOAD_LOCATION}=local:{self.uploads},url_prefix={self.url_for('uploads')}/",
                 "--metrics-port", str(self.ports["cutter"]),
             ],
             "downloader": python + [
@@ -90,6 +92,16 @@ class Node:
         for service, argv in commands.items():
             argv += ["--backdoor-port", str(self.ports[f"{service}-backdoor"])]
         return commands
+
+    def uploads_server(self):
+        """argv of the server that serves the uploads over HTTP, as nginx does in Docker.
+
+        So the job's video link is an http:// URL the editor page can open.
+        """
+        return [
+            sys.executable, "-m", "devtools.fileserver", "--host", self.host,
+            "--port", str(self.ports["uploads"]), self.uploads,
+        ]  # fmt: skip
 
 
 def plan_nodes(data_dir, count, port_base, host, peers, test_stream):

@@ -96,7 +96,8 @@ def banner(run):
         f"  Submit    curl -X POST {node.url_for('cutter')}/jobs "
         f"-H 'Content-Type: application/json' \\",
         f"              -d '{job}'",
-        f"            then: curl {node.url_for('cutter')}/jobs   (uploads land in {node.uploads})",
+        f"            then: curl {node.url_for('cutter')}/jobs   (videos land in {node.uploads},",
+        f"            served at {node.url_for('uploads')}/)",
         "  Metrics   " + "  ".join(f"{s} {node.url_for(s)}/metrics" for s in node.services()),
         "  Backdoor  "
         + "  ".join(f"{s} telnet 127.0.0.1 {node.ports[s + '-backdoor']}" for s in node.services()),

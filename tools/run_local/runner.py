@@ -13,7 +13,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from . import report
-from .children import Child, Failed, Interrupted, answers, progress
+from .children import Child, Failed, Interrupted, answers, progress, responds
 from .database import Database
 from .nodes import UPLOAD_LOCATION, plan_nodes
 
@@ -105,25 +105,23 @@ class RunLocal:
         self.services_started = time.monotonic()
         first, second = [], []
         for node in self.nodes:
+            url = node.url_for("uploads") + "/"
+            first.append((f"{node.name} uploads", node.uploads_server(), lambda u=url: responds(u)))
             for service, argv in node.commands(self.channels, self.qualities, dsn).items():
                 name = f"{node.name} {service}"
                 if service in ("downloader", "backfiller") and node.index > 1:
                     self.delayed.append((name, argv, node))
                 else:
                     wave = second if service == "backfiller" else first
-                    wave.append((name, argv, node.health_url(service)))
+                    url = node.health_url(service)
+                    wave.append((name, argv, lambda u=url: answers(u)))
         for wave in (first, second):
             starting = []
-            for name, argv, health_url in wave:
+            for name, argv, up in wave:
                 progress(f"starting {name}")
-                starting.append((self.start_child(name, argv, "service"), health_url))
-            for child, health_url in starting:
-                self.wait_until(
-                    lambda url=health_url: answers(url),
-                    START_TIMEOUT,
-                    f"{child.name} to answer on {health_url}",
-                    child,
-                )
+                starting.append((self.start_child(name, argv, "service"), up))
+            for child, up in starting:
+                self.wait_until(up, START_TIMEOUT, f"{child.name} to answer", child)
         self.write_state(dsn)
         self.wait_for_first_segment(self.nodes[0])
         self.delayed_at = time.monotonic() + SECOND_NODE_DELAY
@@ -185,6 +183,7 @@ class RunLocal:
                     "url": node.url,
                     "store": node.store,
                     "uploads": node.uploads,
+                    "uploads_url": node.url_for("uploads") + "/",
                     "upload_location": UPLOAD_LOCATION,
                     "peers": node.peers,
                     **{f"{s}_url": node.url_for(s) for s in ("downloader", "backfiller", "cutter")},
