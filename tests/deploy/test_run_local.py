@@ -14,10 +14,12 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
 
 import psycopg2
 import pytest
@@ -59,6 +61,34 @@ def processes_mentioning(text):
             continue
         if text in cmdline and state != "Z":
             found.append((int(pid), cmdline))
+    return found
+
+
+def listening_addresses(pids):
+    """{(address, port)} of the TCP sockets the processes `pids` listen on."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[len("socket:[") : -1])
+        except OSError:
+            continue
+    found = set()
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state != "0A" or inode not in inodes:  # 0A: LISTEN
+                    continue
+                hex_address, hex_port = local.split(":")
+                raw = bytes.fromhex(hex_address)
+                # /proc prints each 32-bit word in host (little-endian) order.
+                raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                found.add((socket.inet_ntop(family, raw), int(hex_port, 16)))
     return found
 
 
@@ -117,7 +147,16 @@ def data_dir():
 @pytest.mark.slow
 def test_run_local_two_nodes(data_dir):
     proc = subprocess.Popen(
-        [str(ROOT / "run-local"), "--data-dir", data_dir, "--port-base", "0", "--nodes", "2"],
+        [
+            str(ROOT / "run-local"),
+            "--data-dir",
+            data_dir,
+            "--port-base",
+            "0",
+            "--nodes",
+            "2",
+            "--backdoor",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -143,8 +182,29 @@ def test_run_local_two_nodes(data_dir):
         quality = state["qualities"][0]
         assert f"{node1['url']}/playlist/{channel}.m3u8" in banner
         assert f"{node1['cutter_url']}/jobs" in banner
-        for port in node1["backdoor_ports"].values():
-            assert f"telnet 127.0.0.1 {port}" in banner
+        # Asked for (--backdoor): each service's backdoor is a 0600 Unix socket the
+        # banner names, and the client it prints reaches a Python prompt there.
+        sockets = node1["backdoor_sockets"]
+        assert set(sockets) == {"restreamer", "downloader", "backfiller", "cutter"}
+        for path in sockets.values():
+            assert path in banner
+            wait_for(lambda p=path: os.path.exists(p), 10, f"{path}")
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        session = subprocess.run(
+            [str(ROOT / ".venv/bin/python"), "-m", "common.backdoor", sockets["cutter"]],
+            input="print(6 * 7, sorted(backends))\n", capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert "42 ['local']" in session.stdout, session.stdout + session.stderr
+
+        # Every socket anything run-local started listens on is where --host
+        # (127.0.0.1, the default) says: none on all interfaces.
+        listening = listening_addresses([pid for pid, _ in processes_mentioning(data_dir)])
+        # (Node 2's downloader and backfiller start later, like a node joining late.)
+        started = [node1[k] for k in ("url", "cutter_url", "downloader_url", "backfiller_url")]
+        started += [node2[k] for k in ("url", "cutter_url")]
+        for url in started + [node1["uploads_url"], node2["uploads_url"]]:
+            assert ("127.0.0.1", urllib.parse.urlsplit(url).port) in listening, url
+        assert {address for address, _ in listening} == {"127.0.0.1"}, listening
 
         # Recorded: wait for 10 s of video after the first segment's start.
         first = wait_for(

@@ -65,7 +65,14 @@ def parse_args(argv=None):
     )  # fmt: skip
     parser.add_argument(
         "--host", default="127.0.0.1",
-        help="address the restreamers listen on and are reached at (default: 127.0.0.1)",
+        help="address every service listens on (their APIs, /metrics, the uploads) and is "
+        "reached at; 0.0.0.0 opens them to the network (default: 127.0.0.1)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--backdoor", action="store_true",
+        help="open each service's backdoor (a Python shell inside it) on a Unix socket "
+        "(mode 0600) under the node's directory; the banner says how to connect "
+        "(default: off)",
     )  # fmt: skip
     parser.add_argument(
         "--db", choices=("auto", "system", "private"), default="auto",

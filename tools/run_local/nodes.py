@@ -9,6 +9,7 @@ from .children import Failed, port_in_use
 
 # Ports of node N (from 1) start at port_base + (N - 1) * NODE_PORT_STRIDE; the
 # offsets keep the services' usual numbers (docs/OPERATIONS.md) for node 1.
+# (Offsets 5 to 8 are free: backdoors are Unix sockets, not ports.)
 NODE_PORT_STRIDE = 10
 PORT_OFFSETS = {
     "restreamer": 0,
@@ -16,14 +17,12 @@ PORT_OFFSETS = {
     "backfiller": 2,
     "cutter": 3,
     "uploads": 4,
-    "restreamer-backdoor": 5,
-    "downloader-backdoor": 6,
-    "backfiller-backdoor": 7,
-    "cutter-backdoor": 8,
 }
 TESTSTREAM_PORT_OFFSET = 9  # in node 1's block
 
 UPLOAD_LOCATION = "local"
+SOCKET_PATH_MAX = 107  # bytes, sun_path on Linux
+SERVICES = ("restreamer", "downloader", "backfiller", "cutter")
 # The backfiller leaves segments younger than this to the local downloader. Its
 # default (120 s) suits real streams; on one machine both nodes read the same
 # origin, so a short one lets replication show within a minute.
@@ -33,10 +32,11 @@ RECENT_CUTOFF = 10  # seconds
 class Node:
     """One node's directories, ports and service command lines."""
 
-    def __init__(self, index, data_dir, ports, host):
+    def __init__(self, index, data_dir, ports, host, backdoor=False):
         self.index = index
         self.name = f"node{index}"
         self.dir = os.path.join(data_dir, self.name)
+        self.backdoor = backdoor
         self.store = os.path.join(self.dir, "store")
         self.uploads = os.path.join(self.dir, "uploads")
         self.ports = ports
@@ -56,10 +56,13 @@ class Node:
         """A URL that answers 200 once `service` is up."""
         return self.url_for(service) + "/metrics"
 
+    def backdoor_socket(self, service):
+        """Where `service`'s backdoor listens (a Unix socket, mode 0600), if it is on."""
+        return os.path.join(self.dir, f"{service}.backdoor") if self.backdoor else None
+
     def services(self):
         """The services this node runs, in the order the banner lists them."""
-        order = ["restreamer", "downloader", "backfiller", "cutter"]
-        return [s for s in order if s != "backfiller" or self.peers]
+        return [s for s in SERVICES if s != "backfiller" or self.peers]
 
     def commands(self, channels, qualities, dsn):
         """{service: argv}, in start order."""
@@ -90,7 +93,11 @@ class Node:
                 "--metrics-port", str(self.ports["backfiller"]),
             ]  # fmt: skip
         for service, argv in commands.items():
-            argv += ["--backdoor-port", str(self.ports[f"{service}-backdoor"])]
+            # Every listening socket where --host says (the restreamer has it above).
+            if service != "restreamer":
+                argv += ["--host", self.host]
+            if self.backdoor:
+                argv += ["--backdoor-socket", self.backdoor_socket(service)]
         return commands
 
     def uploads_server(self):
@@ -104,7 +111,7 @@ class Node:
         ]  # fmt: skip
 
 
-def plan_nodes(data_dir, count, port_base, host, peers, test_stream):
+def plan_nodes(data_dir, count, port_base, host, peers, test_stream, backdoor=False):
     """(nodes, test stream port) for `count` nodes; Failed if a port is in use.
 
     `port_base` 0 takes any free ports; otherwise node N's block starts at
@@ -135,7 +142,14 @@ def plan_nodes(data_dir, count, port_base, host, peers, test_stream):
                 "in use (another ./run-local?): choose others with --port-base N, or "
                 "--port-base 0 for any free ones"
             )
-    nodes = [Node(i + 1, data_dir, block, host) for i, block in enumerate(blocks)]
+    nodes = [Node(i + 1, data_dir, block, host, backdoor) for i, block in enumerate(blocks)]
+    if backdoor:
+        longest = max((node.backdoor_socket(s) for node in nodes for s in SERVICES), key=len)
+        if len(longest.encode()) > SOCKET_PATH_MAX:
+            raise Failed(
+                f"data directory path too long for the backdoor sockets ({longest}): "
+                "use a shorter --data-dir"
+            )
     for node in nodes:
         node.peers = [n.url for n in nodes if n is not node] + list(peers)
     return nodes, teststream_port

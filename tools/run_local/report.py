@@ -2,6 +2,7 @@
 
 import datetime
 import os
+import sys
 import urllib.parse
 
 import requests
@@ -99,9 +100,13 @@ def banner(run):
         f"            then: curl {node.url_for('cutter')}/jobs   (videos land in {node.uploads},",
         f"            served at {node.url_for('uploads')}/)",
         "  Metrics   " + "  ".join(f"{s} {node.url_for(s)}/metrics" for s in node.services()),
-        "  Backdoor  "
-        + "  ".join(f"{s} telnet 127.0.0.1 {node.ports[s + '-backdoor']}" for s in node.services()),
     ]
+    if node.backdoor:
+        client = f"{os.path.relpath(sys.executable)} -m common.backdoor"
+        lines.append("  Backdoor  a Python shell inside each service (Unix sockets, mode 0600):")
+        lines += [f"              {client} {node.backdoor_socket(s)}" for s in node.services()]
+    else:
+        lines.append("  Backdoor  off (--backdoor opens a Python shell inside each service)")
     for other in run.nodes[1:]:
         lines.append(
             f"  {other.name}     {other.url} (restreamer), {other.url_for('cutter')} (jobs);\n"

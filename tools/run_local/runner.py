@@ -86,6 +86,7 @@ class RunLocal:
             self.args.host,
             self.args.peer,
             self.test_stream,
+            backdoor=self.args.backdoor,
         )
         for node in self.nodes:
             os.makedirs(node.store, exist_ok=True)
@@ -187,7 +188,9 @@ class RunLocal:
                     "upload_location": UPLOAD_LOCATION,
                     "peers": node.peers,
                     **{f"{s}_url": node.url_for(s) for s in ("downloader", "backfiller", "cutter")},
-                    "backdoor_ports": {s: node.ports[f"{s}-backdoor"] for s in node.services()},
+                    "backdoor_sockets": {s: node.backdoor_socket(s) for s in node.services()}
+                    if node.backdoor
+                    else {},
                 }
                 for node in self.nodes
             ],
