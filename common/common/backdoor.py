@@ -195,9 +195,11 @@ class Backdoor:
 
     @property
     def server_port(self):
+        """The TCP port listened on (None for a Unix socket)."""
         return self.server.server_port if self.path is None else None
 
     def stop(self, timeout=1):
+        """Close the listener and every open session; remove the socket file."""
         self.server.stop(timeout=timeout)
         if self.path is not None:
             try:

@@ -34,6 +34,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.serve(body=True)
 
     def serve(self, body):
+        """Answer a GET (`body`) or HEAD: the file, a range of it, or 404/416."""
         path = self.resolve()
         if path is None:
             return self.send_error(404, "not found")

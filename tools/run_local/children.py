@@ -77,6 +77,7 @@ class Child:
 
     @property
     def pid(self):
+        """The process id (also its session and process group id)."""
         return self.proc.pid
 
     def poll(self):

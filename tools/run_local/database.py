@@ -43,6 +43,7 @@ class Database:
         self.user = None
 
     def start(self):
+        """Find or start the database as `mode` says; returns its DSN (Failed if none)."""
         if self.mode in ("auto", "system"):
             error = self._try_system()
             if error is None:
@@ -152,6 +153,7 @@ class Database:
         self.dsn = f"{base} dbname={PG_DATABASE}"
 
     def stop(self):
+        """Stop a private cluster this run started; the system one is left alone."""
         if not self.private:
             return
         result = self._run(

@@ -316,6 +316,7 @@ class DataDirLock:
 
     @property
     def held(self):
+        """True while this process holds the lock."""
         return self.file is not None
 
     def acquire(self):
