@@ -109,7 +109,10 @@ def serve(directory, host="127.0.0.1", port=0):
     server = http.server.ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     server.directory = os.path.abspath(directory)
-    threading.Thread(target=server.serve_forever, name="fileserver", daemon=True).start()
+    # A short poll interval, so shutdown() returns at once.
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="fileserver")
+    thread.daemon = True
+    thread.start()
     return server
 
 
