@@ -16,6 +16,7 @@ store scans log and skip such files rather than failing the whole listing.
 import base64
 import collections
 import datetime
+import functools
 import gc
 import hashlib
 import logging
@@ -358,16 +359,9 @@ _FAST_NAME_RE = re.compile(
     r"([0-5]\d):([0-5]\d)\.(\d{6})-(\d+(?:\.\d{1,6})?)-(full|partial|suspect)"
     r"-([A-Za-z0-9_-]{42}[AEIMQUYcgkosw048])\.ts"
 )
-_durations = {}  # duration text -> timedelta; a stream has few distinct durations
-
-
-def _cached_duration(text):
-    duration = _durations.get(text)
-    if duration is None:
-        duration = parse_duration(text)
-        if len(_durations) < 10_000:
-            _durations[text] = duration
-    return duration
+# Duration text -> timedelta: a stream has few distinct durations, so each is
+# parsed once.
+_cached_duration = functools.lru_cache(maxsize=4096)(parse_duration)
 
 
 def _start_of(segment):

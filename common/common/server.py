@@ -62,7 +62,7 @@ class WSGIServer:
         """Bind and start accepting (idempotent); returns the bound port."""
         if not self.server.started:
             self.server.start()
-            logger.info("%s: serving on %s:%d", self.name, *self.server.address[:2])
+            logger.info("Serving on %s:%d (%s)", *self.server.address[:2], self.name)
         return self.server.server_port
 
     @property

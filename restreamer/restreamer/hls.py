@@ -27,6 +27,8 @@ import datetime
 import functools
 from typing import NamedTuple
 
+from common.segments import format_duration
+
 # Used for an empty live playlist, which has no segment to measure; the
 # player reloads it every target duration, and Twitch's segments last 2 s.
 EMPTY_TARGET_DURATION = 2  # seconds
@@ -41,15 +43,9 @@ def _micros(duration):
     return duration // ONE_MICROSECOND
 
 
-# A stream has a handful of distinct durations: each is formatted once.
-@functools.lru_cache(maxsize=1024)
-def format_extinf(duration):
-    """A segment's duration for EXTINF: seconds with millisecond (or finer) precision."""
-    micros = _micros(duration)
-    seconds, micros = divmod(micros, ONE_SECOND_US)
-    if micros % 1000 == 0:
-        return f"{seconds}.{micros // 1000:03d}"
-    return f"{seconds}.{micros:06d}"
+# EXTINF's decimal seconds are the store's duration format. A stream has a
+# handful of distinct durations: each is formatted once.
+format_extinf = functools.lru_cache(maxsize=1024)(format_duration)
 
 
 def format_program_date_time(dt):
