@@ -15,11 +15,13 @@ store scans log and skip such files rather than failing the whole listing.
 
 import base64
 import collections
+import contextlib
 import datetime
 import functools
 import gc
 import hashlib
 import logging
+import operator
 import os
 import re
 import secrets
@@ -351,21 +353,39 @@ def hours_for_range(start, end):
     return hours
 
 
-# The common case, matched in one step when scanning a directory: a readable
-# (non-temp) segment with a well-formed hash. The last hash character of a
-# 32-byte digest carries 4 data bits and 2 zero bits, hence its short alphabet.
-# Anything else goes through `parse_segment_path` for a precise error.
-_FAST_NAME_RE = re.compile(
-    r"([0-5]\d):([0-5]\d)\.(\d{6})-(\d+(?:\.\d{1,6})?)-(full|partial|suspect)"
-    r"-([A-Za-z0-9_-]{42}[AEIMQUYcgkosw048])\.ts"
+# The common case, matched for a whole directory in one `findall` over its
+# names joined by newlines: a readable (non-temp) segment with a well-formed
+# hash. The last hash character of a 32-byte digest carries 4 data bits and 2
+# zero bits, hence its short alphabet. Anything else goes through
+# `parse_segment_path` for a precise error. Groups: the name, `MM:SS`, the
+# microseconds, the duration, the type, the hash.
+_FAST_NAMES_RE = re.compile(
+    r"^(([0-5]\d:[0-5]\d)\.(\d{6})-(\d+(?:\.\d{1,6})?)-(full|partial|suspect)"
+    r"-([A-Za-z0-9_-]{42}[AEIMQUYcgkosw048])\.ts)$",
+    re.MULTILINE,
 )
+# Building a segment's start was most of the cost of parsing a name, and
+# almost all of it making timedeltas: so `MM:SS` offsets are made once here,
+# and microsecond parts once each (program date times have millisecond
+# precision in practice, so a day of them has at most a thousand).
+_MINUTE_SECOND = {
+    f"{m:02d}:{s:02d}": datetime.timedelta(seconds=m * 60 + s) for m in range(60) for s in range(60)
+}
+
+
+@functools.lru_cache(maxsize=4096)
+def _microseconds(text):
+    return datetime.timedelta(microseconds=int(text))
+
+
 # Duration text -> timedelta: a stream has few distinct durations, so each is
 # parsed once.
 _cached_duration = functools.lru_cache(maxsize=4096)(parse_duration)
 
 
-def _start_of(segment):
-    return segment.start
+_start = operator.attrgetter("start")
+_duration = operator.attrgetter("duration")
+_type = operator.attrgetter("type")
 
 
 def list_segments(hour_path):
@@ -392,47 +412,57 @@ def list_segments(hour_path):
     # and again (it was a third of this function's time), though none of them
     # can form a cycle. Nothing here yields to another greenlet, so pausing it
     # affects only this loop.
-    gc_was_enabled = gc.isenabled()
+    with _gc_paused():
+        return _parse_names(hour_path, names, channel, quality, hour, hour_start)
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector for a loop that only makes tuples and lists."""
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _parse_names(hour_path, names, channel, quality, hour, hour_start)
+        yield
     finally:
-        if gc_was_enabled:
+        if was_enabled:
             gc.enable()
 
 
 def _parse_names(hour_path, names, channel, quality, hour, hour_start):
-    segments = []
-    match_name = _FAST_NAME_RE.fullmatch
-    timedelta = datetime.timedelta
     prefix = hour_path + "/"
+    joined = "\n".join(names)
+    # A name holding a newline would split into lines that are not names.
+    matches = _FAST_NAMES_RE.findall(joined) if joined.count("\n") == len(names) - 1 else []
+    # Locals, and tuple.__new__ rather than SegmentInfo(...): this is the loop
+    # of every listing.
+    new = tuple.__new__
+    minute_second, micro, duration_of = _MINUTE_SECOND, _microseconds, _cached_duration
+    segments = [
+        new(SegmentInfo, (
+            prefix + name, channel, quality, hour,
+            hour_start + minute_second[mmss] + micro(us), duration_of(duration), type, hash,
+        ))
+        for name, mmss, us, duration, type, hash in matches
+    ]  # fmt: skip
+    if len(segments) == len(names):
+        return segments
+    # Some names need a closer look (temp files, strays): those that parse are
+    # merged in, in time order.
+    matched = {match[0] for match in matches}
+    extra = []
     for name in names:
-        match = match_name(name)
-        if match:
-            minute, second, micro, duration, type, hash = match.groups()
-            start = hour_start + timedelta(0, int(minute) * 60 + int(second), int(micro))
-            segments.append(
-                SegmentInfo(
-                    prefix + name,
-                    channel,
-                    quality,
-                    hour,
-                    start,
-                    _cached_duration(duration),
-                    type,
-                    hash,
-                )  # fmt: skip
-            )
-            continue
-        if name.startswith(".") or "-temp-" in name:
+        if name in matched or name.startswith(".") or "-temp-" in name:
             continue
         try:
-            segment = parse_segment_path(os.path.join(hour_path, name))
+            segment = parse_segment_path(prefix + name)
         except ValueError as e:
             logger.warning("Skipping unreadable file: %s", e)
             continue
         if segment.type != "temp":
-            segments.append(segment)
+            extra.append(segment)
+    if extra:
+        segments += extra
+        segments.sort(key=_start)
     return segments
 
 
@@ -450,21 +480,44 @@ _hour_cache = collections.OrderedDict()
 
 def best_segments_in_hour(hour_path):
     """`best_segments_by_start(list_segments(hour_path))`, cached while unchanged."""
+    return _hour(hour_path)[0]
+
+
+_NO_SEGMENTS = ([], False)
+
+
+def _hour(hour_path):
+    """`(best segments, whether they all join)` for one hour directory, cached."""
     try:
         mtime = os.stat(hour_path).st_mtime_ns
     except (FileNotFoundError, NotADirectoryError):
-        return []
+        return _NO_SEGMENTS
     cached = _hour_cache.get(hour_path)
     if cached is not None and cached[0] == mtime:
         _hour_cache.move_to_end(hour_path)
         return cached[1]
-    segments = best_segments_by_start(list_segments(hour_path))
+    with _gc_paused():  # as in list_segments, for all the hour's tuples at once
+        segments = best_segments_by_start(list_segments(hour_path))
+        hour = (segments, _all_join(segments))
     if time.time_ns() - mtime > HOUR_CACHE_SETTLE_NS:
-        _hour_cache[hour_path] = (mtime, segments)
+        _hour_cache[hour_path] = (mtime, hour)
         _hour_cache.move_to_end(hour_path)
         while len(_hour_cache) > HOUR_CACHE_SIZE:
             _hour_cache.popitem(last=False)
-    return segments
+    return hour
+
+
+def _all_join(segments):
+    """True if there are segments, all `full`, each ending exactly where the next starts.
+
+    Such an hour needs no walking through in `get_best_segments`: it joins on
+    whole. Written as C-level maps, since it looks at every segment once.
+    """
+    if not segments:
+        return False
+    starts = list(map(_start, segments))
+    ends = map(operator.add, starts, map(_duration, segments))
+    return all(map(operator.eq, ends, starts[1:])) and all(map("full".__eq__, map(_type, segments)))
 
 
 def clear_hour_cache():
@@ -493,7 +546,11 @@ def best_segments_by_start(segments):
     (only stat'ed when still tied) the largest file; then the hash, so that
     every node makes the same choice.
     """
-    segments = sorted(segments, key=_start_of)  # linear when already in order
+    starts = list(map(_start, segments))
+    if all(map(operator.lt, starts, starts[1:])):
+        # In order, one file per start: the common case (a listing is sorted).
+        return list(segments)
+    segments = sorted(segments, key=_start)  # linear when already in order
     best = []
     i, n = 0, len(segments)
     while i < n:
@@ -525,7 +582,19 @@ def get_best_segments(hours_path, start, end):
     result = []
     previous_end = None  # end of result[-1] when it is a segment that joins on
     for hour in hours_for_range(start, end):
-        for segment in best_segments_in_hour(os.path.join(hours_path, hour)):
+        segments, all_join = _hour(os.path.join(hours_path, hour))
+        if (
+            all_join
+            and previous_end is not None
+            and previous_end == segments[0].start
+            and segments[-1].start < end
+        ):
+            # The usual middle hour: it continues the last one and joins on
+            # whole (each segment would be appended by the first case below).
+            result += segments
+            previous_end = segments[-1].end
+            continue
+        for segment in segments:
             segment_start = segment.start
             if segment_start >= end:
                 break

@@ -1,6 +1,7 @@
 import datetime
 import logging
 import os
+import random
 
 import pytest
 
@@ -8,6 +9,7 @@ from common.segments import (
     SegmentWriter,
     atomic_write,
     best_segments_by_start,
+    clear_hour_cache,
     format_duration,
     get_best_segments,
     hash_bytes,
@@ -398,3 +400,68 @@ def test_hours_for_range():
         "2026-11-28T14",
     ]
     assert hours_for_range(T0, T0 + seconds(1)) == ["2026-11-28T12", "2026-11-28T13"]
+
+
+def test_name_with_a_newline_is_not_read_as_its_lines(store, caplog):
+    store.add(0, 2)
+    hour = os.path.join(store.hours_path, "2026-11-28T13")
+    # Listed in one pass over the names joined by newlines: this one must not
+    # pass for the segment named on its second line.
+    open(os.path.join(hour, f"junk\n00:02.000000-2.000-full-{HASH}.ts"), "w").close()
+    with caplog.at_level(logging.WARNING):
+        assert [s.start for s in list_segments(hour)] == [T0]
+    assert "junk" in caplog.text
+
+
+def reference_best(hours_path, start, end):
+    """get_best_segments as DESIGN.md's store contract words it, one segment at a time."""
+    result = []
+    for hour in hours_for_range(start, end):
+        for segment in best_segments_by_start(list_segments(os.path.join(hours_path, hour))):
+            if segment.end <= start or segment.start >= end:
+                continue
+            if not result:
+                result += [None, segment] if segment.start > start else [segment]
+            elif result[-1] is None:
+                result.append(segment)
+            elif result[-1].end > segment.start:
+                continue  # overlaps the one before: skipped
+            elif result[-1].end == segment.start and not result[-1].is_partial:
+                result.append(segment)
+            else:
+                result += [None, segment]
+    if not result or (result[-1] is not None and (result[-1].end < end or result[-1].is_partial)):
+        result.append(None)
+    return result
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_best_segments_match_the_contract_on_random_stores(tmp_path, seed):
+    """Whole hours that join are taken at once; the result must not change for it."""
+    rng = random.Random(seed)
+    store = Store(tmp_path)
+    offset = -3600
+    while offset < 3 * 3600:
+        roll = rng.random()
+        duration = 120
+        if roll < 0.05:
+            offset += rng.choice((1, 60))  # a gap
+        elif roll < 0.1:
+            store.add(offset, duration, rng.choice(("partial", "suspect")))
+        elif roll < 0.13:
+            store.add(offset + 30, 60)  # an overlap
+        elif roll < 0.16:
+            store.add(offset, 60)  # a shorter copy of the same start
+        store.add(offset, duration)
+        offset += duration
+    # Settled directories, so the second call reads the hour cache.
+    for hour in os.listdir(store.hours_path):
+        os.utime(os.path.join(store.hours_path, hour), (0, 0))
+    clear_hour_cache()
+    for _ in range(20):
+        start = T0 + seconds(rng.randrange(-4000, 3 * 3600))
+        end = start + seconds(rng.choice((1, 119, 120, 3600, 7200, 4 * 3600)))
+        expected = reference_best(store.hours_path, start, end)
+        assert get_best_segments(store.hours_path, start, end) == expected
+        # again, from the hour cache
+        assert get_best_segments(store.hours_path, start, end) == expected
