@@ -25,6 +25,7 @@ Choices, and the RFC text behind them:
 
 import datetime
 import functools
+import operator
 from typing import NamedTuple
 
 from common.segments import format_duration
@@ -37,6 +38,8 @@ ONE_SECOND_US = 1_000_000
 
 
 ONE_MICROSECOND = datetime.timedelta(microseconds=1)
+_duration = operator.attrgetter("duration")
+_hour = operator.attrgetter("hour")
 
 
 def _micros(duration):
@@ -69,9 +72,19 @@ def _round_seconds(longest):
 
 
 def segment_entry(segment, uri):
-    """The three lines of one segment: its broadcast time, duration and URI."""
+    """The three lines of one segment: its broadcast time, duration and URI.
+
+    A stored segment (one with an hour) starts at its hour plus the
+    `MM:SS.ffffff` its name begins with, so its hour and the name's first nine
+    characters are `format_program_date_time(segment.start)` without the
+    `Z`, in a fifth of the time of formatting the datetime.
+    """
+    if segment.hour is None:
+        program_date_time = format_program_date_time(segment.start)
+    else:
+        program_date_time = f"{segment.hour}:{segment.path.rpartition('/')[2][:9]}Z"
     return (
-        f"#EXT-X-PROGRAM-DATE-TIME:{format_program_date_time(segment.start)}\n"
+        f"#EXT-X-PROGRAM-DATE-TIME:{program_date_time}\n"
         f"#EXTINF:{format_extinf(segment.duration)},\n"
         f"{uri(segment)}\n"
     )
@@ -98,6 +111,52 @@ class Entries(NamedTuple):
     written: bool = False
 
 
+class DirectoryURIs:
+    """Segment URIs made of their directory's URI and their file name.
+
+    `directory(segment)` gives the URI of the directory holding `segment`,
+    ending in `/`; it is asked once per directory. The file name is a store's
+    segment name, made of letters, digits and `._:-` only, so only `:` is
+    escaped. Called on a segment, gives its URI; `format_entries` given one
+    formats a run of stored segments with no function call per segment.
+    """
+
+    # Directories remembered; past this many (hours of every quality seen),
+    # they are forgotten and asked for again.
+    MAX_DIRECTORIES = 10_000
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.directories = {}  # a directory's path -> its URI
+
+    def directory_of(self, path, segment):
+        """The URI of `path`, the directory holding `segment`."""
+        if len(self.directories) >= self.MAX_DIRECTORIES:
+            self.directories.clear()
+        uri = self.directories[path] = self.directory(segment)
+        return uri
+
+    def __call__(self, segment):
+        path, _, name = segment.path.rpartition("/")
+        directory = self.directories.get(path) or self.directory_of(path, segment)
+        return directory + name.replace(":", "%3A")
+
+
+def _stored_entries(run, uri, get, setdefault):
+    """`segment_entry(segment, uri).encode()` for each of `run` (stored
+    segments, with hours), through the entries cache; `uri` a DirectoryURIs."""
+    directories, directory_of, extinf = uri.directories, uri.directory_of, format_extinf
+    return [
+        get(segment.path) or setdefault(segment.path, (
+            f"#EXT-X-PROGRAM-DATE-TIME:{segment.hour}:{name[:9]}Z\n"
+            f"#EXTINF:{extinf(segment.duration)},\n"
+            f"{directories.get(path) or directory_of(path, segment)}{name.replace(':', '%3A')}\n"
+        ).encode())
+        for segment in run
+        for path, _, name in (segment.path.rpartition("/"),)
+    ]  # fmt: skip
+
+
 def format_entries(segments, uri, *, cache=None, before=Entries()):
     """The entries for `segments` (SegmentInfo, or None at a hole), continuing `before`.
 
@@ -107,29 +166,49 @@ def format_entries(segments, uri, *, cache=None, before=Entries()):
     seconds formats each segment once. Passing the Entries of the segments
     that come first as `before` gives the same result as formatting the whole
     list, so a live playlist need only format what is new.
+
+    Each run of segments between holes is formatted in one comprehension: a
+    cold day of segments (43,200) is formatted in tens of milliseconds.
     """
     if cache is None:
         cache = {}
+    if not isinstance(segments, list):
+        segments = list(segments)
     get = cache.get
     parts = []
-    append = parts.append
     after_hole = before.after_hole
     written = before.written
     longest = before.longest
-    for segment in segments:
-        if segment is None:
+    i, n = 0, len(segments)
+    while i < n:
+        if segments[i] is None:
             after_hole = True
+            i += 1
             continue
+        try:
+            j = segments.index(None, i)
+        except ValueError:
+            j = n
+        run = segments[i:j]
+        i = j
         if after_hole and written:
-            append(b"#EXT-X-DISCONTINUITY\n")
+            parts.append(b"#EXT-X-DISCONTINUITY\n")
         after_hole = False
-        entry = get(segment.path)
-        if entry is None:
-            entry = cache[segment.path] = segment_entry(segment, uri).encode()
-        append(entry)
         written = True
-        if longest is None or segment.duration > longest:
-            longest = segment.duration
+        if isinstance(uri, DirectoryURIs) and all(map(_hour, run)):
+            parts.append(b"".join(_stored_entries(run, uri, get, cache.setdefault)))
+        else:
+            # (An entry is never empty, so `or` tells a cached one.)
+            parts.append(
+                b"".join([
+                    get(segment.path)
+                    or cache.setdefault(segment.path, segment_entry(segment, uri).encode())
+                    for segment in run
+                ])
+            )  # fmt: skip
+        run_longest = max(map(_duration, run))
+        if longest is None or run_longest > longest:
+            longest = run_longest
     chunks = before.chunks + (b"".join(parts),) if parts else before.chunks
     if len(chunks) > MAX_CHUNKS:
         chunks = (b"".join(chunks),)
