@@ -32,7 +32,8 @@ from .stats import DEFAULT_BUCKETS
 DEFAULT_LABEL_ARGS = ("channel", "quality")
 
 
-def _metric_suffix(endpoint):
+def metric_suffix(endpoint):
+    """The part of an endpoint's metric names after `http_request_latency_`."""
     return re.sub(r"[^a-zA-Z0-9_]", "_", endpoint)
 
 
@@ -65,7 +66,7 @@ class RequestStats:
             for rule in self.app.url_map.iter_rules(endpoint):
                 args |= rule.arguments
             args = sorted(args & self.label_args)
-            suffix = _metric_suffix(endpoint)
+            suffix = metric_suffix(endpoint)
             latency = Histogram(
                 f"http_request_latency_{suffix}",
                 f"Seconds from request to the last byte of the response, {endpoint}",

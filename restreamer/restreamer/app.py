@@ -318,7 +318,7 @@ def list_qualities(channel):
     return flask.jsonify(store().subdirectories(store().directory(channel)))
 
 
-def list_hours(channel, quality):
+def list_hour_names(channel, quality):
     """`GET /files/<channel>/<quality>`: the hours that have a directory, oldest first.
 
     Directories whose names are not hours are left out.
@@ -546,11 +546,13 @@ def _stream(first, chunks):
 
 
 # (rule, view function, options): every route of the API. The endpoint name is
-# the function's name, which also names its metrics (`http_request_latency_<name>`).
+# the function's name, which also names its metrics (`http_request_latency_<name>`):
+# so no name has a unit word (`hours`, `days`, `bytes`...) as a part of it,
+# which Prometheus' conventions would read as the metric's unit.
 ROUTES = [
     ("/files", list_channels, {}),
     ("/files/<channel>", list_qualities, {}),
-    ("/files/<channel>/<quality>", list_hours, {}),
+    ("/files/<channel>/<quality>", list_hour_names, {}),
     ("/files/<channel>/<quality>/<hour>", list_segment_names, {}),
     ("/segments/<channel>/<quality>/<hour>/<name>", segment, {}),
     ("/playlist/<channel>.m3u8", master_playlist, {}),

@@ -10,7 +10,8 @@ bench/restreamer.py).
 Werkzeug's `send_file` returns its body with `direct_passthrough`, which skips
 the response's `call_on_close` callbacks (request metrics would never be
 recorded). `file_response` keeps werkzeug's conditional and Range logic but
-its body runs those callbacks when the server closes it (`link_close`).
+its body runs those callbacks when the server closes it (`link_close`, which
+also makes werkzeug's own file responses run them).
 
 How it fails: a file that vanishes between the route's check and `open` is a
 FileNotFoundError for the route to turn into a 404; a client that goes away
@@ -107,4 +108,10 @@ def link_close(response):
         and flask.request.method != "HEAD"
     ):
         body.after_close = response.close
+    elif response.direct_passthrough and not isinstance(body, FileBody):
+        # Werkzeug's own file bodies (`send_from_directory`: the editor's
+        # page and scripts) would skip the callbacks too, leaving the
+        # in-flight gauge up and the latency unrecorded: let werkzeug wrap
+        # them, which runs the callbacks on close. They are small files.
+        response.direct_passthrough = False
     return response

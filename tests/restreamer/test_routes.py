@@ -1,10 +1,16 @@
 """Route tests with Flask's test client over a real store in tmp_path."""
 
 import os
+import shutil
+import subprocess
 
+import flask
+import prometheus_client
 import pytest
 
+from common import flask_stats
 from common.segments import hash_bytes, parse_segment_path
+from common.stats import LogCountHandler
 from restreamer.app import create_app
 
 from .conftest import NOW, at, write_segment
@@ -261,3 +267,42 @@ def test_segment_requests_are_measured_once(client, store_dir):
     assert (
         'http_requests_in_flight_segment{channel="chan",method="GET",quality="source"} 0.0' in text
     )
+
+
+@pytest.mark.slow  # runs promtool
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is installed by tools/setup")
+def test_real_metrics_pass_promtool_after_every_route(store_dir):
+    """The app's own /metrics, once every route has answered (found and not found)."""
+    registry = prometheus_client.CollectorRegistry()
+    LogCountHandler(registry)
+    app = create_app(store_dir, registry, now=lambda: NOW)
+    client = app.test_client()
+    name = sorted(os.listdir(os.path.join(store_dir, "chan", "source", "2026-11-28T14")))[0]
+    values = {
+        "channel": "chan",
+        "quality": "source",
+        "hour": "2026-11-28T14",
+        "name": name,
+        "path": "editor.js",
+    }
+    # Past the recording: the cut answers 406 (no content) without ffmpeg.
+    query = {"start": "2026-11-28T16:00:00", "end": "2026-11-28T16:00:10"}
+    endpoints = set()
+    with app.test_request_context():
+        urls = [
+            (rule.endpoint, flask.url_for(rule.endpoint, **{a: values[a] for a in rule.arguments}))
+            for rule in app.url_map.iter_rules()
+        ]
+    for endpoint, url in urls:
+        for target in (url, url.replace("chan", "nochan", 1)):
+            client.get(target, query_string=query).close()
+        endpoints.add(endpoint)
+    assert {"list_hour_names", "cut", "segment", "media_playlist"} <= endpoints
+    text = client.get("/metrics").data
+    for endpoint in endpoints - {"metrics"}:
+        suffix = flask_stats.metric_suffix(endpoint)
+        assert f"http_request_latency_{suffix}_bucket".encode() in text, endpoint
+    result = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
