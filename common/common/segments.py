@@ -36,6 +36,16 @@ logger = logging.getLogger(__name__)
 
 HOUR_FORMAT = "%Y-%m-%dT%H"
 ONE_HOUR = datetime.timedelta(hours=1)
+# The hours a store can hold. Nothing was recorded before 2000 and nothing
+# will be after 2099, so a name outside them is not a segment: a hostile
+# `1970-01-01T00` hour, listed to every node, once made every playlist without
+# a start a 400 (its range ran from 1970).
+FIRST_HOUR = datetime.datetime(2000, 1, 1, tzinfo=UTC)
+END_HOUR = datetime.datetime(2100, 1, 1, tzinfo=UTC)
+# The longest a segment may last. Twitch's last 2 s and HLS origins rarely
+# pass 10 s; a segment named as lasting 999999999999 s covered every later
+# hour and made every playlist and cut over them a 500.
+MAX_DURATION = datetime.timedelta(minutes=5)
 
 # Types in order of preference for one start time: a complete download beats a
 # suspicious one beats one whose body broke. `temp` files are being written and
@@ -110,13 +120,24 @@ def validate_name_part(value, what):
 
 
 def parse_hour(hour):
-    """`2026-11-28T13` → aware datetime of the hour's start. ValueError if malformed."""
+    """`2026-11-28T13` → aware datetime of the hour's start. ValueError if malformed.
+
+    Hours outside FIRST_HOUR..END_HOUR are malformed too: no store holds them.
+    """
+    expected = "expected YYYY-MM-DDTHH, a UTC hour such as 2026-11-28T13"
     if not isinstance(hour, str) or not _HOUR_RE.fullmatch(hour):
-        raise ValueError(f"bad hour {hour!r}: expected YYYY-MM-DDTHH")
+        raise ValueError(f"bad hour {hour!r}: {expected}")
     try:
-        return datetime.datetime.strptime(hour, HOUR_FORMAT).replace(tzinfo=UTC)
-    except ValueError as e:
-        raise ValueError(f"bad hour {hour!r}: {e}") from None
+        start = datetime.datetime.strptime(hour, HOUR_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        # strptime's own reasons ("unconverted data remains: 9") say nothing
+        # to a user: the date or the hour is out of range.
+        raise ValueError(f"bad hour {hour!r}: no such date or hour; {expected}") from None
+    if not FIRST_HOUR <= start < END_HOUR:
+        raise ValueError(
+            f"bad hour {hour!r}: outside the years {FIRST_HOUR.year} to {END_HOUR.year - 1}"
+        )
+    return start
 
 
 def format_hour(dt):
@@ -193,7 +214,7 @@ def parse_segment_path(path, *, channel=None, quality=None, hour=None):
     if minute > 59 or second > 59:
         raise _bad(path, f"bad time {match['minute']}:{match['second']}")
     try:
-        duration = parse_duration(match["duration"])
+        duration = _check_duration(parse_duration(match["duration"]))
     except ValueError as e:
         raise _bad(path, str(e)) from None
     _check_hash(path, type, match["hash"])
@@ -217,11 +238,27 @@ def parse_segment_path(path, *, channel=None, quality=None, hour=None):
     )
 
 
+def _check_duration(duration):
+    if duration > MAX_DURATION:
+        raise ValueError(
+            f"duration {format_duration(duration)} s is over the"
+            f" {MAX_DURATION.total_seconds():g} s a segment may last"
+        )
+    return duration
+
+
 def segment_name(start, duration, type, hash):
-    """The file name for a segment (no directories)."""
+    """The file name for a segment (no directories).
+
+    ValueError for a name no reader would accept: an unknown type, a duration
+    over MAX_DURATION or a start outside FIRST_HOUR..END_HOUR.
+    """
     start = to_utc(start)
     if type not in TYPES:
         raise ValueError(f"unknown type {type!r}")
+    _check_duration(duration)
+    if not FIRST_HOUR <= start < END_HOUR:
+        raise ValueError(f"start {start.isoformat()} is outside the hours a store can hold")
     return (
         f"{start.minute:02d}:{start.second:02d}.{start.microsecond:06d}"
         f"-{format_duration(duration)}-{type}-{hash}.ts"
@@ -359,10 +396,11 @@ def hours_for_range(start, end):
 # names joined by newlines: a readable (non-temp) segment with a well-formed
 # hash. The last hash character of a 32-byte digest carries 4 data bits and 2
 # zero bits, hence its short alphabet. Anything else goes through
-# `parse_segment_path` for a precise error. Groups: the name, `MM:SS`, the
-# microseconds, the duration, the type, the hash.
+# `parse_segment_path` for a precise error, and so do durations of 300 s and
+# more (the slow path holds them to MAX_DURATION). Groups: the name, `MM:SS`,
+# the microseconds, the duration, the type, the hash.
 _FAST_NAMES_RE = re.compile(
-    r"^(([0-5]\d:[0-5]\d)\.(\d{6})-(\d+(?:\.\d{1,6})?)-(full|partial|suspect)"
+    r"^(([0-5]\d:[0-5]\d)\.(\d{6})-((?:[12]\d|\d)?\d(?:\.\d{1,6})?)-(full|partial|suspect)"
     r"-([A-Za-z0-9_-]{42}[AEIMQUYcgkosw048])\.ts)$",
     re.MULTILINE,
 )

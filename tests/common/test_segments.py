@@ -105,6 +105,9 @@ def test_parse_checks_expected_parts():
         (f"50:07.300000-two-full-{HASH}.ts", "bad duration"),
         (f"50:07.300000--2.000-full-{HASH}.ts", "unknown type '2.000'"),
         (f"50:07.300000-2.0000001-full-{HASH}.ts", "bad duration"),
+        # Bounded: one such name once broke every later playlist and cut.
+        (f"00:00.000000-999999999999.000-full-{HASH}.ts", "over the 300 s a segment may last"),
+        (f"50:07.300000-300.000001-full-{HASH}.ts", "over the 300 s"),
         (f"50:07.300000-2.000-full-{HASH[:-1]}.ts", "bad hash"),
         (f"50:07.300000-2.000-full-{HASH}A.ts", "bad hash"),
         (f"50:07.300000-2.000-full-{HASH[:-1]}+.ts", "bad hash"),
@@ -123,10 +126,39 @@ def test_parse_rejects(name, reason):
     assert repr(path) in str(excinfo.value)
 
 
-@pytest.mark.parametrize("hour", ["2026-11-28", "2026-13-28T13", "2026-11-28T25", "..", "x"])
-def test_parse_rejects_bad_hour(hour):
-    with pytest.raises(ValueError, match="bad hour"):
+@pytest.mark.parametrize(
+    "hour, reason",
+    [
+        ("2026-11-28", "expected YYYY-MM-DDTHH, a UTC hour such as 2026-11-28T13"),
+        ("2026-13-28T13", "no such date or hour; expected YYYY-MM-DDTHH"),
+        ("2026-11-28T25", "no such date or hour"),
+        ("2026-12-02T99", "no such date or hour"),
+        ("..", "expected YYYY-MM-DDTHH"),
+        ("x", "expected YYYY-MM-DDTHH"),
+        # Bounded: a 1970 hour once made every playlist without a start a 400.
+        ("1970-01-01T00", "outside the years 2000 to 2099"),
+        ("1999-12-31T23", "outside the years"),
+        ("2100-01-01T00", "outside the years"),
+        ("0001-01-01T00", "outside the years"),
+    ],
+)
+def test_parse_rejects_bad_hour(hour, reason):
+    with pytest.raises(ValueError, match="bad hour") as excinfo:
         parse_segment_path(f"chan/source/{hour}/50:07.300000-2.000-full-{HASH}.ts")
+    assert reason in str(excinfo.value)
+    assert "unconverted" not in str(excinfo.value)
+
+
+def test_hours_at_the_bounds_parse():
+    for hour in ("2000-01-01T00", "2099-12-31T23"):
+        parse_segment_path(f"chan/source/{hour}/50:07.300000-2.000-full-{HASH}.ts")
+
+
+def test_names_no_reader_would_accept_are_never_made():
+    with pytest.raises(ValueError, match="over the 300 s"):
+        segment_name(T0, seconds(301), "full", HASH)
+    with pytest.raises(ValueError, match="outside the hours"):
+        segment_name(datetime.datetime(1970, 1, 1, tzinfo=UTC), seconds(2), "full", HASH)
 
 
 @pytest.mark.parametrize(
@@ -465,3 +497,16 @@ def test_best_segments_match_the_contract_on_random_stores(tmp_path, seed):
         assert get_best_segments(store.hours_path, start, end) == expected
         # again, from the hour cache
         assert get_best_segments(store.hours_path, start, end) == expected
+
+
+def test_longest_segment_is_listed_and_a_longer_one_is_not(store, caplog):
+    """300 s is the bound; the one-pass listing leaves both to the careful parser."""
+    store.add(0, 2)
+    store.add(2, 300)
+    hour = os.path.join(store.hours_path, "2026-11-28T13")
+    hostile = f"00:00.000000-999999999999.000-full-{HASH}.ts"
+    open(os.path.join(hour, hostile), "w").close()
+    with caplog.at_level(logging.WARNING):
+        assert store.best(0, 302) == [(0, 2, "full"), (2, 300, "full")]
+    assert "999999999999.000" in caplog.text
+    assert [s.duration for s in list_segments(hour)] == [seconds(2), seconds(300)]
