@@ -152,6 +152,28 @@ class Store:
                 raise Forbidden(f"{'/'.join(parts)} is outside the store")
         return os.path.join(self.base_dir, *parts)
 
+    def metric_labels(self, values):
+        """Route arguments as metric labels: `channel` and `quality` as they are
+        when the store has them, `other` when not (see `flask_stats.RequestStats`).
+
+        So label values are bounded by what is recorded, not by what clients
+        ask for: a flood of random names adds no series.
+        """
+        labels = {}
+        path = self.base_dir
+        for arg in ("channel", "quality"):
+            if arg not in values:
+                continue
+            value = values[arg]
+            if path is not None and _is_plain_part(value):
+                path = os.path.join(path, value)
+                if os.path.isdir(path):
+                    labels[arg] = value
+                    continue
+            path = None  # no quality of an unknown channel is known either
+            labels[arg] = flask_stats.OTHER
+        return dict(values, **labels)
+
     def inside(self, real_path):
         """True if a resolved path is in the store (and not the store itself)."""
         return real_path.startswith(self.base_dir + os.sep)
@@ -265,6 +287,14 @@ class Store:
                 if not entry.is_symlink() or self.inside(os.path.realpath(entry.path)):
                     names.append(entry.name)
         return sorted(names)
+
+
+def _is_plain_part(value):
+    try:
+        validate_name_part(value, "part")
+    except ValueError:
+        return False
+    return True
 
 
 def check_part(value, what):
@@ -619,7 +649,7 @@ def create_app(base_dir, registry=None, *, now=utc_now):
     # after_request hooks run last-registered first: this one must see the
     # response after flask_stats has added its close callback.
     app.after_request(files.link_close)
-    flask_stats.install(app, registry)
+    flask_stats.install(app, registry, known=app.extensions["restreamer"].metric_labels)
     app.before_request(check_query_encoding)
     app.after_request(add_cors_headers)
     app.register_error_handler(HTTPException, http_error)

@@ -1,6 +1,7 @@
 """Route tests with Flask's test client over a real store in tmp_path."""
 
 import os
+import secrets
 import shutil
 import subprocess
 
@@ -229,8 +230,9 @@ def test_metrics(client):
         'http_request_latency_list_qualities_count{channel="chan",method="GET",status="200"} 1.0'
         in text
     )
+    # A channel the store does not have is no label value of its own.
     assert (
-        'http_request_latency_list_qualities_count{channel="nochan",method="GET",status="404"} 1.0'
+        'http_request_latency_list_qualities_count{channel="other",method="GET",status="404"} 1.0'
         in text
     )
     assert (
@@ -306,3 +308,33 @@ def test_real_metrics_pass_promtool_after_every_route(store_dir):
         ["promtool", "check", "metrics"], input=text, capture_output=True, timeout=60
     )
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+
+
+def test_metrics_stay_bounded_under_random_names(client):
+    """Label values come from the store: a flood of made-up names adds no series."""
+    names = []
+
+    def flood(count):
+        for _ in range(count):
+            a, b = f"n{secrets.token_hex(4)}", f"n{secrets.token_hex(4)}"
+            names.extend((a, b))
+            for url in (
+                f"/files/{a}",
+                f"/files/{a}/{b}",
+                f"/files/chan/{b}",
+                f"/files/{a}/{b}/2026-11-28T14",
+                f"/segments/{a}/source/2026-11-28T14/{b}.ts",
+                f"/playlist/{a}.m3u8",
+                f"/playlist/chan/{b}.m3u8",
+                f"/cut/{a}/{b}.ts?start=2026-11-28T14:00:00&end=2026-11-28T14:00:01",
+            ):
+                client.get(url).close()
+            client.open("/files/chan", method=f"X{a}").close()  # any token is a method
+
+    flood(3)
+    before = client.get("/metrics").get_data(as_text=True).splitlines()
+    flood(300)
+    after = client.get("/metrics").get_data(as_text=True)
+    assert len(after.splitlines()) == len(before)
+    assert not [name for name in names if name in after]
+    assert 'channel="other"' in after and 'method="other"' in after
