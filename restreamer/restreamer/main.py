@@ -16,11 +16,10 @@ import socket
 import sys
 
 import gevent
-import gevent.pywsgi
 import gevent.socket
 import prometheus_client
 
-from common.server import WSGIServer
+from common.server import Handler, WSGIServer
 from common.service import base_parser, run_service, setup_logging
 from restreamer.app import create_app
 
@@ -32,8 +31,8 @@ SERVER_STOP_TIMEOUT = 3  # seconds
 SENDFILE_CHUNK = 4 * 1024 * 1024  # bytes
 
 
-class SendfileHandler(gevent.pywsgi.WSGIHandler):
-    """gevent's handler, sending file bodies (`files.FileBody`) with `os.sendfile`.
+class SendfileHandler(Handler):
+    """The server's handler, sending file bodies (`files.FileBody`) with `os.sendfile`.
 
     The kernel copies the file straight to the socket: no reads into Python,
     no per-chunk greenlet switches. The socket is non-blocking under gevent,
