@@ -84,10 +84,9 @@ PROBE_CACHE_SIZE = 256  # segments (content-addressed, so never stale)
 
 # CORS: the API is public and read-only, so any origin may read it. Range is
 # what a browser player sends for segments; the exposed headers are what it
-# reads back.
+# reads back. Access-Control-Allow-Methods is each route's own methods.
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "GET, HEAD, POST, OPTIONS",
     "Access-Control-Allow-Headers": "Range, Content-Type, If-None-Match, If-Modified-Since",
     "Access-Control-Expose-Headers": "Content-Length, Content-Range, Accept-Ranges, ETag",
     "Access-Control-Max-Age": "86400",
@@ -403,12 +402,19 @@ def _resolve_range(start, end, earliest):
 
     `start` defaults to `earliest` (the first recorded hour); with no `end`
     the range runs on into the future: a live playlist. Refuses a live range
-    longer than MAX_RANGE.
+    longer than MAX_RANGE, or starting past the lookahead (400, not the scan's
+    "end before start").
     """
     now = store().now()
     if start is None:
         start = earliest if earliest is not None else now
     if end is None:
+        if start > now + LIVE_LOOKAHEAD:
+            raise BadRequest(
+                f"start {params.format_time(start)} is more than"
+                f" {params.format_span(LIVE_LOOKAHEAD)} ahead of now ({params.format_time(now)}):"
+                " nothing can be recorded there yet"
+            )
         if now - start > MAX_RANGE:
             raise BadRequest(
                 f"range from {params.format_time(start)} to now is longer than"
@@ -594,9 +600,25 @@ ROUTES = [
 # --- the app ----------------------------------------------------------------
 
 
+# Methods in the order Access-Control-Allow-Methods lists them.
+METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods():
+    """The methods the requested path answers (GET, HEAD, OPTIONS if no route)."""
+    request = flask.request
+    if request.url_rule is not None:
+        methods = request.url_rule.methods
+    else:  # a 405 (or a 404): ask the map what the path answers
+        adapter = flask.current_app.url_map.bind_to_environ(request.environ)
+        methods = set(adapter.allowed_methods()) or {"GET", "HEAD", "OPTIONS"}
+    return ", ".join(m for m in METHOD_ORDER if m in methods)
+
+
 def add_cors_headers(response):
     if "Access-Control-Allow-Origin" not in response.headers:
         response.headers.extend(CORS_HEADERS)
+        response.headers["Access-Control-Allow-Methods"] = _allowed_methods()
     requested = flask.request.headers.get("Access-Control-Request-Headers")
     if requested:
         response.headers["Access-Control-Allow-Headers"] = requested

@@ -87,6 +87,8 @@ def test_holes_are_406_unless_allowed(cut_client, tmp_path):
         (f"start={at(3)}", 400, "end is required"),
         (f"start=yesterday&end={at(5)}", 400, "bad start"),
         (f"start={at(3)}&end={at(5)}&allow_holes=maybe", 400, "bad allow_holes"),
+        ("start=0001-01-01T00:00:00&end=0001-01-01T00:00:05", 400, "outside the years"),
+        ("start=9999-12-31T23:59:50&end=9999-12-31T23:59:55", 400, "outside the years"),
     ],
 )
 def test_bad_cuts_are_refused(cut_client, query, status, reason):
@@ -122,3 +124,11 @@ def test_client_going_away_kills_ffmpeg(cut_store, registry):
         assert registry.get_sample_value("cuts_total", cancelled) == 1
     finally:
         server.stop()
+
+
+def test_406_times_are_written_with_z(cut_client):
+    body = assert_one_line_error(
+        cut_client.get(f"/cut/chan/source.ts?start={at(9)}&end={at(20)}"), 406
+    )
+    assert "+00:00" not in body
+    assert f"{at(9)}Z to {at(20)}Z" in body

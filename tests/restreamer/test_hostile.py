@@ -84,6 +84,11 @@ BAD_QUERIES = [
     ("start=9999-12-31T23:59:59-01:00", 400),
     ("start=0001-01-01T00:00:00%2B01:00", 400),
     ("start=0001-01-01T00:00:00", 400),  # a live range of 2000 years
+    # Short ranges at the ends of the calendar: the hour scan would overflow.
+    ("start=0001-01-01T00:00:00&end=0001-01-01T00:01:00", 400),
+    ("start=9999-12-31T23:59:00&end=9999-12-31T23:59:30", 400),
+    ("start=9999-12-31T23:00:00", 400),
+    ("start=2026-11-28T20:00:00", 400),  # live, but two hours ahead of now
     ("start=2026-11-28T14:00:00+01:00", 400),  # '+' is a space in a query
     ("start=%00", 400),
     ("start=%EF%BC%92%EF%BC%90%EF%BC%92%EF%BC%96-11-28", 400),  # full-width digits

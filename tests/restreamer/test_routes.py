@@ -66,6 +66,9 @@ def test_listings(client, store_dir):
         ("/files/chan/source/2026-11-28T15", 404, "no hour chan/source/2026-11-28T15"),
         ("/files/chan/source/2026-11-28", 400, "bad hour"),
         ("/files/chan/source/2026-13-28T15", 400, "bad hour"),
+        # Says what an hour looks like, not strptime's "unconverted data remains".
+        ("/files/chan/source/2026-12-02T99", 400, "no such date or hour; expected YYYY-MM-DDTHH"),
+        ("/files/chan/source/1970-01-01T00", 400, "outside the years 2000 to 2099"),
         ("/files/.trash", 403, "starts with '.'"),
         ("/files/chan/..", 403, "starts with '.'"),
         ("/nowhere", 404, "not found"),
@@ -198,8 +201,11 @@ def test_cors_and_preflight(client):
     )
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] == "*"
-    assert "GET" in response.headers["Access-Control-Allow-Methods"]
     assert response.headers["Access-Control-Allow-Headers"] == "range"
+    # Only what the route answers: every route is read-only.
+    assert response.headers["Access-Control-Allow-Methods"] == "GET, HEAD, OPTIONS"
+    for response in (client.get("/files"), client.post("/files"), client.get("/nowhere")):
+        assert response.headers["Access-Control-Allow-Methods"] == "GET, HEAD, OPTIONS"
 
 
 def test_method_not_allowed_is_one_line(client):
@@ -338,3 +344,27 @@ def test_metrics_stay_bounded_under_random_names(client):
     assert len(after.splitlines()) == len(before)
     assert not [name for name in names if name in after]
     assert 'channel="other"' in after and 'method="other"' in after
+
+
+@pytest.mark.parametrize(
+    "header, status, body",
+    [
+        ("bytes=0-9", 206, slice(0, 10)),
+        ("bytes=990-", 206, slice(990, 1000)),
+        ("bytes=2000-", 416, None),  # well-formed, but past the end
+        # Malformed, in another unit, or several: ignored (RFC 9110, 14.2).
+        ("bytes=5-1", 200, slice(None)),
+        ("bytes=abc", 200, slice(None)),
+        ("bytes=--1", 200, slice(None)),
+        ("items=0-5", 200, slice(None)),
+        ("bytes=0-1,5-6", 200, slice(None)),
+    ],
+)
+def test_range_headers(client, store_dir, header, status, body):
+    data = os.urandom(1000)
+    path = write_segment(store_dir, "chan", "source", at(14, 1, 0), 2, data=data)
+    url = "/segments/chan/source/2026-11-28T14/" + os.path.basename(path)
+    response = client.get(url, headers={"Range": header})
+    assert response.status_code == status, response.data
+    if body is not None:
+        assert response.data == data[body]
