@@ -162,7 +162,6 @@ def bench_playlist(work, runs):
 
     def clear_caches():
         segments_module._hour_cache.clear()
-        store._entry_cache.clear()
         store._playlists.clear()
 
     def cold(fn):
@@ -315,7 +314,6 @@ def print_targets(base, channel, quality, start, end, runs):
 
     def clear_caches():
         segments_module.clear_hour_cache()
-        store._entry_cache.clear()
         store._playlists.clear()
 
     def fetch():

@@ -69,15 +69,13 @@ VOD_PLAYLIST_MAX_AGE = 60  # seconds
 PLAYLIST_CONTENT_TYPE = "application/vnd.apple.mpegurl"
 # Segments whose sizes are read to measure a master playlist's bandwidth.
 BANDWIDTH_SAMPLE = 1000
-# Formatted playlist entries kept, by segment path: a day of 2 s segments, at
-# about 250 bytes each (11 MB). Past that the cache starts over.
-ENTRY_CACHE_SIZE = 50_000
 # Playlist entries formatted between two yields to other requests: about 3 ms
 # of CPU.
 FORMAT_SLICE = 4096  # segments
-# Whole media playlists kept (most recent first): at most a day each, so at
-# most about 6 MB each.
+# Whole media playlists kept (most recent first), of at most a day of 2 s
+# segments each, about 6 MB: longer ones are formatted again when asked for.
 PLAYLIST_CACHE_SIZE = 8
+PLAYLIST_CACHE_MAX_SEGMENTS = 50_000
 # ffprobe reads a segment's header in milliseconds; a stuck one is given up on.
 PROBE_TIMEOUT = 10  # seconds
 PROBE_CACHE_SIZE = 256  # segments (content-addressed, so never stale)
@@ -110,7 +108,6 @@ class Store:
         self.registry = registry
         self.now = now
         self._probe_cache = {}
-        self._entry_cache = {}
         # (segments, entries, ended, body), most recently used first
         self._playlists = []
         self.best_segments = timed(
@@ -229,7 +226,7 @@ class Store:
         (identity first) next to formatting them. A playlist asked for again
         (several editors on one range) is reused whole; a live playlist that
         only grew since (a player's reload) formats only its new segments.
-        Anything else is formatted with the entries cache.
+        Anything else is formatted afresh, a slice at a time.
         """
         # A trailing hole writes nothing, and in a live range it is only the
         # part not recorded yet: leave it out, so the rest can be continued.
@@ -244,26 +241,19 @@ class Store:
                 entries = cached_entries
                 break
             if n < len(core) and not ended and core[:n] == cached_core:
-                entries = hls.format_entries(
-                    core[n:], _segment_uri, cache=self._entry_cache, before=cached_entries
-                )
+                entries = hls.format_entries(core[n:], _segment_uri, before=cached_entries)
                 break
         if entries is None:
-            if len(self._entry_cache) > ENTRY_CACHE_SIZE:
-                self._entry_cache.clear()
             entries = hls.Entries()
             # A slice at a time, letting other requests run between slices.
             for i in range(0, len(core), FORMAT_SLICE):
                 if i:
                     let_others_run()
                 entries = hls.format_entries(
-                    core[i : i + FORMAT_SLICE],
-                    _segment_uri,
-                    cache=self._entry_cache,
-                    before=entries,
+                    core[i : i + FORMAT_SLICE], _segment_uri, before=entries
                 )
         body = hls.assemble(entries, ended=ended)
-        if len(core) <= ENTRY_CACHE_SIZE:
+        if len(core) <= PLAYLIST_CACHE_MAX_SEGMENTS:
             self._playlists.insert(0, (core, entries, ended, body))
             del self._playlists[PLAYLIST_CACHE_SIZE:]
         return body

@@ -142,39 +142,36 @@ class DirectoryURIs:
         return directory + name.replace(":", "%3A")
 
 
-def _stored_entries(run, uri, get, setdefault):
+def _stored_entries(run, uri):
     """`segment_entry(segment, uri).encode()` for each of `run` (stored
-    segments, with hours), through the entries cache; `uri` a DirectoryURIs."""
+    segments, with hours), with no function call per segment; `uri` a DirectoryURIs."""
     directories, directory_of, extinf = uri.directories, uri.directory_of, format_extinf
     return [
-        get(segment.path) or setdefault(segment.path, (
+        (
             f"#EXT-X-PROGRAM-DATE-TIME:{segment.hour}:{name[:9]}Z\n"
             f"#EXTINF:{extinf(segment.duration)},\n"
             f"{directories.get(path) or directory_of(path, segment)}{name.replace(':', '%3A')}\n"
-        ).encode())
+        ).encode()
         for segment in run
         for path, _, name in (segment.path.rpartition("/"),)
     ]  # fmt: skip
 
 
-def format_entries(segments, uri, *, cache=None, before=Entries()):
+def format_entries(segments, uri, *, before=Entries()):
     """The entries for `segments` (SegmentInfo, or None at a hole), continuing `before`.
 
-    `uri(segment)` gives each segment's URI. `cache`, a dict, keeps each
-    segment's entry by path across calls (the caller bounds it, and uses one
-    cache per `uri`): a long range or a live playlist reloaded every few
-    seconds formats each segment once. Passing the Entries of the segments
-    that come first as `before` gives the same result as formatting the whole
-    list, so a live playlist need only format what is new.
+    `uri(segment)` gives each segment's URI. Passing the Entries of the
+    segments that come first as `before` gives the same result as formatting
+    the whole list, so a live playlist need only format what is new.
 
-    Each run of segments between holes is formatted in one comprehension: a
-    cold day of segments (43,200) is formatted in tens of milliseconds.
+    Each run of segments between holes is formatted in one comprehension (with
+    a `DirectoryURIs`, one with no call per segment): a day of segments
+    (43,200) takes about 30 ms, so entries are not worth caching on their own
+    (a cache of them made a cold day slower, its lookups and inserts costing
+    more than they saved).
     """
-    if cache is None:
-        cache = {}
     if not isinstance(segments, list):
         segments = list(segments)
-    get = cache.get
     parts = []
     after_hole = before.after_hole
     written = before.written
@@ -196,16 +193,9 @@ def format_entries(segments, uri, *, cache=None, before=Entries()):
         after_hole = False
         written = True
         if isinstance(uri, DirectoryURIs) and all(map(_hour, run)):
-            parts.append(b"".join(_stored_entries(run, uri, get, cache.setdefault)))
+            parts.append(b"".join(_stored_entries(run, uri)))
         else:
-            # (An entry is never empty, so `or` tells a cached one.)
-            parts.append(
-                b"".join([
-                    get(segment.path)
-                    or cache.setdefault(segment.path, segment_entry(segment, uri).encode())
-                    for segment in run
-                ])
-            )  # fmt: skip
+            parts.append(b"".join([segment_entry(segment, uri).encode() for segment in run]))
         run_longest = max(map(_duration, run))
         if longest is None or run_longest > longest:
             longest = run_longest
@@ -231,13 +221,13 @@ def assemble(entries, *, ended):
     return [header, *entries.chunks, *footer]
 
 
-def media_playlist(segments, uri, *, ended, cache=None):
+def media_playlist(segments, uri, *, ended):
     """The media playlist for `segments` (SegmentInfo, or None at a hole), as text.
 
     `ended` says the range is finished: no segment will ever be added to it,
-    so the playlist is VOD. See `format_entries` for `uri` and `cache`.
+    so the playlist is VOD. See `format_entries` for `uri`.
     """
-    entries = format_entries(segments, uri, cache=cache)
+    entries = format_entries(segments, uri)
     return b"".join(assemble(entries, ended=ended)).decode()
 
 
