@@ -56,15 +56,18 @@ TYPES = ("full", "suspect", "partial", "temp")
 # SHA-256 is 32 bytes: 43 characters of URL-safe base64 once the `=` is dropped.
 HASH_LENGTH = 43
 
+# re.ASCII throughout: `\d` is 0-9 only. Unicode's other digits (`٠١`, which
+# int() reads) would give one segment several names.
 _NAME_RE = re.compile(
     r"(?P<minute>\d{2}):(?P<second>\d{2})\.(?P<micro>\d{6})"
     r"-(?P<duration>[^-]*)"
     r"-(?P<type>[^-]*)"
-    r"-(?P<hash>.*)\.ts"
+    r"-(?P<hash>.*)\.ts",
+    re.ASCII,
 )
-_DURATION_RE = re.compile(r"(\d+)(?:\.(\d{1,6}))?")
+_DURATION_RE = re.compile(r"(\d+)(?:\.(\d{1,6}))?", re.ASCII)
 _HASH_RE = re.compile(r"[A-Za-z0-9_-]+")
-_HOUR_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}")
+_HOUR_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}", re.ASCII)
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -402,7 +405,7 @@ def hours_for_range(start, end):
 _FAST_NAMES_RE = re.compile(
     r"^(([0-5]\d:[0-5]\d)\.(\d{6})-((?:[12]\d|\d)?\d(?:\.\d{1,6})?)-(full|partial|suspect)"
     r"-([A-Za-z0-9_-]{42}[AEIMQUYcgkosw048])\.ts)$",
-    re.MULTILINE,
+    re.MULTILINE | re.ASCII,
 )
 # Building a segment's start was most of the cost of parsing a name, and
 # almost all of it making timedeltas: so `MM:SS` offsets are made once here,
@@ -537,8 +540,12 @@ def _hour(hour_path):
         _hour_cache.move_to_end(hour_path)
         return cached[1]
     with _gc_paused():  # as in list_segments, for all the hour's tuples at once
-        segments = best_segments_by_start(list_segments(hour_path))
-        hour = (segments, _all_join(segments))
+        segments = list_segments(hour_path)
+        starts = list(map(_start, segments))
+        if not _increasing(starts):  # else already one file per start, in order
+            segments = best_segments_by_start(segments)
+            starts = list(map(_start, segments))
+        hour = (segments, _all_join(segments, starts))
     # Listing and parsing an hour takes milliseconds of CPU that nothing else
     # in this process can use: let other greenlets (requests) run between
     # hours, so a long cold range never holds them up for all of it.
@@ -551,15 +558,19 @@ def _hour(hour_path):
     return hour
 
 
-def _all_join(segments):
+def _increasing(starts):
+    return all(map(operator.lt, starts, starts[1:]))
+
+
+def _all_join(segments, starts):
     """True if there are segments, all `full`, each ending exactly where the next starts.
 
     Such an hour needs no walking through in `get_best_segments`: it joins on
-    whole. Written as C-level maps, since it looks at every segment once.
+    whole. `starts` are the segments' starts. Written as C-level maps, since
+    it looks at every segment once.
     """
     if not segments:
         return False
-    starts = list(map(_start, segments))
     ends = map(operator.add, starts, map(_duration, segments))
     return all(map(operator.eq, ends, starts[1:])) and all(map("full".__eq__, map(_type, segments)))
 
@@ -602,8 +613,7 @@ def best_segments_by_start(segments):
     (only stat'ed when still tied) the largest file; then the hash, so that
     every node makes the same choice.
     """
-    starts = list(map(_start, segments))
-    if all(map(operator.lt, starts, starts[1:])):
+    if _increasing(list(map(_start, segments))):
         # In order, one file per start: the common case (a listing is sorted).
         return list(segments)
     segments = sorted(segments, key=_start)  # linear when already in order

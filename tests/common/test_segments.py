@@ -115,6 +115,9 @@ def test_parse_checks_expected_parts():
         # a 32-byte digest cannot have.
         (f"50:07.300000-2.000-full-{HASH[:-1]}B.ts", "bad hash encoding"),
         ("50:07.300000-2.000-temp-a+b.ts", "bad temp id"),
+        # Other scripts' digits, which int() reads: one segment, several names.
+        (f"\u0665\u0660:07.300000-2.000-full-{HASH}.ts", "expected MM:SS"),
+        (f"50:07.300000-\u0662.000-full-{HASH}.ts", "bad duration"),
         (f".50:07.300000-2.000-full-{HASH}.ts", "hidden file"),
         ("", "not a .ts file"),
     ],
@@ -140,6 +143,7 @@ def test_parse_rejects(name, reason):
         ("1999-12-31T23", "outside the years"),
         ("2100-01-01T00", "outside the years"),
         ("0001-01-01T00", "outside the years"),
+        ("\u0662\u0660\u0662\u0666-11-28T13", "expected YYYY-MM-DDTHH"),
     ],
 )
 def test_parse_rejects_bad_hour(hour, reason):
@@ -432,6 +436,14 @@ def test_hours_for_range():
         "2026-11-28T14",
     ]
     assert hours_for_range(T0, T0 + seconds(1)) == ["2026-11-28T12", "2026-11-28T13"]
+
+
+def test_other_digits_are_not_listed(store, caplog):
+    store.add(0, 2)
+    hour = os.path.join(store.hours_path, "2026-11-28T13")
+    open(os.path.join(hour, f"00:0\u0664.000000-2.000-full-{HASH}.ts"), "w").close()
+    with caplog.at_level(logging.WARNING):
+        assert [s.start for s in list_segments(hour)] == [T0]
 
 
 def test_name_with_a_newline_is_not_read_as_its_lines(store, caplog):
