@@ -19,7 +19,7 @@ import gevent
 import gevent.socket
 import prometheus_client
 
-from common.server import Handler, WSGIServer
+from common.server import MAX_CONNECTIONS, Handler, WSGIServer
 from common.service import base_parser, run_service, setup_logging
 from restreamer.app import create_app
 
@@ -104,6 +104,12 @@ def parse_args(argv=None):
     parser.add_argument(
         "--port", type=int, default=8000, help="port for the API and /metrics (default: 8000)"
     )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=MAX_CONNECTIONS,
+        help=f"connections served at once; more wait to be accepted (default: {MAX_CONNECTIONS})",
+    )
     return parser.parse_args(argv)
 
 
@@ -111,7 +117,7 @@ def main(argv=None):
     args = parse_args(argv)
     setup_logging()
     app = create_app(args.base_dir, registry=prometheus_client.REGISTRY)
-    server = Server(app, args.host, args.port)
+    server = Server(app, args.host, args.port, max_connections=args.max_connections)
     sys.exit(
         run_service(
             "restreamer",
