@@ -3,6 +3,8 @@ import logging
 import os
 import random
 
+import gevent
+import gevent.socket
 import pytest
 
 from common.segments import (
@@ -20,6 +22,7 @@ from common.segments import (
     segment_name,
     segment_path,
 )
+from common.server import WSGIServer
 
 UTC = datetime.UTC
 HASH = hash_bytes(b"some video")
@@ -522,3 +525,33 @@ def test_longest_segment_is_listed_and_a_longer_one_is_not(store, caplog):
         assert store.best(0, 302) == [(0, 2, "full"), (2, 300, "full")]
     assert "999999999999.000" in caplog.text
     assert [s.duration for s in list_segments(hour)] == [seconds(2), seconds(300)]
+
+
+def test_a_cold_listing_lets_waiting_requests_in(tmp_path):
+    """Between the hours it lists, get_best_segments gives the event loop a turn:
+    a request already waiting on its socket is answered before the listing ends."""
+    store = Store(tmp_path)
+    for hour in range(8):
+        store.add(hour * 3600, 2)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"answered"]
+
+    server = WSGIServer(app, "127.0.0.1", 0, name="test")
+    port = server.start()
+    try:
+        client = gevent.socket.create_connection(("127.0.0.1", port))
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        clear_hour_cache()
+        get_best_segments(store.hours_path, T0, T0 + seconds(8 * 3600))
+        # Not waiting: whatever arrived came while the listing ran.
+        client.setblocking(False)
+        try:
+            answer = client.recv(65536)
+        except BlockingIOError:
+            answer = b""
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        client.close()
+    finally:
+        server.close(timeout=1)
