@@ -14,6 +14,7 @@ store scans log and skip such files rather than failing the whole listing.
 """
 
 import base64
+import bisect
 import collections
 import contextlib
 import datetime
@@ -649,17 +650,28 @@ def get_best_segments(hours_path, start, end):
     previous_end = None  # end of result[-1] when it is a segment that joins on
     for hour in hours_for_range(start, end):
         segments, all_join = _hour(os.path.join(hours_path, hour))
-        if (
-            all_join
-            and previous_end is not None
-            and previous_end == segments[0].start
-            and segments[-1].start < end
-        ):
-            # The usual middle hour: it continues the last one and joins on
-            # whole (each segment would be appended by the first case below).
-            result += segments
-            previous_end = segments[-1].end
-            continue
+        if all_join:
+            # The usual hour: its segments join on whole, so the part in range
+            # is found by bisection and taken as one slice when it continues
+            # the result or begins it (each segment would be appended by the
+            # first two cases below). Otherwise it is walked like any other.
+            lo = 0
+            if segments[0].start < start:
+                # The last segment starting by `start`; it covers `start`
+                # unless it is the hour's last and ends before.
+                lo = bisect.bisect_right(segments, start, key=_start) - 1
+                if segments[lo].end <= start:
+                    lo += 1
+            hi = bisect.bisect_left(segments, end, lo=lo, key=_start)
+            if lo >= hi:
+                continue  # nothing of this hour is in range
+            head = segments[lo]
+            if previous_end == head.start or not result:
+                if not result and head.start > start:
+                    result.append(None)
+                result += segments[lo:hi]
+                previous_end = segments[hi - 1].end
+                continue
         for segment in segments:
             segment_start = segment.start
             if segment_start >= end:

@@ -482,7 +482,7 @@ def reference_best(hours_path, start, end):
     return result
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(12))
 def test_best_segments_match_the_contract_on_random_stores(tmp_path, seed):
     """Whole hours that join are taken at once; the result must not change for it."""
     rng = random.Random(seed)
@@ -505,9 +505,17 @@ def test_best_segments_match_the_contract_on_random_stores(tmp_path, seed):
     for hour in os.listdir(store.hours_path):
         os.utime(os.path.join(store.hours_path, hour), (0, 0))
     clear_hour_cache()
-    for _ in range(20):
-        start = T0 + seconds(rng.randrange(-4000, 3 * 3600))
+    boundaries = sorted(
+        {s.start for hour in os.listdir(store.hours_path)
+         for s in list_segments(os.path.join(store.hours_path, hour))}
+        | {s.end for hour in os.listdir(store.hours_path)
+           for s in list_segments(os.path.join(store.hours_path, hour))}
+    )  # fmt: skip
+    for _ in range(40):
+        start = T0 + seconds(rng.randrange(-4000, 3 * 3600) + rng.choice((0, 0.5)))
         end = start + seconds(rng.choice((1, 119, 120, 3600, 7200, 4 * 3600)))
+        if rng.random() < 0.5:  # ends exactly on segment boundaries
+            start, end = sorted(rng.sample(boundaries, 2))
         expected = reference_best(store.hours_path, start, end)
         assert get_best_segments(store.hours_path, start, end) == expected
         # again, from the hour cache
