@@ -1,4 +1,4 @@
-"""Per-request metrics for a Flask app, in the two families of DESIGN §5.
+"""Per-request metrics for a Flask app, in two families.
 
 - `http_request_latency_all{endpoint,method,status}`: every endpoint in one
   metric, labelled only by what all endpoints share; easy to graph across them.

@@ -1,4 +1,4 @@
-"""The restreamer's HTTP API (DESIGN §3): `create_app` and thin routes.
+"""The restreamer's HTTP API (docs/HTTP-API.md): `create_app` and thin routes.
 
 Routes only parse their input (through `params`), ask the store for what they
 need and hand it to a writer (`hls` for playlists); none of them holds state of

@@ -461,7 +461,7 @@ def test_name_with_a_newline_is_not_read_as_its_lines(store, caplog):
 
 
 def reference_best(hours_path, start, end):
-    """get_best_segments as DESIGN.md's store contract words it, one segment at a time."""
+    """get_best_segments as docs/STORE.md words it, one segment at a time."""
     result = []
     for hour in hours_for_range(start, end):
         for segment in best_segments_by_start(list_segments(os.path.join(hours_path, hour))):
