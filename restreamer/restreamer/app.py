@@ -429,12 +429,10 @@ def _is_ended(end, segments):
     return bool(segments and segments[-1] is not None) or now >= end + SETTLE_TIME
 
 
-def _directory_uri(segment):
-    """The URI of a segment's hour directory, relative to `/playlist/<channel>/<quality>.m3u8`."""
-    parts = (
-        urllib.parse.quote(part, safe="")
-        for part in (segment.channel, segment.quality, segment.hour)
-    )
+def _directory_uri(path):
+    """The URI of an hour directory `BASE/<channel>/<quality>/<hour>`, relative to
+    `/playlist/<channel>/<quality>.m3u8`."""
+    parts = (urllib.parse.quote(part, safe="") for part in path.rsplit("/", 3)[1:])
     return f"../../segments/{'/'.join(parts)}/"
 
 

@@ -114,43 +114,31 @@ class Entries(NamedTuple):
 class DirectoryURIs:
     """Segment URIs made of their directory's URI and their file name.
 
-    `directory(segment)` gives the URI of the directory holding `segment`,
-    ending in `/`; it is asked once per directory. The file name is a store's
-    segment name, made of letters, digits and `._:-` only, so only `:` is
-    escaped. Called on a segment, gives its URI; `format_entries` given one
-    formats a run of stored segments with no function call per segment.
+    `directory(path)` gives the URI of the directory at `path` (a segment
+    path's directory part), ending in `/`; it is asked once per directory (an
+    lru_cache of `cache_size`). The file name is a store's segment name, made
+    of letters, digits and `._:-` only, so only `:` is escaped. Called on a
+    segment, gives its URI; `format_entries` given one formats a run of stored
+    segments with no Python function call per segment.
     """
 
-    # Directories remembered; past this many (hours of every quality seen),
-    # they are forgotten and asked for again.
-    MAX_DIRECTORIES = 10_000
-
-    def __init__(self, directory):
-        self.directory = directory
-        self.directories = {}  # a directory's path -> its URI
-
-    def directory_of(self, path, segment):
-        """The URI of `path`, the directory holding `segment`."""
-        if len(self.directories) >= self.MAX_DIRECTORIES:
-            self.directories.clear()
-        uri = self.directories[path] = self.directory(segment)
-        return uri
+    def __init__(self, directory, cache_size=4096):
+        self.directory = functools.lru_cache(maxsize=cache_size)(directory)
 
     def __call__(self, segment):
         path, _, name = segment.path.rpartition("/")
-        directory = self.directories.get(path) or self.directory_of(path, segment)
-        return directory + name.replace(":", "%3A")
+        return self.directory(path) + name.replace(":", "%3A")
 
 
 def _stored_entries(run, uri):
     """`segment_entry(segment, uri).encode()` for each of `run` (stored
-    segments, with hours), with no function call per segment; `uri` a DirectoryURIs."""
-    directories, directory_of, extinf = uri.directories, uri.directory_of, format_extinf
+    segments, with hours), with no Python function call per segment; `uri` a DirectoryURIs."""
+    directory, extinf = uri.directory, format_extinf
     return [
         (
             f"#EXT-X-PROGRAM-DATE-TIME:{segment.hour}:{name[:9]}Z\n"
             f"#EXTINF:{extinf(segment.duration)},\n"
-            f"{directories.get(path) or directory_of(path, segment)}{name.replace(':', '%3A')}\n"
+            f"{directory(path)}{name.replace(':', '%3A')}\n"
         ).encode()
         for segment in run
         for path, _, name in (segment.path.rpartition("/"),)
