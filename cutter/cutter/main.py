@@ -35,7 +35,6 @@ import tempfile
 
 import gevent
 import gevent.event
-import gevent.pywsgi
 import gevent.socket
 import prometheus_client
 from prometheus_client import Counter, Gauge
@@ -44,6 +43,7 @@ import common.cut
 from common.backoff import jitter
 from common.database import CONNECTION_ERRORS, Database, connect, one_line, query
 from common.segments import get_best_segments
+from common.server import WSGIServer
 from common.service import Stoppable, base_parser, run_service, setup_logging
 from common.stats import timed
 
@@ -601,18 +601,12 @@ class ProcessingWatcher(DatabaseUser):
             self.metrics.processed.labels(job.upload_location, state.value).inc()
 
 
-class ApiServer(Stoppable):
-    """Serves the job API and /metrics on one port (`cutter.api.create_app`)."""
+class ApiServer(WSGIServer):
+    """Serves the job API and /metrics on one port (`cutter.api.create_app`), with
+    the shared server's limits on idle and slow clients."""
 
     def __init__(self, app, port, host="0.0.0.0"):
-        super().__init__()
-        self.server = gevent.pywsgi.WSGIServer((host, port), app, log=None)
-
-    def run(self):
-        self.server.start()
-        logger.info("Job API and /metrics on port %d", self.server.server_port)
-        self.stopping.wait()
-        self.server.stop(timeout=1)
+        super().__init__(app, host, port, name="cutter.api", stop_timeout=1)
 
 
 # --- command line ---------------------------------------------------------------

@@ -427,9 +427,8 @@ def test_fmp4_media_playlist(segments, ended, expected):
 def test_fmp4_entries_continue_where_they_left_off(case):
     _, segments, ended, expected = case
     for split in range(len(segments) + 1):
-        cache = {}
-        first = hls.format_entries(segments[:split], muri, layout=layout, cache=cache)
-        both = hls.format_entries(segments[split:], muri, layout=layout, cache=cache, before=first)
+        first = hls.format_entries(segments[:split], muri, layout=layout)
+        both = hls.format_entries(segments[split:], muri, layout=layout, before=first)
         assert b"".join(hls.assemble(both, ended=ended)).decode() == expected, split
 
 
