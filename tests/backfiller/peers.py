@@ -1,7 +1,7 @@
 """Test helpers for the backfiller: fake segments in a store, and a peer under our control.
 
 `FakePeer` is a WSGI app speaking the restreamer's listing and segment routes
-(DESIGN §3) honestly from a store directory, except for the paths a test
+(`/files/...`, `/segments/...`) honestly from a store directory, except for the paths a test
 overrides with a hostile handler: wrong bytes, bad JSON, hanging or truncated
 responses. Served by gevent's WSGIServer on 127.0.0.1, port 0 (`serve`).
 """

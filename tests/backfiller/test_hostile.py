@@ -13,8 +13,9 @@ import gevent.event
 import gevent.server
 import pytest
 
-from backfiller import main
-from backfiller.main import Manager, PeerWorker, peer_from_url
+from backfiller import client
+from backfiller.main import Manager, PeerWorker
+from backfiller.plan import peer_from_url
 from common.segments import UTC, segment_name
 from tests.backfiller.peers import (
     FakePeer,
@@ -173,7 +174,7 @@ def test_unreadable_listings_abandon_the_pass(
 
 def test_oversized_listing_is_refused(servers, dirs, metrics, registry, monkeypatch):
     peer_dir, local = dirs
-    monkeypatch.setattr(main, "MAX_LISTING_BYTES", 1000)
+    monkeypatch.setattr(client, "MAX_LISTING_BYTES", 1000)
     peer = FakePeer(peer_dir)
     peer.overrides["/files/chan/source"] = respond_json([HOUR] * 1000)
     url = servers.serve(peer)
@@ -192,7 +193,7 @@ def test_broken_segment_bodies_leave_nothing(
     with open(paths[0], "rb") as f:
         data = f.read()
     if behaviour == "too_large":
-        monkeypatch.setattr(main, "MAX_SEGMENT_BYTES", len(data) - 1)
+        monkeypatch.setattr(client, "MAX_SEGMENT_BYTES", len(data) - 1)
     # Only the broken one may be over the limit: make the others smaller.
     for path in paths[1:]:
         os.remove(path)

@@ -4,14 +4,8 @@ import datetime
 
 import pytest
 
-from backfiller.main import (
-    Peer,
-    hours_to_backfill,
-    parse_args,
-    parse_node_lines,
-    parse_start,
-    segments_to_fetch,
-)
+from backfiller.main import parse_args, parse_start
+from backfiller.plan import Peer, hours_to_backfill, parse_node_lines, segments_to_fetch
 from common.segments import UTC, parse_segment_path, segment_name
 
 H = datetime.timedelta(hours=1)
