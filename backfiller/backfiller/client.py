@@ -13,8 +13,10 @@ How it fails, and what it does about it:
   a listing by MAX_LISTING_BYTES, a segment by MAX_SEGMENT_BYTES, before they
   fill memory or the disk.
 - A segment is written to a `temp` file while hashed and renamed into place
-  only if the bytes hash to its name (`HashMismatch` otherwise); on every other
-  way out the writer removes its temp file.
+  only if the bytes hash to its name (`HashMismatch` otherwise) and parse as
+  their container with the timeline the name says (`media.check_segment`;
+  `bad_media` otherwise); on every other way out the writer removes its temp
+  file.
 """
 
 import contextlib
@@ -27,6 +29,8 @@ import requests.adapters
 import urllib3.exceptions
 
 from common.segments import SegmentWriter
+
+from .media import check_segment
 
 # Listing timeouts: per socket operation (connect, each read), then for the whole
 # listing. An hour of 2 s segments is 1,800 names, ~110 KB of JSON: well under a
@@ -118,6 +122,15 @@ def make_session(concurrency):
     return session
 
 
+def check_body(data, segment, url):
+    """Raise PeerError("bad_media") unless `data` is the media `segment`'s name says."""
+    container = segment.name.rsplit(".", 1)[-1]
+    try:
+        check_segment(data, container, segment.duration, whole=segment.type == "full")
+    except ValueError as e:
+        raise PeerError("bad_media", f"{url}: {e}") from None
+
+
 class PeerClient:
     """The HTTP side of one peer: its listings and its segments, `concurrency` at once."""
 
@@ -178,14 +191,19 @@ class PeerClient:
                     with SegmentWriter(
                         base_dir, channel, quality, segment.start, segment.duration
                     ) as writer:
+                        # Kept in memory as well, for check_body: bounded
+                        # by MAX_SEGMENT_BYTES, and cheaper than reading back.
+                        body = bytearray()
                         for chunk in body_chunks(response):
                             writer.write(chunk)
+                            body += chunk
                             if writer.size > MAX_SEGMENT_BYTES:
                                 raise PeerError("too_large", f"{url}: over {MAX_SEGMENT_BYTES}")
                         if writer.hash != segment.hash:
                             raise HashMismatch(
                                 f"{writer.size} bytes from {url} hash to {writer.hash}"
                             )
+                        check_body(body, segment, url)
                         writer.finish(segment.type)
                         return writer.size
             except (requests.RequestException, urllib3.exceptions.HTTPError) as e:

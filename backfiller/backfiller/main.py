@@ -24,7 +24,8 @@ How it fails, and what it does about it. Nothing a peer says is trusted:
   channel, quality and hour asked for) before it gets near the filesystem. A
   bad entry is skipped, logged and counted; the rest of the listing is used.
 - Every body is hashed while it is written to a `temp` file; if the hash is not
-  the one in the name the file is deleted, logged and counted. Truncated,
+  the one in the name, or the body is not the media its name says
+  (`media.check_segment`), the file is deleted, logged and counted. Truncated,
   oversized, slow and reset bodies end the same way: only whole, verified
   files are ever renamed into place.
 - A listing that cannot be read (connection refused or reset, 5xx, garbage or
@@ -96,6 +97,7 @@ class Metrics:
     Never an hour or a segment name. Error kinds: `connection` (refused, reset,
     cut short), `timeout`, `http` (a status other than 200, or 404), `bad_json`,
     `too_large`, `bad_listing` (one per refused hour or name), `hash_mismatch`,
+    `bad_media` (a body that is not the segment its name says),
     `local` (our own disk failed), `unexpected` (a bug: logged with a traceback).
     """
 

@@ -50,14 +50,18 @@ def segments_to_fetch(remote, local, now, recent_cutoff):
     - a name already here, or a `temp`: never;
     - starting less than `recent_cutoff` (a timedelta) before `now`: left to the
       local downloader, which is probably still fetching it;
-    - `full`: always (every node keeps every full copy);
-    - `partial`/`suspect`: only if it is the best copy for its start time of
-      all those here and on the peer (by type, duration, then hash, so every
-      node makes the same choice). A node with a full copy never fetches a
-      broken one, and two nodes holding different broken copies converge on
-      the same best one instead of trading copies forever.
+    - any copy of a start this node holds a `full` copy of: never. What a
+      node recorded whole itself is what it serves; a peer cannot put another
+      body beside it (a padded or different copy that would win the store's
+      size tie-break);
+    - otherwise only the best copy for its start time of all those here and
+      on the peer (by type, duration, then hash): one copy per start, the same
+      one on every node that asks the same peer. So a node with a full copy
+      never fetches a broken one, and two nodes holding different broken
+      copies converge on the same best one instead of trading copies forever.
     """
     have = {segment.name for segment in local}
+    have_full = {segment.start for segment in local if segment.type == "full"}
     best = {}
     for segment in [*local, *remote]:
         if segment.type == "temp":
@@ -70,10 +74,10 @@ def segments_to_fetch(remote, local, now, recent_cutoff):
     for segment in remote:
         if segment.type == "temp" or segment.name in have or segment.name in seen:
             continue
-        if segment.start > newest_start:
+        if segment.start > newest_start or segment.start in have_full:
             continue
-        if segment.is_partial and best[segment.start].name != segment.name:
-            continue
+        if best[segment.start].name != segment.name:
+            continue  # a better copy here or on the peer
         seen.add(segment.name)
         wanted.append(segment)
     return wanted

@@ -20,6 +20,7 @@ from common.segments import UTC, segment_name
 from tests.backfiller.peers import (
     FakePeer,
     fake_name,
+    media,
     put_segment,
     respond,
     respond_json,
@@ -198,7 +199,7 @@ def test_broken_segment_bodies_leave_nothing(
     for path in paths[1:]:
         os.remove(path)
     for i in (1, 2):
-        put_segment(peer_dir, "chan", "source", T0 + 2 * i * S, data=b"small %d" % i)
+        put_segment(peer_dir, "chan", "source", T0 + 2 * i * S, media(b"small", S), S)
     handlers = {
         "truncated": peer.truncated(data),
         "trickle": peer.trickle(data),
@@ -370,3 +371,45 @@ def test_compressed_bodies_are_never_expanded(servers, dirs, metrics, registry):
     url = servers.serve(bomb)
     run_once(url, local, metrics)
     assert errors(registry, url, "bad_json") == 1
+
+
+def test_bodies_that_are_not_their_segment_are_refused_and_counted(
+    servers, dirs, metrics, registry
+):
+    # Each hashes to its name, so only the body check can tell.
+    peer_dir, local = dirs
+    good = make_store(peer_dir, 1)
+    lies = {
+        "ten bytes": (b"0123456789", 2 * S),
+        "six seconds named two": (media(b"long", 6 * S), 2 * S),
+        "two seconds named six": (media(b"short"), 6 * S),
+        "html": (b"<html>" + b" " * 400 + b"</html>", 2 * S),
+    }
+    for i, (data, duration) in enumerate(lies.values()):
+        put_segment(peer_dir, "chan", "source", T0 + (10 + 10 * i) * S, data, duration)
+    url = servers.serve(FakePeer(peer_dir))
+    worker = run_once(url, local, metrics)
+    assert set(store_files(local)) == {os.path.relpath(good[0], peer_dir)}
+    assert worker.errors == len(lies)
+    assert errors(registry, url, "bad_media") == len(lies)
+    assert no_temp_files(local) == []
+
+
+def test_a_peer_never_replaces_a_start_this_node_holds_whole(servers, dirs, metrics):
+    # The attack: a real segment padded with null packets (so it hashes to a
+    # new name and wins the store's "largest" tie-break), or other video, for
+    # a start this node recorded itself.
+    peer_dir, local = dirs
+    own = make_store(local, 2)
+    with open(own[0], "rb") as f:
+        padded = f.read() + (b"\x47\x1f\xff\x10" + b"\xff" * 184) * 50
+    put_segment(peer_dir, "chan", "source", T0, padded)
+    put_segment(peer_dir, "chan", "source", T0 + 2 * S, media(b"other video"))
+    newer = put_segment(peer_dir, "chan", "source", T0 + 4 * S)  # a hole here: taken
+    peer = FakePeer(peer_dir)
+    url = servers.serve(peer)
+    worker = run_once(url, local, metrics)
+    fetched = [p for p in peer.requests if p.startswith("/segments/")]
+    assert fetched == ["/segments/" + os.path.relpath(newer, peer_dir)]
+    assert worker.fetched == 1 and worker.errors == 0
+    assert len(store_files(local)) == 3

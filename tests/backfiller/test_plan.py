@@ -76,10 +76,22 @@ def test_recent_segments_are_left_to_the_downloader():
     assert segments_to_fetch([old, recent], [], NOW, CUTOFF) == [old]
 
 
-def test_full_segment_with_other_hash_is_fetched_even_beside_a_local_full():
-    # Two nodes can record one start time differently; every node keeps both.
-    here, there = seg(T0, hash_char="B"), seg(T0, hash_char="C")
-    assert segments_to_fetch([there], [here], NOW, CUTOFF) == [there]
+def test_a_local_full_copy_is_never_joined_by_a_peers_other_copy():
+    # What this node recorded whole is what it serves: a peer's other full
+    # copy of the start (padded to win the size tie-break, or other video)
+    # is never fetched, whatever its hash or duration.
+    for char in "ABC":
+        here = seg(T0, hash_char="B")
+        for there in (seg(T0, hash_char=char), seg(T0, hash_char=char, duration=3 * S)):
+            if there.name != here.name:
+                assert segments_to_fetch([there], [here], NOW, CUTOFF) == []
+
+
+def test_one_full_copy_per_start_the_best_by_name():
+    # Nothing here: of the peer's two full copies, the one every node picks.
+    low, high = seg(T0, hash_char="B"), seg(T0, hash_char="C")
+    assert segments_to_fetch([low, high], [], NOW, CUTOFF) == [high]
+    assert segments_to_fetch([high, low], [], NOW, CUTOFF) == [high]
 
 
 @pytest.mark.parametrize(
