@@ -9,6 +9,9 @@ How it fails, and what it does about it:
 
 - Per-socket-operation timeouts never fire on a peer that sends one byte a
   second, so every request also runs under a whole-request `deadline`.
+- Redirects are never followed: a peer answering 302 to another host (or to
+  an internal address only it can reach) gets an `http` error, as for any
+  status but 200 and 404. Peers are restreamers, which never redirect.
 - Bodies are read exactly as sent, never decoded (`body_chunks`), and bounded:
   a listing by MAX_LISTING_BYTES, a segment by MAX_SEGMENT_BYTES, before they
   fill memory or the disk.
@@ -149,7 +152,9 @@ class PeerClient:
         url = self.url(*parts)
         with deadline(LIST_TIMEOUTS[1], url):
             try:
-                with self.session.get(url, stream=True, timeout=LIST_TIMEOUTS[0]) as response:
+                with self.session.get(
+                    url, stream=True, timeout=LIST_TIMEOUTS[0], allow_redirects=False
+                ) as response:
                     if response.status_code == 404:
                         return []
                     if response.status_code != 200:
@@ -180,7 +185,9 @@ class PeerClient:
         url = self.url("segments", channel, quality, hour, name)
         with deadline(FETCH_TIMEOUTS[1], url):
             try:
-                with self.session.get(url, stream=True, timeout=FETCH_TIMEOUTS[0]) as response:
+                with self.session.get(
+                    url, stream=True, timeout=FETCH_TIMEOUTS[0], allow_redirects=False
+                ) as response:
                     if response.status_code == 404:
                         return None
                     if response.status_code != 200:

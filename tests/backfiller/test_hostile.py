@@ -413,3 +413,28 @@ def test_a_peer_never_replaces_a_start_this_node_holds_whole(servers, dirs, metr
     assert fetched == ["/segments/" + os.path.relpath(newer, peer_dir)]
     assert worker.fetched == 1 and worker.errors == 0
     assert len(store_files(local)) == 3
+
+
+@pytest.mark.parametrize("what", ["hours", "hour", "segment"])
+def test_redirects_are_never_followed(servers, dirs, metrics, registry, what):
+    # A peer's 302 to an address only it can reach (here: an honest server
+    # holding what we lack) must not be fetched, nor its answer used.
+    peer_dir, local = dirs
+    paths = make_store(peer_dir, 2)
+    internal = FakePeer(peer_dir)
+    internal_url = servers.serve(internal)
+    peer = FakePeer(peer_dir)
+    path = {
+        "hours": "/files/chan/source",
+        "hour": f"/files/chan/source/{HOUR}",
+        "segment": "/segments/" + os.path.relpath(paths[0], peer_dir),
+    }[what]
+    peer.overrides[path] = respond(302, b"", [("Location", internal_url + path)])
+    url = servers.serve(peer)
+    worker = run_once(url, local, metrics)
+    assert internal.requests == []
+    assert errors(registry, url, "http") == 1 and worker.errors == 1
+    if what == "segment":
+        assert set(store_files(local)) == {os.path.relpath(paths[1], peer_dir)}
+    else:
+        assert store_files(local) == {}
