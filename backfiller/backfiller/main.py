@@ -178,6 +178,7 @@ class PeerWorker(Stoppable):
         # worker failed (a lying peer must not cost us a good peer's copy).
         self.in_flight = {} if in_flight is None else in_flight
         self.deferred = []
+        self.refused = {}  # kind -> [count, first name, first error], this pass
         self.peer = peer
         self.base_dir = base_dir
         self.channels = list(channels)
@@ -239,6 +240,7 @@ class PeerWorker(Stoppable):
     def _pass_catching(self):
         self.fetched = self.errors = 0
         self.deferred = []
+        self.refused = {}
         try:
             self.metrics.run_pass(self)
         except PeerError as e:
@@ -249,8 +251,29 @@ class PeerWorker(Stoppable):
             self.logger.exception("Pass failed")
         finally:
             self.passes += 1
+            self.log_refused()
         self.logger.info("Pass done: %d segments fetched, %d errors", self.fetched, self.errors)
         return self.errors == 0
+
+    def refuse(self, kind, name, error):
+        """Count a segment the peer failed to give us; logged once per kind and pass.
+
+        A lying peer can fail thousands of segments a minute: one WARNING line
+        each (6,140 in 60 s from one peer) would drown every other log line.
+        Each is logged at DEBUG; `log_refused` sums them up.
+        """
+        self.errors += 1
+        self.metrics.errors.labels(self.peer.name, kind).inc()
+        self.logger.debug("Could not fetch %s: %s", name, error)
+        refused = self.refused.setdefault(kind, [0, name, error])
+        refused[0] += 1
+
+    def log_refused(self):
+        for kind, (count, name, error) in sorted(self.refused.items()):
+            self.logger.warning(
+                "%d segments refused this pass (%s), e.g. %s: %s", count, kind, name, error
+            )
+        self.refused = {}
 
     def error(self, kind, message, *args, count=1):
         """Count and log a peer error (one log line, even for many bad entries)."""
@@ -365,9 +388,9 @@ class PeerWorker(Stoppable):
             size = self._fetch(segment)
         except HashMismatch as e:
             self.metrics.hash_mismatches.labels(*labels).inc()
-            self.error(e.kind, "Deleted %s: %s", segment.name, e)
+            self.refuse(e.kind, segment.name, e)
         except PeerError as e:
-            self.error(e.kind, "Could not fetch %s: %s", segment.name, e)
+            self.refuse(e.kind, segment.name, e)
         except OSError as e:
             # Our own disk, not the peer: full, read-only, permissions.
             self.errors += 1

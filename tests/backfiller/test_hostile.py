@@ -7,6 +7,7 @@ hostile handler. Timeouts are shortened by the `fast` fixture.
 import datetime
 import gzip
 import os
+import shutil
 
 import gevent
 import gevent.event
@@ -438,3 +439,29 @@ def test_redirects_are_never_followed(servers, dirs, metrics, registry, what):
         assert set(store_files(local)) == {os.path.relpath(paths[1], peer_dir)}
     else:
         assert store_files(local) == {}
+
+
+def test_refused_segments_are_one_warning_per_kind_and_pass(
+    servers, dirs, metrics, registry, caplog
+):
+    peer_dir, local = dirs
+    names = [os.path.basename(p) for p in make_store(peer_dir, 30)]
+    liar = FakePeer(peer_dir)
+    for name in names[:20]:
+        liar.overrides[f"/segments/chan/source/{HOUR}/{name}"] = respond(200, b"lies")
+    for name in names[20:25]:
+        liar.overrides[f"/segments/chan/source/{HOUR}/{name}"] = respond(500)
+    url = servers.serve(liar)
+    caplog.set_level("DEBUG", logger="backfiller")
+    for _ in range(2):
+        caplog.clear()
+        shutil.rmtree(local)
+        worker = run_once(url, local, metrics)
+        assert worker.fetched == 5 and worker.errors == 25
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert len(warnings) == 2, warnings
+        assert warnings[0].startswith("20 segments refused this pass (hash_mismatch), e.g. ")
+        assert warnings[1].startswith("5 segments refused this pass (http), e.g. ")
+        debug = [r for r in caplog.records if r.levelname == "DEBUG" and "Could not" in r.msg]
+        assert len(debug) == 25
+    assert errors(registry, url, "hash_mismatch") == 40
