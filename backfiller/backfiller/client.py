@@ -43,11 +43,13 @@ LIST_TIMEOUTS = (5, 30)  # socket, whole; seconds
 # Segment timeouts, likewise. A 6 s 1080p60 segment is ~6 MB: seconds even over
 # a slow link between nodes; two minutes bounds a peer that trickles.
 FETCH_TIMEOUTS = (10, 120)  # socket, whole; seconds
-# Hostile-peer limits: a listing of an hour of 0.5 s segments is ~500 KB; the
-# largest real segments are tens of MB. Anything bigger is refused before it
-# fills memory or the disk.
+# Hostile-peer limits: a listing of an hour of 0.5 s segments is ~500 KB. The
+# largest real segments: Twitch's 1080p60 source is ~2 MB a 2 s segment; 10 s
+# segments of a 20 Mb/s origin are ~25 MB. A few times that (the default of
+# --max-segment-mb) bounds what ten hostile fetches at once can put on disk
+# (512 MB each was allowed before: 1.8 GB of temp files in one pass).
 MAX_LISTING_BYTES = 8 * 2**20
-MAX_SEGMENT_BYTES = 512 * 2**20
+MAX_SEGMENT_BYTES = 64 * 2**20
 # Bytes per read from a segment response: big enough that per-chunk Python work
 # (hashing call, write call) is negligible next to the copy. Measured on 500 KB
 # segments: 64 KB and 256 KB alike, 1 MB slower (more memory traffic).
@@ -137,8 +139,10 @@ def check_body(data, segment, url):
 class PeerClient:
     """The HTTP side of one peer: its listings and its segments, `concurrency` at once."""
 
-    def __init__(self, peer, concurrency):
+    def __init__(self, peer, concurrency, max_segment_bytes=None):
         self.peer = peer
+        # None: MAX_SEGMENT_BYTES as it is when fetching (tests change it).
+        self.max_segment_bytes = max_segment_bytes
         self.session = make_session(concurrency)
 
     def close(self):
@@ -183,6 +187,7 @@ class PeerClient:
         """
         channel, quality, hour, name = segment.channel, segment.quality, segment.hour, segment.name
         url = self.url("segments", channel, quality, hour, name)
+        limit = self.max_segment_bytes or MAX_SEGMENT_BYTES
         with deadline(FETCH_TIMEOUTS[1], url):
             try:
                 with self.session.get(
@@ -193,19 +198,19 @@ class PeerClient:
                     if response.status_code != 200:
                         raise PeerError("http", f"{url}: HTTP {response.status_code}")
                     length = response.headers.get("Content-Length", "")
-                    if length.isdigit() and int(length) > MAX_SEGMENT_BYTES:
+                    if length.isdigit() and int(length) > limit:
                         raise PeerError("too_large", f"{url}: {length} bytes")
                     with SegmentWriter(
                         base_dir, channel, quality, segment.start, segment.duration
                     ) as writer:
                         # Kept in memory as well, for check_body: bounded
-                        # by MAX_SEGMENT_BYTES, and cheaper than reading back.
+                        # by the size limit, and cheaper than reading back.
                         body = bytearray()
                         for chunk in body_chunks(response):
                             writer.write(chunk)
                             body += chunk
-                            if writer.size > MAX_SEGMENT_BYTES:
-                                raise PeerError("too_large", f"{url}: over {MAX_SEGMENT_BYTES}")
+                            if writer.size > limit:
+                                raise PeerError("too_large", f"{url}: over {limit} bytes")
                         if writer.hash != segment.hash:
                             raise HashMismatch(
                                 f"{writer.size} bytes from {url} hash to {writer.hash}"

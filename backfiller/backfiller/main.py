@@ -41,6 +41,7 @@ import datetime
 import logging
 import os
 import random
+import shutil
 import socket
 import sys
 from argparse import ArgumentTypeError
@@ -57,7 +58,7 @@ from common.service import STOP_TIMEOUT, Stoppable, base_parser, run_service, se
 from common.stats import timed
 from common.times import UTC, parse_time
 
-from .client import HashMismatch, PeerClient, PeerError
+from .client import MAX_SEGMENT_BYTES, HashMismatch, PeerClient, PeerError
 from .plan import (
     hours_to_backfill,
     normalize_url,
@@ -87,6 +88,10 @@ DEFAULT_RECENT_CUTOFF = datetime.timedelta(seconds=120)
 # nodes with 500 KB segments, few enough that a peer serving editors too is
 # never swamped.
 DEFAULT_CONCURRENCY = 5
+# Fetching stops (for the pass, which then backs off) while the store's disk
+# has less free than this: the downloader writes ~1 GB an hour per channel at
+# source quality, and must never be starved of space by backfilling.
+DEFAULT_MIN_FREE_BYTES = 2 * 2**30
 # --- metrics ---------------------------------------------------------------
 
 
@@ -97,7 +102,8 @@ class Metrics:
     Never an hour or a segment name. Error kinds: `connection` (refused, reset,
     cut short), `timeout`, `http` (a status other than 200, or 404), `bad_json`,
     `too_large`, `bad_listing` (one per refused hour or name), `hash_mismatch`,
-    `bad_media` (a body that is not the segment its name says),
+    `bad_media` (a body that is not the segment its name says), `low_disk`
+    (our own disk is below --min-free-mb: fetching stopped),
     `local` (our own disk failed), `unexpected` (a bug: logged with a traceback).
     """
 
@@ -168,6 +174,8 @@ class PeerWorker(Stoppable):
         start=None,
         recent_cutoff=DEFAULT_RECENT_CUTOFF,
         concurrency=DEFAULT_CONCURRENCY,
+        max_segment_bytes=None,
+        min_free_bytes=DEFAULT_MIN_FREE_BYTES,
         in_flight=None,
     ):
         super().__init__()
@@ -188,7 +196,8 @@ class PeerWorker(Stoppable):
         self.recent_cutoff = recent_cutoff
         self.concurrency = concurrency
         self.logger = logging.getLogger(f"backfiller.worker({peer.name})")
-        self.client = PeerClient(peer, concurrency)
+        self.min_free_bytes = min_free_bytes
+        self.client = PeerClient(peer, concurrency, max_segment_bytes)
         self.pool = gevent.pool.Pool(concurrency)
         self.backoff = Backoff(BACKOFF)
         self.passes = 0
@@ -329,7 +338,28 @@ class PeerWorker(Stoppable):
         for segment in wanted:
             if self.stopping.is_set():
                 return
+            self.check_free_space()
             self.pool.spawn(self.fetch_segment, segment)  # waits for a free slot
+
+    def check_free_space(self):
+        """Raise PeerError("low_disk") if the store's disk is below min_free_bytes.
+
+        Not the peer's fault, but it ends the pass the same way (fetches in
+        flight finish, then the pass backs off), so the downloader keeps the
+        space it needs. A disk we cannot even stat fails the fetch instead.
+        """
+        if not self.min_free_bytes:
+            return
+        try:
+            free = shutil.disk_usage(self.base_dir).free
+        except FileNotFoundError:
+            return  # an empty store not made yet: the writer makes it
+        if free < self.min_free_bytes:
+            raise PeerError(
+                "low_disk",
+                f"{free // 2**20} MB free on {self.base_dir}, under the "
+                f"{self.min_free_bytes // 2**20} MB kept free; not fetching",
+            )
 
     # Listings.
 
@@ -586,6 +616,16 @@ def _positive_int(text):
     return value
 
 
+def _megabytes(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not value >= 0:
+        raise ArgumentTypeError(f"expected megabytes (0 or more), not {text!r}")
+    return int(value * 2**20)
+
+
 def _seconds(text):
     try:
         value = float(text)
@@ -656,6 +696,23 @@ def parse_args(argv=None):
         help=f"segments fetched at once from each peer (default: {DEFAULT_CONCURRENCY})",
     )
     parser.add_argument(
+        "--max-segment-mb",
+        dest="max_segment_bytes",
+        type=_megabytes,
+        default=MAX_SEGMENT_BYTES,
+        metavar="MB",
+        help=f"refuse a segment bigger than this (default: {MAX_SEGMENT_BYTES // 2**20})",
+    )
+    parser.add_argument(
+        "--min-free-mb",
+        dest="min_free_bytes",
+        type=_megabytes,
+        default=DEFAULT_MIN_FREE_BYTES,
+        metavar="MB",
+        help="stop fetching while the store's disk has less free; 0 = never "
+        f"(default: {DEFAULT_MIN_FREE_BYTES // 2**20})",
+    )
+    parser.add_argument(
         "--run-once", action="store_true", help="make one pass over every peer, then exit"
     )
     args = parser.parse_args(argv)
@@ -681,6 +738,8 @@ def main(argv=None):
         start=args.start,
         recent_cutoff=args.recent_cutoff,
         concurrency=args.concurrency,
+        max_segment_bytes=args.max_segment_bytes,
+        min_free_bytes=args.min_free_bytes,
     )
     sys.exit(
         run_service(

@@ -465,3 +465,30 @@ def test_refused_segments_are_one_warning_per_kind_and_pass(
         debug = [r for r in caplog.records if r.levelname == "DEBUG" and "Could not" in r.msg]
         assert len(debug) == 25
     assert errors(registry, url, "hash_mismatch") == 40
+
+
+def test_a_segment_over_the_size_limit_is_refused(servers, dirs, metrics, registry):
+    peer_dir, local = dirs
+    small = put_segment(peer_dir, "chan", "source", T0, media(b"small", S), S)
+    big = put_segment(peer_dir, "chan", "source", T0 + 2 * S, media(b"big", 6 * S), 6 * S)
+    limit = (os.path.getsize(small) + os.path.getsize(big)) // 2
+    url = servers.serve(FakePeer(peer_dir))
+    worker = run_once(url, local, metrics, max_segment_bytes=limit)
+    assert set(store_files(local)) == {os.path.relpath(small, peer_dir)}
+    assert errors(registry, url, "too_large") == 1 and worker.errors == 1
+    assert no_temp_files(local) == []
+
+
+def test_nothing_is_fetched_while_the_disk_is_low(servers, dirs, metrics, registry):
+    peer_dir, local = dirs
+    make_store(peer_dir, 3)
+    peer = FakePeer(peer_dir)
+    url = servers.serve(peer)
+    free = shutil.disk_usage(local).free
+    worker = run_once(url, local, metrics, min_free_bytes=free + 2**40)
+    assert store_files(local) == {}
+    assert not [p for p in peer.requests if p.startswith("/segments/")]
+    assert errors(registry, url, "low_disk") == 1 and worker.errors == 1
+    # With the space there, the same peer is copied.
+    run_once(url, local, metrics, min_free_bytes=1)
+    assert store_files(local) == store_files(peer_dir)

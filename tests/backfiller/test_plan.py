@@ -164,6 +164,10 @@ def test_args():
     assert args.recent_cutoff == 30 * S
     assert args.concurrency == 7
     assert args.run_once
+    assert args.max_segment_bytes == 64 * 2**20 and args.min_free_bytes == 2 * 2**30
+    args = parse_args(["--channels", "a", "--nodes", "http://x", "--max-segment-mb", "8",
+                       "--min-free-mb", "0.5"])  # fmt: skip
+    assert args.max_segment_bytes == 8 * 2**20 and args.min_free_bytes == 2**19
 
 
 @pytest.mark.parametrize(
@@ -176,6 +180,7 @@ def test_args():
         (["--channels", "a", "--nodes", "x:8000"], "bad node URL"),
         (["--channels", "a", "--nodes", "http://x", "--concurrency", "0"], "1 or more"),
         (["--channels", "a", "--nodes", "http://x", "--recent-cutoff", "-5"], "0 or more"),
+        (["--channels", "a", "--nodes", "http://x", "--min-free-mb", "lots"], "megabytes"),
     ],
 )
 def test_bad_args_give_one_line_errors(argv, message, capsys):
