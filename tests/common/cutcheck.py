@@ -31,6 +31,14 @@ def marker_filter(width):
     return ",".join(boxes)
 
 
+def write_cut(path, chunks):
+    """Write a cut's bytes (an iterable: `cut(...)`, a response body) to `path`; returns it."""
+    with open(path, "wb") as f:
+        for chunk in chunks:
+            f.write(chunk)
+    return path
+
+
 def decode_warnings(path):
     """What `ffmpeg -v warning -i path -f null -` prints: must be nothing."""
     result = subprocess.run(
