@@ -25,14 +25,20 @@ How it fails, and what it does about it:
   `ContainsHoles` unless `allow_holes`; nothing in range at all is `NoContent`;
   a bad `type` or `end <= start` is `ValueError`. All raised by `cut` itself,
   before any ffmpeg starts, so a web route can answer 4xx.
-- Segments that cannot be joined byte for byte — a stream restart that changed
-  the resolution, codec, frame rate or audio layout, or restarted timestamps
-  — are found by reading a few packets of every segment in range (`mpegts.
-  scan_head`, cached). The range is then split into runs of joinable segments,
-  and (also across holes allowed by `allow_holes`) cut through ffmpeg's concat
-  filter, every run scaled/padded and resampled to the first segment's format,
-  so that the hole or the restart is simply absent from the output. A fast cut
-  that has to do this logs and counts it (`cut_fallbacks_total`).
+- Segments that cannot be joined byte for byte — a stream restart (timestamps
+  starting over), possibly with another resolution, codec, frame rate or
+  audio layout — are found by reading a few packets of every segment in range
+  (`mpegts.scan_head`, cached). The range is then split into runs of joinable
+  segments. Runs of one format (a restart of the same encoder setup, or the
+  two sides of a hole allowed by `allow_holes`) are each cut fast and joined
+  as they are (method `joined`): later runs' timestamps are shifted so the
+  timeline runs on one frame after the previous run, their continuity
+  counters follow on, and nothing is re-encoded beyond each run's ends; at a
+  join the audio may pause for up to 60 ms (see the last point). Runs of
+  different formats go through ffmpeg's concat filter, every run scaled/padded
+  and resampled to the first segment's format; a fast cut that has to do
+  this logs and counts it (`cut_fallbacks_total`). Either way the hole or the
+  restart is simply absent from the output.
 - An ffmpeg that fails raises `FFmpegError` from the iterator, with its last
   lines of stderr; the output so far is then incomplete.
 - Closing the iterator early (a client went away) kills every ffmpeg it
@@ -126,7 +132,7 @@ class _Metrics:
     def __init__(self, registry):
         self.cuts = Counter(
             "cuts",
-            "Cuts by requested type, method used (fast, full, concat) and outcome",
+            "Cuts by requested type, method used (fast, joined, full, concat) and outcome",
             ["type", "method", "outcome"],
             registry=registry,
         )
@@ -491,16 +497,18 @@ def _plan_fast(run, start, end):
 
 
 def _fast_cut(run, start, end, processes):
-    """Yield the fast cut of one joinable run (see the module docstring and `_plan_fast`).
+    """Yield the fast cut of one joinable run (see the module docstring and `_plan_fast`)."""
+    return (yield from _made_groups(_start_fast(run, start, end, processes)))
 
-    Every ffmpeg starts at once (they are independent). Consecutive made
-    pieces are joined into a group whose continuity counters are renumbered
-    as one: backwards from the copied segment after it (so the group is held
-    until done), or on from the copied segment before it.
+
+def _start_fast(run, start, end, processes):
+    """Start every ffmpeg of a run's fast cut at once (they are independent).
+
+    Returns its groups: ("copy", segments) or ("made", [AsyncResult, ...]),
+    consecutive made pieces joined in one group.
     """
-    pieces = _plan_fast(run, start, end)
-    groups = []  # ("copy", segments) or ("made", [AsyncResult, ...])
-    for kind, what in pieces:
+    groups = []
+    for kind, what in _plan_fast(run, start, end):
         if kind == "copy":
             groups.append((kind, what))
             continue
@@ -511,7 +519,16 @@ def _fast_cut(run, start, end, processes):
             groups[-1][1].append(result)
         else:
             groups.append(("made", [result]))
+    return groups
 
+
+def _made_groups(groups):
+    """Yield the groups' bytes; returns the last continuity counters yielded.
+
+    A made group's continuity counters are renumbered as one: backwards from
+    the copied segment after it (so the group is held until done), or on
+    from the copied segment before it.
+    """
     previous_counters = None  # last continuity counters of what was yielded so far
     for i, (kind, what) in enumerate(groups):
         if kind == "copy":
@@ -529,6 +546,68 @@ def _fast_cut(run, start, end, processes):
         previous_counters = mpegts.last_counters(data)
         for offset in range(0, len(data), ffmpeg.CHUNK_SIZE):
             yield bytes(data[offset : offset + ffmpeg.CHUNK_SIZE])
+    return previous_counters
+
+
+def _join_blocker(runs):
+    """Why these runs cannot each be cut fast and joined as they are, or None.
+
+    They can when every run can be cut fast and all have one format, the
+    same PIDs and the same B-frame reorder delay (so decode timestamps step
+    evenly across a join): a stream that restarted, or resumed after a hole,
+    with its encoder set up as before.
+    """
+    for run in runs:
+        reason = _fast_blocker(run)
+        if reason:
+            return reason
+    first = segment_head(runs[0][0].path)
+    fmt = segment_format(runs[0][0].path)
+    for run in runs:
+        for segment in (run[0], run[-1]):
+            head = segment_head(segment.path)
+            if segment_format(segment.path).key() != fmt.key():
+                return "format"
+            pids = (head.pmt_pid, head.video_pid, head.audio_pid)
+            if pids != (first.pmt_pid, first.video_pid, first.audio_pid):
+                return "format"
+            if _reorder_delay(head, fmt) != _reorder_delay(first, fmt):
+                return "format"
+    return None
+
+
+def _run_frames(run, start, end):
+    """(first frame, frame slot after the last) of a run's part of the range:
+    90 kHz timestamps as ffmpeg reads the run's first and last segments."""
+    first, last = run[0], run[-1]
+    first_pts, last_pts = _first_pts(segment_head(first.path)), _first_pts(segment_head(last.path))
+    ticks = segment_format(first.path).frame_ticks
+    start_pts = first_pts + _ticks(max(start, first.start) - first.start)
+    end_pts = last_pts + _ticks(min(end, last.end) - last.start)
+    return _next_frame(first_pts, start_pts, ticks), _next_frame(last_pts, end_pts, ticks)
+
+
+def _joined_fast_cut(runs, start, end, processes):
+    """Yield the fast cuts of several runs as one stream, nothing re-encoded
+    beyond each run's ends.
+
+    Each later run's timestamps (PTS, DTS, PCR) are shifted so that its first
+    frame comes one frame after the previous run's last, and its continuity
+    counters follow on (`mpegts.Shifter`): the hole or the restart is simply
+    absent from the output. Audio keeps its packets, so at a join it may
+    leave a gap of less than one audio frame.
+    """
+    started = [_start_fast(run, start, end, processes) for run in runs]
+    counters = yield from _made_groups(started[0])
+    out_end = _run_frames(runs[0], start, end)[1]
+    for run, groups in zip(runs[1:], started[1:], strict=True):
+        first_frame, end_frame = _run_frames(run, start, end)
+        shifter = mpegts.Shifter(out_end - first_frame, after=counters)
+        for chunk in _made_groups(groups):
+            yield shifter.feed(chunk)
+        shifter.finish()
+        counters = shifter.last_counters
+        out_end = end_frame + out_end - first_frame
 
 
 def _concat_cut(runs, start, end, processes, pipes):
@@ -669,7 +748,13 @@ def _cut(segments, start, end, type, metrics):
         )
         if type == "fast":
             if len(runs) > 1:
-                reason = next(r for r in ("format", "restart", "hole") if r in reasons)
+                reason = "format" if "format" in reasons else _join_blocker(runs)
+                if reason is None:
+                    method = "joined"
+                    logger.info(
+                        "Cut %s to %s: joining %d runs (%s) without re-encoding",
+                        start.isoformat(), end.isoformat(), len(runs), ", ".join(sorted(reasons)),
+                    )  # fmt: skip
             else:
                 reason = _fast_blocker(runs[0])
             if reason:
@@ -681,6 +766,8 @@ def _cut(segments, start, end, type, metrics):
                 )  # fmt: skip
         if method == "fast":
             yield from _fast_cut(runs[0], start, end, processes)
+        elif method == "joined":
+            yield from _joined_fast_cut(runs, start, end, processes)
         else:
             yield from _concat_cut(runs, start, end, processes, pipes)
         outcome = "ok"
