@@ -505,7 +505,13 @@ def cut(channel, quality):
 
 def _stream(first, chunks):
     """Yield `first`, then the rest of `chunks`; closing this closes `chunks`
-    (which kills its ffmpegs when the client goes away)."""
+    (which kills its ffmpegs when the client goes away).
+
+    A cut failing after the status went out raises through here on purpose:
+    the server then drops the connection without the chunked body's final
+    chunk, so every client sees a failed transfer, never a short file that
+    looks whole. Never turn that error into a normal end of the body.
+    """
     try:
         yield first
         yield from chunks

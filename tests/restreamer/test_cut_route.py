@@ -7,10 +7,13 @@ import time
 
 import gevent
 import gevent.pywsgi
+import gevent.subprocess
 import prometheus_client
 import pytest
 
+from common import ffmpeg
 from restreamer.app import create_app
+from restreamer.main import Server
 from tests.common.cutcheck import (
     child_processes,
     decode_warnings,
@@ -124,3 +127,42 @@ def test_client_going_away_kills_ffmpeg(cut_store, registry):
         assert registry.get_sample_value("cuts_total", cancelled) == 1
     finally:
         server.stop()
+
+
+@pytest.fixture
+def failing_last_piece(tmp_path, monkeypatch):
+    """ffmpeg for the fast cut's remux of the last segment (the only one
+    choosing video packets up to a DTS) writes a little, then fails."""
+    script = tmp_path / "ffmpeg"
+    script.write_text(
+        '#!/bin/sh\ncase "$*" in *"gte(dts"*) head -c 18800 /dev/zero; exit 1;; esac\n'
+        'exec ffmpeg "$@"\n'
+    )
+    script.chmod(0o755)
+    monkeypatch.setattr(ffmpeg, "FFMPEG", str(script))
+
+
+@pytest.mark.slow
+def test_a_cut_failing_midway_is_a_failed_transfer(tmp_path, media, registry, failing_last_piece):
+    # The status (200), the first segment's pieces and the copied middle one are
+    # out when the last piece fails: the response must then end without its
+    # final chunk, so that a client (here curl) reports a failed transfer
+    # rather than a short file that looks whole.
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", MEDIA_START, media[:3])
+    server = Server(create_app(base, registry, now=lambda: NOW), "127.0.0.1", 0)
+    port = server.start()
+    try:
+        url = f"http://127.0.0.1:{port}/cut/chan/source.ts?start={at(1)}&end={at(17)}"
+        curl = gevent.subprocess.run(
+            ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", url],
+            capture_output=True,
+            timeout=60,
+        )
+    finally:
+        server.close(timeout=1)
+    assert curl.stdout == b"200"
+    # 18: transfer closed with outstanding read data; 56: failure receiving data.
+    assert curl.returncode in (18, 56), curl.stderr
+    error = {"type": "fast", "method": "fast", "outcome": "error"}
+    assert registry.get_sample_value("cuts_total", error) == 1
