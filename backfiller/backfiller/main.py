@@ -44,6 +44,7 @@ import random
 import shutil
 import socket
 import sys
+import time
 from argparse import ArgumentTypeError
 
 import gevent
@@ -89,7 +90,10 @@ HEDGE_AFTER = 5
 # hour whose segments retention removed); a peer listing 200,000 such hours
 # made ~630 requests a second without this, and now makes about one.
 EMPTY_BACKOFF = (0.01, 1)  # first, longest; seconds
-# Seconds between two reads of --node-file: adding a node is not urgent.
+# Seconds between two looks (a stat) at --node-file: it is re-read as soon as
+# it changes, in place or replaced by a rename (an editor saving), and in any
+# case every NODE_FILE_INTERVAL, which also restarts crashed workers.
+NODE_FILE_POLL = 2
 NODE_FILE_INTERVAL = 60
 # Flag defaults (also PeerWorker's). Segments younger than this are left to
 # the local downloader, which is probably still fetching them: it retries a
@@ -501,11 +505,15 @@ class PeerWorker(Stoppable):
 class Manager(Stoppable):
     """Keeps one PeerWorker running per peer, following --nodes and --node-file.
 
-    The node file is re-read every NODE_FILE_INTERVAL: workers are started for
-    new peers and stopped for removed ones, without a restart. An unreadable
-    node file keeps the peers we have (a file being rewritten must not stop
-    every worker). This node itself (by `node_name` or one of `self_urls`) is
-    never a peer. With `once`, each worker makes one pass and `run` returns.
+    The node file is re-read when it changes (looked at every NODE_FILE_POLL)
+    and every NODE_FILE_INTERVAL: workers are started for new peers and
+    stopped for removed ones, without a restart. An unreadable node file keeps
+    the peers we have (a file being rewritten must not stop every worker), and
+    says so in one line, once until it changes. With no peers at all (none
+    given, or an empty or missing file) the manager idles, waiting for the
+    file, rather than exiting: a service restarted on exit would crash-loop.
+    This node itself (by `node_name` or one of `self_urls`) is never a peer.
+    With `once`, each worker makes one pass and `run` returns.
     """
 
     def __init__(
@@ -536,17 +544,48 @@ class Manager(Stoppable):
         self.workers = {}  # Peer -> (PeerWorker, greenlet)
         self.in_flight = {}  # shared by the workers: see PeerWorker
         self._file_peers = []
+        self._file_state = None  # what the node file's last stat (or error) said
+        self._file_problem = None  # the last read error logged, so it is logged once
+        self._idle_logged = False
+
+    def node_file_state(self):
+        """What changes when the node file does: (inode, mtime, size), or the error."""
+        try:
+            stat = os.stat(self.node_file)
+        except OSError as e:
+            return type(e).__name__
+        return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+    def read_node_file(self):
+        """The node file's text, or None (logged once per distinct problem, counted)."""
+        try:
+            if os.path.isdir(self.node_file):
+                raise IsADirectoryError(
+                    f"{self.node_file} is a directory, not a node file (a Docker bind "
+                    "mount of a host file that did not exist makes one: mount the "
+                    "file's directory instead)"
+                )
+            with open(self.node_file) as f:
+                text = f.read()
+        except OSError as e:
+            self.metrics.node_file_errors.inc()
+            problem = str(e) if isinstance(e, IsADirectoryError) else f"{e.strerror}: {e.filename}"
+            if problem != self._file_problem:
+                logger.warning("Could not read node file, keeping the peers we have: %s", problem)
+                self._file_problem = problem
+            return None
+        if self._file_problem is not None:
+            logger.info("Node file %s readable again", self.node_file)
+            self._file_problem = None
+        return text
 
     def read_peers(self):
         """The current peers: --nodes plus the node file, minus this node, each URL once."""
         if self.node_file is not None:
-            try:
-                with open(self.node_file) as f:
-                    peers, errors = parse_node_lines(f.read())
-            except OSError as e:
-                self.metrics.node_file_errors.inc()
-                logger.warning("Could not read node file, keeping the peers we have: %s", e)
-            else:
+            self._file_state = self.node_file_state()
+            text = self.read_node_file()
+            if text is not None:
+                peers, errors = parse_node_lines(text)
                 for error in errors:
                     self.metrics.node_file_errors.inc()
                     logger.warning("Skipping bad line in %s: %s", self.node_file, error)
@@ -582,6 +621,10 @@ class Manager(Stoppable):
                 )
                 self.workers[peer] = worker, gevent.spawn(worker.run, once=self.once)
         self.metrics.peers.set(len(self.workers))
+        if not self.workers and not self._idle_logged:
+            waiting = f"waiting for peers in {self.node_file}" if self.node_file else "idle"
+            logger.info("No peers to backfill from (give --nodes or --node-file): %s", waiting)
+        self._idle_logged = not self.workers
 
     def run(self):
         try:
@@ -590,8 +633,14 @@ class Manager(Stoppable):
                 greenlets = [greenlet for _, greenlet in self.workers.values()]
                 gevent.wait([gevent.spawn(gevent.joinall, greenlets), self.stopping], count=1)
                 return
-            while not self.stopping.wait(jitter(NODE_FILE_INTERVAL)):
-                self.refresh()
+            last_refresh = time.monotonic()
+            while not self.stopping.wait(jitter(NODE_FILE_POLL)):
+                changed = self.node_file is not None and (
+                    self.node_file_state() != self._file_state
+                )
+                if changed or time.monotonic() - last_refresh >= NODE_FILE_INTERVAL:
+                    self.refresh()
+                    last_refresh = time.monotonic()
         finally:
             for worker, _ in self.workers.values():
                 worker.stop()
@@ -687,7 +736,7 @@ def parse_args(argv=None):
         "--node-file",
         metavar="FILE",
         help="file of peers, one 'NAME URL' or 'URL' a line, '#' comments; "
-        f"re-read every {NODE_FILE_INTERVAL}s",
+        "re-read when it changes; may be missing or empty at first (then we wait)",
     )
     parser.add_argument(
         "--node-name",
@@ -746,8 +795,6 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if not args.channels or not args.qualities:
         parser.error("give at least one channel and one quality")
-    if not args.nodes and not args.node_file:
-        parser.error("give peers with --nodes or --node-file")
     return args
 
 
