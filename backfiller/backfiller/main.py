@@ -90,6 +90,11 @@ HEDGE_AFTER = 5
 # hour whose segments retention removed); a peer listing 200,000 such hours
 # made ~630 requests a second without this, and now makes about one.
 EMPTY_BACKOFF = (0.01, 1)  # first, longest; seconds
+# Seconds after a worker starts during which a peer that has never answered
+# may refuse connections quietly (INFO): nodes start together (run-local
+# --nodes 2, a compose project), and a backfiller is often up before its peers'
+# restreamers. After that, or once the peer has answered, it is a WARNING.
+STARTUP_GRACE = 60
 # Seconds between two looks (a stat) at --node-file: it is re-read as soon as
 # it changes, in place or replaced by a rename (an editor saving), and in any
 # case every NODE_FILE_INTERVAL, which also restarts crashed workers.
@@ -215,6 +220,8 @@ class PeerWorker(Stoppable):
         self.client = PeerClient(peer, concurrency, max_segment_bytes)
         self.pool = gevent.pool.Pool(concurrency)
         self.backoff = Backoff(BACKOFF)
+        self.started = time.monotonic()
+        self.answered = False  # has the peer ever answered a listing?
         self.passes = 0
         self.fetched = 0
         self.errors = 0
@@ -268,7 +275,12 @@ class PeerWorker(Stoppable):
         try:
             self.metrics.run_pass(self)
         except PeerError as e:
-            self.error(e.kind, "Pass abandoned: %s", e)
+            if e.kind == "connection" and self.not_up_yet():
+                self.errors += 1
+                self.metrics.errors.labels(self.peer.name, e.kind).inc()
+                self.logger.info("Peer not up yet, will retry: %s", e)
+            else:
+                self.error(e.kind, "Pass abandoned: %s", e)
         except Exception:
             self.errors += 1
             self.metrics.errors.labels(self.peer.name, "unexpected").inc()
@@ -278,6 +290,10 @@ class PeerWorker(Stoppable):
             self.log_refused()
         self.logger.info("Pass done: %d segments fetched, %d errors", self.fetched, self.errors)
         return self.errors == 0
+
+    def not_up_yet(self):
+        """True while a connection failure is the expected one of a peer still starting."""
+        return not self.answered and time.monotonic() - self.started < STARTUP_GRACE
 
     def refuse(self, kind, name, error):
         """Count a segment the peer failed to give us; logged once per kind and pass.
@@ -323,6 +339,7 @@ class PeerWorker(Stoppable):
         try:
             for channel in self.channels:
                 hour_lists = [self.list_hours(channel, quality) for quality in self.qualities]
+                self.answered = True
                 for hour in hours_to_backfill(hour_lists, self.start_time()):
                     listed = 0
                     for quality in self.qualities:

@@ -11,6 +11,7 @@ import shutil
 
 import gevent
 import gevent.event
+import gevent.pywsgi
 import gevent.server
 import pytest
 
@@ -19,6 +20,7 @@ from backfiller import client, main
 from backfiller.main import Manager, PeerWorker
 from backfiller.plan import peer_from_url
 from common.segments import UTC, segment_name
+from tests import util
 from tests.backfiller.peers import (
     FakePeer,
     fake_name,
@@ -553,3 +555,31 @@ def test_empty_hours_are_paced(servers, dirs, metrics, monkeypatch):
     worker = run_once(url, local, metrics)
     assert worker.fetched == 1 and worker.errors == 0
     assert waits == [0.01, 0.02, 0.04, 0.08, 0.08, 0.08, 0.01, 0.02, 0.04, 0.08, 0.08]
+
+
+def test_a_peer_not_up_yet_is_an_expected_first_failure(servers, dirs, metrics, registry, caplog):
+    # Nodes start together: a peer refusing connections before it ever
+    # answered is INFO (still counted); once it has answered, a WARNING.
+    peer_dir, local = dirs
+    make_store(peer_dir, 1)
+    port = util.free_port()
+    url = f"http://127.0.0.1:{port}"
+    worker = PeerWorker(peer_from_url(url), str(local), ["chan"], ["source"], metrics=metrics)
+    caplog.set_level("INFO", logger="backfiller")
+    worker.run(once=True)
+    worker.run(once=True)
+    assert [r.levelname for r in caplog.records if "not up yet" in r.getMessage()] == ["INFO"] * 2
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert errors(registry, url, "connection") == 2
+    server = gevent.pywsgi.WSGIServer(("127.0.0.1", port), FakePeer(peer_dir), log=None)
+    server.start()
+    try:
+        worker.run(once=True)
+        assert worker.fetched == 1
+    finally:
+        server.stop(timeout=1)
+    caplog.clear()
+    worker.run(once=True)
+    assert [r.levelname for r in caplog.records if "Pass abandoned" in r.getMessage()] == [
+        "WARNING"
+    ]
