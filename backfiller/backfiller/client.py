@@ -127,6 +127,15 @@ def make_session(concurrency):
     return session
 
 
+def offload(function, *args):
+    """Run `function(*args)` in gevent's thread pool, this greenlet waiting for it.
+
+    For work that releases the GIL (file writes, hashing big chunks): it then
+    runs on another core while the hub serves the other greenlets.
+    """
+    return gevent.get_hub().threadpool.apply(function, args)
+
+
 def check_body(data, segment, url):
     """Raise PeerError("bad_media") unless `data` is the media `segment`'s name says."""
     container = segment.name.rsplit(".", 1)[-1]
@@ -205,12 +214,17 @@ class PeerClient:
                     ) as writer:
                         # Kept in memory as well, for check_body: bounded
                         # by the size limit, and cheaper than reading back.
-                        body = bytearray()
+                        chunks = []
                         for chunk in body_chunks(response):
-                            writer.write(chunk)
-                            body += chunk
+                            # Writing and hashing release the GIL: in a thread,
+                            # they run beside the other fetches' reads (inline,
+                            # they were a third of a fast peer's copy time).
+                            offload(writer.write, chunk)
+                            chunks.append(chunk)
                             if writer.size > limit:
                                 raise PeerError("too_large", f"{url}: over {limit} bytes")
+                        body = b"".join(chunks)
+                        del chunks
                         if writer.hash != segment.hash:
                             raise HashMismatch(
                                 f"{writer.size} bytes from {url} hash to {writer.hash}"
