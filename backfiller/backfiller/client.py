@@ -138,9 +138,8 @@ def offload(function, *args):
 
 def check_body(data, segment, url):
     """Raise PeerError("bad_media") unless `data` is the media `segment`'s name says."""
-    container = segment.name.rsplit(".", 1)[-1]
     try:
-        check_segment(data, container, segment.duration, whole=segment.type == "full")
+        check_segment(data, segment.container, segment.duration, whole=segment.type == "full")
     except ValueError as e:
         raise PeerError("bad_media", f"{url}: {e}") from None
 
@@ -210,7 +209,12 @@ class PeerClient:
                     if length.isdigit() and int(length) > limit:
                         raise PeerError("too_large", f"{url}: {length} bytes")
                     with SegmentWriter(
-                        base_dir, channel, quality, segment.start, segment.duration
+                        base_dir,
+                        channel,
+                        quality,
+                        segment.start,
+                        segment.duration,
+                        segment.container,
                     ) as writer:
                         # Kept in memory as well, for check_body: bounded
                         # by the size limit, and cheaper than reading back.
