@@ -6,7 +6,8 @@ backfiller makes every node's store the union of what all nodes recorded, by
 reading the peers' restreamers (`GET /files/...`, `GET /segments/...`) and writing what is missing here.
 
 The pure rules (which hours, which segments, the node file) are in `plan.py`,
-the peer's HTTP client in `client.py`; this module holds the workers and the
+the peer's HTTP client in `client.py`, the body check in `media.py`, the
+metrics in `metrics.py`; this module holds the workers and the
 command line. Read top to bottom: `Manager` keeps one `PeerWorker` per peer node, following
 `--nodes` and the periodically re-read `--node-file`. A worker runs passes: for
 each channel it lists the peer's hours (`hours_to_backfill`: the union over
@@ -50,16 +51,14 @@ from argparse import ArgumentTypeError
 import gevent
 import gevent.event
 import gevent.pool
-import prometheus_client
-from prometheus_client import Counter, Gauge
 
 from common.backoff import Backoff, jitter
 from common.segments import list_segments, parse_hour, parse_segment_path, validate_name_part
 from common.service import STOP_TIMEOUT, Stoppable, base_parser, run_service, setup_logging
-from common.stats import timed
 from common.times import UTC, parse_time
 
 from .client import MAX_SEGMENT_BYTES, HashMismatch, PeerClient, PeerError
+from .metrics import Metrics
 from .plan import (
     hours_to_backfill,
     normalize_url,
@@ -112,66 +111,6 @@ DEFAULT_CONCURRENCY = 5
 # has less free than this: the downloader writes ~1 GB an hour per channel at
 # source quality, and must never be starved of space by backfilling.
 DEFAULT_MIN_FREE_BYTES = 2 * 2**30
-# --- metrics ---------------------------------------------------------------
-
-
-class Metrics:
-    """The backfiller's metrics, registered in `registry` (a fresh one in tests).
-
-    Labels are peers, channels, qualities and error kinds: a few values each.
-    Never an hour or a segment name. Error kinds: `connection` (refused, reset,
-    cut short), `timeout`, `http` (a status other than 200, or 404), `bad_json`,
-    `too_large`, `bad_listing` (one per refused hour or name), `hash_mismatch`,
-    `bad_media` (a body that is not the segment its name says), `low_disk`
-    (our own disk is below --min-free-mb: fetching stopped),
-    `local` (our own disk failed), `unexpected` (a bug: logged with a traceback).
-    """
-
-    def __init__(self, registry=prometheus_client.REGISTRY):
-        labels = ["peer", "channel", "quality"]
-        self.segments = Counter(
-            "backfiller_segments", "Segments backfilled", labels, registry=registry
-        )
-        self.bytes = Counter(
-            "backfiller_bytes", "Bytes of segments backfilled", labels, registry=registry
-        )
-        self.hash_mismatches = Counter(
-            "backfiller_hash_mismatches",
-            "Segments whose bytes did not hash to their name (deleted)",
-            labels,
-            registry=registry,
-        )
-        self.errors = Counter(
-            "backfiller_errors",
-            "Peer failures and refused answers, by kind",
-            ["peer", "kind"],
-            registry=registry,
-        )
-        self.node_file_errors = Counter(
-            "backfiller_node_file_errors",
-            "Node file reads that failed or had bad lines",
-            registry=registry,
-        )
-        self.peers = Gauge("backfiller_peers", "Peers being backfilled from", registry=registry)
-        self.backoff = Gauge(
-            "backfiller_backoff_seconds",
-            "Current wait before a peer's next pass (0 after a good pass)",
-            ["peer"],
-            registry=registry,
-        )
-        self.run_pass = timed(
-            "backfiller_pass",
-            registry=registry,
-            peer=lambda result, worker: worker.peer.name,
-            normalize=lambda result, worker: result,
-        )(_run_pass)
-
-
-def _run_pass(worker):
-    """One pass of `worker`; returns the number of segments fetched (timed by Metrics)."""
-    return worker.backfill_pass()
-
-
 # --- one peer ---------------------------------------------------------------
 
 
