@@ -7,9 +7,9 @@ reading the peers' restreamers (`GET /files/...`, `GET /segments/...`) and writi
 
 The pure rules (which hours, which segments, the node file) are in `plan.py`,
 the peer's HTTP client in `client.py`, the body check in `media.py`, the
-metrics in `metrics.py`; this module holds the workers and the
-command line. Read top to bottom: `Manager` keeps one `PeerWorker` per peer node, following
-`--nodes` and the periodically re-read `--node-file`. A worker runs passes: for
+metrics in `metrics.py`; this module holds the workers and the command line.
+Read top to bottom: `Manager` keeps one `PeerWorker` per peer node, following
+`--nodes` and `--node-file` (re-read when it changes). A worker runs passes: for
 each channel it lists the peer's hours (`hours_to_backfill`: the union over
 qualities, newest first, from `--start` on), then each hour's segment names,
 decides what this node lacks (`segments_to_fetch`), and fetches those in random
