@@ -28,6 +28,7 @@ How it fails, and what it does (DESIGN §4):
 
 import argparse
 import contextlib
+import datetime
 import logging
 import os
 import sys
@@ -48,6 +49,8 @@ from common.service import Stoppable, base_parser, run_service, setup_logging
 from common.stats import timed
 
 from . import commands
+from .api import DEFAULT_LIMITS
+from .editors import SESSION_LIFETIME, Editors
 from .jobs import (
     NOTIFY_CHANNEL,
     JobGone,
@@ -55,6 +58,7 @@ from .jobs import (
     Jobs,
     State,
     format_time,
+    redact,
 )
 from .upload_backends import (
     PermanentUploadError,
@@ -534,7 +538,11 @@ class Cutter(DatabaseUser):
         )
 
     def _guarded_outcome(self, fn, job, new_state, error, *args, **kwargs):
-        """Record a failure; log and count it. A job that moved meanwhile is left alone."""
+        """Record a failure; log and count it. A job that moved meanwhile is left alone.
+
+        The error is stored (and logged) redacted: no URL query strings or tokens.
+        """
+        error = redact(error)
         expect = lambda row: row.state == new_state and row.error == error  # noqa: E731
         try:
             self._write(fn, job, expect, *args, **kwargs)
@@ -648,6 +656,37 @@ def parse_args(argv=None):
         help="seconds between checks on videos the backend is processing "
         f"(default: {PROCESSING_POLL_INTERVAL})",
     )
+    run.add_argument(
+        "--editor-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="an origin (scheme://host[:port]) whose editor page may use the job API across "
+        "origins (CORS with the session cookie); repeatable. Not needed when the page is "
+        "served from the API's own origin (the node's front door)",
+    )
+    run.add_argument(
+        "--editor-jobs-per-minute",
+        type=int,
+        default=DEFAULT_LIMITS[0][0],
+        metavar="N",
+        help=f"jobs one editor may submit in any minute (default: {DEFAULT_LIMITS[0][0]})",
+    )
+    run.add_argument(
+        "--editor-jobs-per-day",
+        type=int,
+        default=DEFAULT_LIMITS[1][0],
+        metavar="N",
+        help="jobs one editor may submit in any 24 hours; keep editors x N within the "
+        f"upload location's daily quota (default: {DEFAULT_LIMITS[1][0]})",
+    )
+    run.add_argument(
+        "--session-hours",
+        type=float,
+        default=SESSION_LIFETIME.total_seconds() / 3600,
+        help="how long an editor's sign-in lasts "
+        f"(default: {SESSION_LIFETIME.total_seconds() / 3600:g})",
+    )
     run.set_defaults(func=run_cutter)
     commands.add_commands(subparsers)
     return parser.parse_args(argv)
@@ -670,7 +709,11 @@ def run_cutter(args):
     except ValueError as e:
         print(f"cutter run: {e}", file=sys.stderr)
         return 2
-    jobs = Jobs(Database(args.db))
+    try:
+        jobs = Jobs(Database(commands.dsn(args)))
+    except ValueError as e:
+        print(f"cutter run: {e}", file=sys.stderr)
+        return 2
     cutter = Cutter(
         jobs,
         args.base_dir,
@@ -685,7 +728,16 @@ def run_cutter(args):
     )
     workers = [cutter, watcher]
     if args.metrics_port:
-        app = create_app(jobs, backends, registry)
+        limits = ((args.editor_jobs_per_minute, 60), (args.editor_jobs_per_day, 24 * 3600))
+        editors = Editors(jobs.db, datetime.timedelta(hours=args.session_hours))
+        app = create_app(
+            jobs,
+            backends,
+            registry,
+            editor_origins=set(args.editor_origin),
+            limits=limits,
+            editors=editors,
+        )
         workers.append(
             WSGIServer(app, getattr(args, "host", API_HOST), args.metrics_port, name="cutter.api")
         )

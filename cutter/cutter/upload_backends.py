@@ -42,7 +42,7 @@ import requests
 import common.cut
 from common.backoff import Backoff
 
-from .jobs import State
+from .jobs import State, redact
 
 logger = logging.getLogger(__name__)
 
@@ -300,7 +300,7 @@ class YouTubeBackend(UploadBackend):
                     timeout=self.timeouts,
                 )
             except requests.RequestException as e:
-                raise RetryableUploadError(f"YouTube token refresh failed: {e}") from None
+                raise RetryableUploadError(redact(f"YouTube token refresh failed: {e}")) from None
             if response.status_code >= 500:
                 raise RetryableUploadError(f"YouTube token refresh: HTTP {response.status_code}")
             if response.status_code != 200:
@@ -349,7 +349,9 @@ class YouTubeBackend(UploadBackend):
                 data=json.dumps(body).encode(),
             )
         except requests.RequestException as e:
-            raise RetryableUploadError(f"YouTube: starting the upload failed: {e}") from None
+            raise RetryableUploadError(
+                redact(f"YouTube: starting the upload failed: {e}")
+            ) from None
         if response.status_code >= 500:
             raise RetryableUploadError(f"YouTube: starting the upload: {_error_reason(response)}")
         if response.status_code != 200 or "Location" not in response.headers:
@@ -411,7 +413,7 @@ class YouTubeBackend(UploadBackend):
                         data=data,
                     )
                 except requests.RequestException as e:
-                    problem = f"connection failed: {e}"
+                    problem = redact(f"connection failed: {e}")
                 else:
                     problem = _error_reason(response)
                 # Find out where we are: from this response, or by asking.
@@ -464,7 +466,7 @@ class YouTubeBackend(UploadBackend):
                             data=b"",
                         )
                     except requests.RequestException as e:
-                        problem = f"status query failed: {e}"
+                        problem = redact(f"status query failed: {e}")
                     else:
                         problem = _error_reason(response)
 
@@ -476,7 +478,9 @@ class YouTubeBackend(UploadBackend):
                 params={"part": "status,processingDetails", "id": job.video_id},
             )
         except (requests.RequestException, UploadError) as e:
-            logger.warning("Job %d: cannot ask YouTube about %s: %s", job.id, job.video_id, e)
+            logger.warning(
+                "Job %d: cannot ask YouTube about %s: %s", job.id, job.video_id, redact(str(e))
+            )
             return None
         if response.status_code != 200:
             logger.warning(

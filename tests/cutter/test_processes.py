@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from common.database import CONNECTION_ERRORS
+from cutter.editors import Editors
 from cutter.jobs import Jobs, State
 from tests.cutter.conftest import (
     WAIT,
@@ -300,14 +301,17 @@ def test_service_serves_the_api_and_metrics(jobs, dsn, store, tmp_path, cutters)
         if wait_for(lambda: up(proc, base), what="the API") != "exited":  # noqa: B023
             break
     assert up(proc, base) == {"locations": ["clips"]}
+    auth = {"Authorization": f"Bearer {Editors(jobs.db).add('ops')}"}
     created = requests.post(
         base + "/jobs", json=job_fields(start="2026-11-28T13:59:45", end="2026-11-28T13:59:47"),
-        timeout=10,
+        headers=auth, timeout=10,
     )  # fmt: skip
     assert created.status_code == 201, created.text
     url = f"{base}/jobs/{created.json()['id']}"
     done = wait_for(
-        lambda: (job := requests.get(url, timeout=5).json())["state"] == "DONE" and job,
+        lambda: (
+            (job := requests.get(url, headers=auth, timeout=5).json())["state"] == "DONE" and job
+        ),
         what="the job to be done",
     )
     assert done["video_link"].startswith("file://")
