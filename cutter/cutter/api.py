@@ -184,6 +184,11 @@ def create_app(
     for error_class in CONNECTION_ERRORS:
         app.register_error_handler(error_class, database_down)
 
+    @app.errorhandler(500)
+    def internal_error(e):
+        # The traceback is logged by Flask; the client gets one line, never a page.
+        return _error("internal error; the cutter's log has the details", 500)
+
     @app.errorhandler(400)
     def bad_request(e):
         return _error("bad request", 400)

@@ -79,6 +79,16 @@ MAX_DESCRIPTION_BYTES = 5000
 # not a clip (and would tie a cutter up for a long time).
 MAX_DURATION = datetime.timedelta(hours=12)
 _LOCATION_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Times a job may cover: nothing was recorded before 2000, and a range more
+# than a day ahead is a typo (year 0001 once crashed every cutter's pass).
+EARLIEST_START = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
+MAX_AHEAD = datetime.timedelta(days=1)
+# Never storable (PostgreSQL text refuses NUL; UTF-8 cannot encode a lone surrogate).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Not in a title: control characters (newlines, tabs, escapes) and the
+# bidirectional embeddings, overrides and isolates that make a title read
+# differently from what it is (U+202E shows "evil.exe" reversed).
+_NOT_IN_TITLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 # Columns a job is cut from. Once claimed they are frozen (the trigger refuses
 # edits), and a claim only succeeds if they are still as the cutter read them.
@@ -545,6 +555,11 @@ def validate_job(
     of upload locations that exist (the cutter's API knows them; the CLI does not).
     """
     fields = {}
+    for name, value in (("channel", channel), ("quality", quality), ("title", title),
+                        ("description", description), ("upload_location", upload_location),
+                        ("start", start), ("end", end)):  # fmt: skip
+        if isinstance(value, str) and _UNSTORABLE.search(value):
+            raise BadJob(f"{name} contains a NUL character or an unpaired surrogate")
     for name, value in (("channel", channel), ("quality", quality)):
         try:
             fields[name] = validate_name_part(value, name)
@@ -554,6 +569,11 @@ def validate_job(
     fields["end"] = parse_time(end, "end")
     if fields["end"] <= fields["start"]:
         raise BadJob("end must be after start")
+    if fields["start"] < EARLIEST_START:
+        raise BadJob(f"start {format_time(fields['start'])} is before {EARLIEST_START.year}")
+    latest = datetime.datetime.now(datetime.UTC) + MAX_AHEAD
+    if fields["end"] > latest:
+        raise BadJob(f"end {format_time(fields['end'])} is more than {MAX_AHEAD} from now")
     if fields["end"] - fields["start"] > MAX_DURATION:
         raise BadJob(f"a job may last at most {MAX_DURATION} (this one: {end} - {start})")
     for name, value in (("title", title), ("description", description)):
@@ -561,6 +581,8 @@ def validate_job(
             raise BadJob(f"{name} must be a string")
         if "<" in value or ">" in value:
             raise BadJob(f"{name} must not contain '<' or '>' (YouTube refuses them)")
+    if _NOT_IN_TITLE.search(title):
+        raise BadJob("title must not contain control characters or bidirectional overrides")
     title = title.strip()
     if not title:
         raise BadJob("title is required")

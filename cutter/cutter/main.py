@@ -345,8 +345,21 @@ class Cutter(DatabaseUser):
             after_id = page[-1].id
 
     def try_job(self, job):
-        """Claim and do `job` if this node can; True if it was claimed."""
-        segments = self.check_store(job)
+        """Claim and do `job` if this node can; True if it was claimed.
+
+        A job whose range cannot even be looked up (a time the store's hour
+        arithmetic cannot handle, from a database written by hand or an older
+        version) fails alone: it is claimed and stopped for a person with the
+        reason, and the pass goes on to the next job.
+        """
+        try:
+            segments = self.check_store(job)
+        except Exception as e:
+            self.logger.exception("Job %d: cannot look up its range", job.id)
+            claimed = self._write(self.jobs.claim, job, self._is_mine(State.CLAIMED), self.name)
+            if claimed is not None:
+                self._fail(claimed, f"cannot cut this range: {one_line(e)}", State.CLAIMED)
+            return False
         if segments is None:
             return False
         claimed = self._write(self.jobs.claim, job, self._is_mine(State.CLAIMED), self.name)

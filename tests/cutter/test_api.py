@@ -128,6 +128,8 @@ def test_bad_requests(refusing_client, shared_jobs, registry, body, status, erro
                                   "FINALIZING, TRANSCODING, DONE"),
         ("/jobs?limit=0", 400, "bad limit '0': a number from 1 to 1000"),
         ("/jobs?limit=x", 400, "bad limit 'x': a number from 1 to 1000"),
+        ("/jobs?limit=\u00b2", 400, "bad limit '\u00b2': a number from 1 to 1000"),
+        ("/jobs?limit=\u0661", 400, "bad limit '\u0661': a number from 1 to 1000"),
     ],
 )  # fmt: skip
 def test_bad_reads(refusing_client, url, status, error):
@@ -207,3 +209,26 @@ def test_over_http_with_cors(jobs, registry):
 def test_jobs_made_elsewhere_are_listed(client, jobs):
     made = jobs.submit(**job_fields())
     assert [j["id"] for j in client.get("/jobs").json["jobs"]] == [made.id]
+
+
+@pytest.mark.parametrize(
+    "raw, error",
+    [
+        ('"title": "a\\u0000b"', "title contains a NUL character or an unpaired surrogate"),
+        ('"title": "T", "description": "\\ud800"',
+         "description contains a NUL character or an unpaired surrogate"),
+        ('"title": "line\\nbreak"',
+         "title must not contain control characters or bidirectional overrides"),
+        ('"title": "\\u202eevil"',
+         "title must not contain control characters or bidirectional overrides"),
+    ],
+)  # fmt: skip
+def test_hostile_text_is_a_400(refusing_client, shared_jobs, raw, error):
+    """NUL and lone surrogates once gave Flask's HTML 500; they are one-line 400s."""
+    body = (
+        '{"channel": "desertbus", "quality": "source", "start": "2026-11-28T13:59:45.5", '
+        '"end": "2026-11-28T13:59:51.25", ' + raw + "}"
+    )
+    response = refusing_client.post("/jobs", data=body, content_type="application/json")
+    assert response.status_code == 400 and response.json == {"error": error}
+    assert shared_jobs.list() == []

@@ -319,3 +319,20 @@ def test_filesystem_without_hard_links(jobs, store, outdir, registry, monkeypatc
     done = jobs.get(job.id)
     assert done.state == State.DONE
     assert os.listdir(outdir) == [done.video_id]
+
+
+def test_a_job_that_cannot_be_cut_fails_alone(jobs, store, outdir, registry):
+    """A row no submission would accept (year 1, written by hand) stops only itself."""
+    (bad,) = jobs.db.query(
+        'INSERT INTO events (channel, quality, start, "end", title, upload_location) '
+        "VALUES ('desertbus', 'source', '0001-01-01T00:00:00Z', '0001-01-01T00:01:00Z', "
+        "'Broken', 'clips') RETURNING id"
+    ).rows
+    good = jobs.submit(**job_fields())
+    cutter = make_cutter(jobs, store, outdir, registry)
+    cutter.start()
+    while cutter.run_once():
+        pass
+    failed = jobs.get(bad["id"])
+    assert failed.state == State.UNEDITED and failed.error.startswith("cannot cut this range")
+    assert jobs.get(good.id).state == State.DONE
