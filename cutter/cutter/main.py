@@ -38,6 +38,7 @@ import gevent
 import gevent.event
 import gevent.socket
 import prometheus_client
+import psycopg2.errors
 from prometheus_client import Counter, Gauge
 
 import common.cut
@@ -247,6 +248,9 @@ class Cutter(DatabaseUser):
         # may share a location's directory).
         self._spool_prefix = f".cut-{name}-"
         self.wake = gevent.event.Event()
+        # Set once the schema is applied and recovery done (see `start`):
+        # whatever else reads the database waits for it.
+        self.ready = gevent.event.Event()
         self.logger = logging.getLogger(f"cutter.cutter({name})")
         self.cut_to_file = timed(
             "cutter_cut",
@@ -302,6 +306,7 @@ class Cutter(DatabaseUser):
         """Apply the schema, recover this cutter's jobs and spool files from its last run."""
         self._remove_stale_spool_files()
         self._read(self.jobs.init_schema)
+        self.ready.set()
         returned, flagged = self._read(self.jobs.recover, self.name)
         if returned:
             self.logger.info("Returned jobs %s, claimed before a restart, to EDITED", returned)
@@ -573,20 +578,27 @@ class ProcessingWatcher(DatabaseUser):
 
     def __init__(
         self, jobs, name, backends, registry=prometheus_client.REGISTRY,
-        interval=PROCESSING_POLL_INTERVAL, metrics=None,
+        interval=PROCESSING_POLL_INTERVAL, metrics=None, ready=None,
     ):  # fmt: skip
         super().__init__(jobs, metrics or Metrics(registry))
+        # On a first start with a new database the cutter is still creating
+        # the schema: polling before then was an UndefinedTable traceback.
+        self.ready = ready
         self.name = name
         self.backends = backends
         self.interval = interval
         self.logger = logging.getLogger(f"cutter.processing({name})")
 
     def run(self):
+        if self.ready is not None:
+            gevent.wait([self.ready, self.stopping], count=1)
         while not self.stopping.is_set():
             try:
                 self.run_once()
             except Stopping:
                 break
+            except psycopg2.errors.UndefinedTable as e:
+                self.logger.warning("The job schema is not there (%s); waiting for it", one_line(e))
             except Exception:
                 self.logger.exception("Unexpected error checking processing; carrying on")
             self.stopping.wait(jitter(self.interval))
@@ -737,7 +749,12 @@ def run_cutter(args):
         spool_dir=args.spool_dir,
     )
     watcher = ProcessingWatcher(
-        jobs, args.name, backends, interval=args.processing_interval, metrics=cutter.metrics
+        jobs,
+        args.name,
+        backends,
+        interval=args.processing_interval,
+        metrics=cutter.metrics,
+        ready=cutter.ready,
     )
     workers = [cutter, watcher]
     if args.metrics_port:
