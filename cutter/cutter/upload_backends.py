@@ -114,12 +114,20 @@ class UploadBackend:
         return CheckResult(done=True)
 
 
+# Uploaded files are served by a web server running as another user (nginx's
+# worker), but the spool file starts as mkstemp's 0600: nginx answered 403.
+# Readable by all, writable by the cutter only.
+LOCAL_FILE_MODE = 0o644
+
 # errno values meaning "this filesystem cannot make hard links".
 NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
 
 
 class LocalBackend(UploadBackend):
     """A directory (perhaps served by a web server at `url_prefix`).
+
+    Uploads are made readable by everyone (`LOCAL_FILE_MODE`, 0644), so the web
+    server that serves the directory can read them.
 
     The cut is spooled as a hidden file in the directory itself, so putting it
     in place is a hard link on one filesystem: atomic, and refused if the name
@@ -147,6 +155,7 @@ class LocalBackend(UploadBackend):
         name = video_name(job)
         final = os.path.join(self.directory, name)
         with open(path, "rb") as f:
+            os.fchmod(f.fileno(), LOCAL_FILE_MODE)
             os.fsync(f.fileno())
         if os.path.exists(final):
             raise PermanentUploadError(

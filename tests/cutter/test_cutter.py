@@ -67,6 +67,7 @@ def test_job_is_cut_and_uploaded(jobs, store, outdir, registry):
     path = os.path.join(outdir, done.video_id)
     assert done.video_link == "file://" + path
     assert os.listdir(outdir) == [done.video_id]  # no spool file left behind
+    assert os.stat(path).st_mode & 0o777 == 0o644  # readable by the web server serving it
     duration, errors = probe(path)
     assert within_a_frame(duration, 11.5), duration
     assert errors == ""
