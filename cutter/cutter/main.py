@@ -88,8 +88,6 @@ RETRY_DELAYS = (10, 30, 90, 300)
 ERROR_WAIT = 5
 # Jobs looked at per pass.
 BATCH_SIZE = 20
-# Where the job API (and /metrics) listens unless the service is given `--host`.
-API_HOST = "0.0.0.0"
 
 
 class Stopping(Exception):
@@ -769,12 +767,13 @@ def run_cutter(args):
             editors=editors,
         )
         workers.append(
-            WSGIServer(app, getattr(args, "host", API_HOST), args.metrics_port, name="cutter.api")
+            WSGIServer(app, args.host, args.metrics_port, name="cutter.api", stop_timeout=1)
         )
     return run_service(
         "cutter",
         workers,
         backdoor_port=args.backdoor_port,
+        backdoor_socket=args.backdoor_socket,
         backdoor_locals={"cutter": cutter, "jobs": jobs, "backends": backends},
     )
 
