@@ -26,6 +26,8 @@ from common.database import Database, query, transaction
 from common.segments import validate_name_part
 from common.times import format_time, to_utc
 
+from .redact import redact
+
 
 class State(enum.StrEnum):
     """Where a job is. Values are stored as the PostgreSQL enum `event_state`."""
@@ -108,26 +110,6 @@ CUT_FIELDS = (
 def _column(name):
     """A column name as SQL: quoted when it is a keyword (`"end"`)."""
     return f'"{name}"' if name == "end" else name
-
-
-# A stored error is for people and is shown to editors: it never carries a
-# URL's query string (YouTube's upload session URL is a credential), a bearer
-# token or a secret-looking key=value.
-_SECRET_PATTERNS = (
-    (re.compile(r"(?i)(bearer\s+)[^\s'\",]+"), r"\1[redacted]"),
-    (re.compile(r"(/[^\s?'\"]*)\?[^\s'\")]+"), r"\1?[redacted]"),
-    (re.compile(r"(?i)\b((?:access_|refresh_)?token|secret|password|upload_id|key)=[^\s&'\",]+"),
-     r"\1=[redacted]"),
-)  # fmt: skip
-
-
-def redact(text):
-    """`text` without URL query strings, bearer tokens or secret=value pairs."""
-    if text is None:
-        return None
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
 
 
 # --- schema -----------------------------------------------------------------

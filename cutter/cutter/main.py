@@ -59,8 +59,8 @@ from .jobs import (
     Jobs,
     State,
     format_time,
-    redact,
 )
+from .redact import redact
 from .upload_backends import (
     PermanentUploadError,
     RetryableUploadError,

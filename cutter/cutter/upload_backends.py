@@ -42,7 +42,8 @@ import requests
 import common.cut
 from common.backoff import Backoff
 
-from .jobs import State, redact
+from .jobs import State
+from .redact import redact
 
 logger = logging.getLogger(__name__)
 
