@@ -20,6 +20,7 @@ goes wrong is logged and counted in `downloader_errors{kind}`.
 """
 
 import datetime
+import functools
 import logging
 import sys
 import time
@@ -34,8 +35,9 @@ import requests.adapters
 import urllib3.exceptions
 from prometheus_client import Counter, Gauge
 
-from common.backoff import jitter
-from common.segments import SegmentWriter, validate_name_part
+from common.backoff import backoff_delay, jitter, sleep
+from common.mpegts import PACKET_SIZE
+from common.segments import TYPE_RANK, SegmentWriter, validate_name_part
 from common.service import STOP_TIMEOUT, Stoppable, base_parser, run_service, setup_logging
 from common.stats import timed
 
@@ -87,7 +89,6 @@ GIVE_UP_TIMEOUT = 5 * 60
 # leaving a truncated segment that looks complete.
 STALL_SUSPECT_TIME = 5
 CHUNK_SIZE = 64 * 1024
-TS_PACKET_SIZE = 188
 
 
 class Metrics:
@@ -138,38 +139,53 @@ class Metrics:
             ["channel", "quality", "reason"],
             registry=registry,
         )
-        self.fetch_playlist = timed(
-            "downloader_playlist_fetch",
-            registry=registry,
-            channel=lambda result, worker: worker.channel,
-            quality=lambda result, worker: worker.quality,
-        )(_fetch_playlist)
-        self.fetch_master = timed(
-            "downloader_master_fetch",
-            registry=registry,
-            channel=lambda result, manager: manager.channel,
-            provider=lambda result, manager: manager.provider.name,
-        )(_fetch_master)
-        self.fetch_segment = timed(
-            "downloader_segment_fetch",
-            registry=registry,
-            normalize=lambda result, getter, reason: result.size if result else None,
-            channel=lambda result, getter, reason: getter.channel,
-            quality=lambda result, getter, reason: getter.quality,
-            type=lambda result, getter, reason: result.type if result else "failed",
-        )(_fetch_segment)
+        self._timers = {}
+
+    def timed(self, name, fn, *, normalize=None, **labels):
+        """`fn` timed by `common.stats.timed` as `name`, for one of many callers of a registry.
+
+        `timed` registers its histograms when it wraps a function, so wrapping each
+        worker's own method would register them again for every worker. The wrapper
+        is made once per name here, and each caller binds its function and labels
+        where it makes the call: `self.fetch = metrics.timed("x", self._fetch,
+        channel=...)`. Label values are constants, or functions of `(result, *args)`
+        as with `timed`; every caller of one name must give the same label names.
+        """
+        wrapper = self._timers.get(name)
+        if wrapper is None:
+            wrapper = timed(
+                name,
+                registry=self.registry,
+                normalize=_bound_normalize,
+                **{key: _bound_label(key) for key in labels},
+            )(_call_bound)
+            self._timers[name] = wrapper
+        return functools.partial(wrapper, _Bound(fn, labels, normalize))
 
 
-def _fetch_master(manager):
-    return manager.provider.media_playlists(manager.session)
+class _Bound:
+    """One caller's function, labels and normalisation, for `Metrics.timed`."""
+
+    def __init__(self, fn, labels, normalize):
+        self.fn = fn
+        self.labels = labels
+        self.normalize = normalize
 
 
-def _fetch_playlist(worker):
-    return worker.session.get(worker.url, timeout=PLAYLIST_TIMEOUTS)
+def _call_bound(bound, *args, **kwargs):
+    return bound.fn(*args, **kwargs)
 
 
-def _fetch_segment(getter, reason):
-    return getter.attempt(reason)
+def _bound_label(key):
+    def label(result, bound, *args, **kwargs):
+        value = bound.labels[key]
+        return value(result, *args, **kwargs) if callable(value) else value
+
+    return label
+
+
+def _bound_normalize(result, bound, *args, **kwargs):
+    return bound.normalize(result, *args, **kwargs) if bound.normalize else None
 
 
 def new_session(pool_size=20):
@@ -180,11 +196,6 @@ def new_session(pool_size=20):
     session.mount("https://", adapter)
     session.headers["User-Agent"] = "streamvault-downloader"
     return session
-
-
-def _backoff(failures, limits):
-    first, longest = limits
-    return min(longest, first * 2 ** max(0, failures - 1))
 
 
 # --- manager --------------------------------------------------------------------
@@ -219,6 +230,12 @@ class ChannelManager(Stoppable):
         self._missing = set()
         self.failures = 0  # master fetches in a row that led to nothing new
         self.latest = {}  # quality -> newest stored segment end, as a timestamp
+        self.fetch_master = metrics.timed(
+            "downloader_master_fetch",
+            lambda: provider.media_playlists(self.session),
+            channel=channel,
+            provider=provider.name,
+        )
 
     def request_refresh(self, worker, delay=0):
         """`worker` asks for a new master playlist fetch (after `delay` seconds).
@@ -241,13 +258,13 @@ class ChannelManager(Stoppable):
                 self.refresh.clear()
                 self.refresh_delay = 0
                 try:
-                    urls = self.metrics.fetch_master(self)
+                    urls = self.fetch_master()
                 except ChannelOffline as e:
                     self.failures += 1
                     # Once at INFO, then quietly: a channel may be offline for days.
                     log = self.logger.info if self.failures == 1 else self.logger.debug
                     log("Offline: %s; retrying", e)
-                    self._wait(_backoff(self.failures, OFFLINE_BACKOFF))
+                    self._wait(backoff_delay(self.failures, OFFLINE_BACKOFF))
                     continue
                 except Exception as e:
                     self.failures += 1
@@ -255,22 +272,24 @@ class ChannelManager(Stoppable):
                     self.logger.warning(
                         "Could not get playlists (%s: %s); retrying", type(e).__name__, e
                     )
-                    self._wait(_backoff(self.failures, OFFLINE_BACKOFF))
+                    self._wait(backoff_delay(self.failures, OFFLINE_BACKOFF))
                     continue
                 started = self._start_workers(urls)
                 if not started:
                     self.failures += 1
-                    self._wait(_backoff(self.failures, OFFLINE_BACKOFF))
+                    self._wait(backoff_delay(self.failures, OFFLINE_BACKOFF))
                     continue
                 gevent.wait([self.stopping, self.refresh], timeout=jitter(MAX_WORKER_AGE), count=1)
                 if self.refresh.is_set() and self.refresh_delay:
                     self.failures += 1
-                    self._wait(max(self.refresh_delay, _backoff(self.failures, OFFLINE_BACKOFF)))
+                    self._wait(
+                        max(self.refresh_delay, backoff_delay(self.failures, OFFLINE_BACKOFF))
+                    )
         finally:
             self._stop_everything()
 
     def _wait(self, seconds):
-        self.stopping.wait(jitter(seconds))
+        sleep(self.stopping, seconds)
 
     def _start_workers(self, urls):
         missing = set(self.qualities) - set(urls)
@@ -370,6 +389,12 @@ class QualityWorker(Stoppable):
         self._warned_no_pdt = False
         self._last_text = None
         self._last_playlist = None
+        self._get = self.metrics.timed(
+            "downloader_playlist_fetch",
+            lambda: self.session.get(self.url, timeout=PLAYLIST_TIMEOUTS),
+            channel=self.channel,
+            quality=quality,
+        )
 
     def __repr__(self):
         return f"<worker {self.channel}/{self.quality} {id(self):x}>"
@@ -413,7 +438,7 @@ class QualityWorker(Stoppable):
                     )
                     self.manager.request_refresh(self)
                 # Back off from a failing origin: double the wait, up to the longest poll.
-                self.stopping.wait(jitter(min(POLL_LIMITS[1], interval * 2 ** (failures - 1))))
+                self.wait(backoff_delay(failures, (interval, POLL_LIMITS[1])))
                 continue
             failures = 0
             self.ready.set()
@@ -425,11 +450,15 @@ class QualityWorker(Stoppable):
             interval = min(
                 POLL_LIMITS[1], max(POLL_LIMITS[0], playlist.target_duration * POLL_FRACTION)
             )
-            self.stopping.wait(jitter(interval))
+            self.wait(interval)
+
+    def wait(self, seconds):
+        """Sleep about `seconds` between polls, waking at once on stop. A seam for tests."""
+        sleep(self.stopping, seconds)
 
     def fetch(self):
         """One poll: fetch and parse the media playlist. A seam for tests."""
-        response = self.metrics.fetch_playlist(self)
+        response = self._get()
         if response.status_code in (403, 404, 410):
             raise URLExpired(f"HTTP {response.status_code}")
         response.raise_for_status()
@@ -480,8 +509,6 @@ class HardTimeout(Exception):
 class Outcome:
     """What an attempt produced: an unfinished writer and the type it deserves."""
 
-    RANK = {"full": 3, "suspect": 2, "partial": 1}
-
     def __init__(self, type, writer, reason=""):
         self.type = type
         self.writer = writer
@@ -492,8 +519,8 @@ class Outcome:
         return self.writer.size
 
     def better_than(self, other):
-        return other is None or (self.RANK[self.type], self.size) > (
-            self.RANK[other.type],
+        return other is None or (TYPE_RANK[self.type], self.size) > (
+            TYPE_RANK[other.type],
             other.size,
         )
 
@@ -537,6 +564,14 @@ class SegmentGetter(Stoppable):
             {"segment": f"{placed.start:%Y-%m-%dT%H:%M:%S.%f}"[:-3]},
         )
         self.path = None  # set when a file was written
+        self.timed_attempt = self.metrics.timed(
+            "downloader_segment_fetch",
+            self.attempt,
+            normalize=lambda result, reason: result.size if result else None,
+            channel=self.channel,
+            quality=self.quality,
+            type=lambda result, reason: result.type if result else "failed",
+        )
 
     def run(self):
         try:
@@ -574,7 +609,7 @@ class SegmentGetter(Stoppable):
                         self.metrics.errors.labels(self.channel, self.quality, kind).inc()
                         self.logger.warning("Attempt failed: %s", error)
                     failures += 1
-                    next_retry = time.monotonic() + jitter(_backoff(failures, SEGMENT_RETRY))
+                    next_retry = time.monotonic() + jitter(backoff_delay(failures, SEGMENT_RETRY))
                 now = time.monotonic()
                 if self.stopping.is_set():
                     return
@@ -608,7 +643,7 @@ class SegmentGetter(Stoppable):
 
     def _start_attempt(self, running, reason):
         self.metrics.attempts.labels(self.channel, self.quality, reason).inc()
-        running.append((gevent.spawn(self.metrics.fetch_segment, self, reason), time.monotonic()))
+        running.append((gevent.spawn(self.timed_attempt, reason), time.monotonic()))
 
     def _finish(self, outcome):
         self.path = outcome.writer.finish(outcome.type)
@@ -672,7 +707,7 @@ class SegmentGetter(Stoppable):
             return Outcome("suspect", writer, "empty body")
         if length is not None and length.isdigit() and int(length) != writer.size:
             return Outcome("partial", writer, f"{writer.size} of {length} bytes")
-        if writer.size % TS_PACKET_SIZE:
+        if writer.size % PACKET_SIZE:
             return Outcome("suspect", writer, f"{writer.size} bytes: not whole MPEG-TS packets")
         if length is None and longest_gap >= STALL_SUSPECT_TIME:
             return Outcome(

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import m3u8
 
+from common.times import parse_time
+
 logger = logging.getLogger(__name__)
 
 ONE_MS = datetime.timedelta(milliseconds=1)
@@ -51,16 +53,18 @@ def micros(seconds):
     return datetime.timedelta(microseconds=round(seconds * 1_000_000))
 
 
-def _parse_date(text):
+def _daterange_time(text):
+    """An EXT-X-DATERANGE date (ISO 8601, naive taken as UTC) → aware UTC, or None.
+
+    A missing or malformed date makes the tag unusable, not the playlist: the
+    caller skips the tag.
+    """
     if text is None:
         return None
     try:
-        value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_time(text)
     except ValueError:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=datetime.UTC)
-    return value.astimezone(datetime.UTC)
 
 
 def load(text, url):
@@ -195,11 +199,11 @@ def _ad_ranges(playlist):
         getattr(playlist, "dateranges", None) or []
     )
     for daterange in dateranges:
-        start = _parse_date(daterange.start_date)
+        start = _daterange_time(daterange.start_date)
         if start is None:
             continue
         if daterange.scte35_in is not None and daterange.scte35_out is None:
-            closes[daterange.id] = _parse_date(daterange.end_date) or start
+            closes[daterange.id] = _daterange_time(daterange.end_date) or start
             continue
         twitch = daterange.class_ == TWITCH_AD_CLASS or (daterange.id or "").startswith(
             TWITCH_AD_ID_PREFIX
@@ -210,7 +214,7 @@ def _ad_ranges(playlist):
         if length is not None:
             end = start + micros(length)
         else:
-            end = _parse_date(daterange.end_date)
+            end = _daterange_time(daterange.end_date)
         ranges[daterange.id] = (start, end, "twitch_daterange" if twitch else "scte35_daterange")
     result = []
     for id, (start, end, kind) in ranges.items():

@@ -30,6 +30,7 @@ from downloader.providers import (
     TwitchProvider,
 )
 from tests.downloader.conftest import sample, stored
+from tests.util import wait_for
 
 
 class FakeTwitch:
@@ -207,9 +208,7 @@ def test_records_a_twitch_channel_without_its_ads(twitch, origin, tmp_path, fast
     )
     greenlet = gevent.spawn(manager.run)
     try:
-        deadline = gevent.get_hub().loop.now() + 10
-        while len(stored(tmp_path)) < 4 and gevent.get_hub().loop.now() < deadline:
-            gevent.sleep(0.01)
+        wait_for(lambda: len(stored(tmp_path)) >= 4, interval=0.01, what="4 segments")
     finally:
         manager.stop()
         greenlet.join(10)
