@@ -913,7 +913,9 @@ def main(argv=None):
             "backfiller",
             [manager],
             metrics_port=args.metrics_port,
+            host=args.host,
             backdoor_port=args.backdoor_port,
+            backdoor_socket=args.backdoor_socket,
             backdoor_locals={"manager": manager},
         )
     )

@@ -2,7 +2,9 @@
 
 Layout: ``BASE/<channel>/<quality>/<hour>/<name>`` where ``hour`` is the UTC hour
 the segment starts in (``2026-11-28T13``) and ``name`` is
-``MM:SS.ffffff-DURATION-TYPE-HASH.ts``.
+``MM:SS.ffffff-DURATION-TYPE-HASH.EXT``, ``EXT`` being the container: ``ts``
+(MPEG-TS, as received) or ``mp4`` (fragmented MP4: the media initialization
+section followed by the media segment, so each file decodes on its own).
 
 Times are kept as aware UTC datetimes and durations as timedeltas, both exact to
 the microsecond. Floats are never used: a 1 µs error would make two neighbouring
@@ -37,6 +39,9 @@ ONE_HOUR = datetime.timedelta(hours=1)
 # are invisible to readers.
 TYPE_RANK = {"full": 3, "suspect": 2, "partial": 1}
 TYPES = ("full", "suspect", "partial", "temp")
+# Containers, named by their file extension. A range may hold both (a channel
+# that switched), so every reader must handle both.
+CONTAINERS = ("ts", "mp4")
 
 # SHA-256 is 32 bytes: 43 characters of URL-safe base64 once the `=` is dropped.
 HASH_LENGTH = 43
@@ -45,7 +50,7 @@ _NAME_RE = re.compile(
     r"(?P<minute>\d{2}):(?P<second>\d{2})\.(?P<micro>\d{6})"
     r"-(?P<duration>[^-]*)"
     r"-(?P<type>[^-]*)"
-    r"-(?P<hash>.*)\.ts"
+    r"-(?P<hash>.*)\.(?:ts|mp4)"
 )
 _DURATION_RE = re.compile(r"(\d+)(?:\.(\d{1,6}))?")
 _HASH_RE = re.compile(r"[A-Za-z0-9_-]+")
@@ -58,6 +63,7 @@ class SegmentInfo(NamedTuple):
 
     `channel`, `quality` and `hour` are None when parsed from a bare name with
     nothing to say them; `start` is then None too unless an hour was given.
+    `container` (`ts` or `mp4`) comes from the name's extension.
     """
 
     path: str
@@ -81,6 +87,11 @@ class SegmentInfo(NamedTuple):
     @property
     def name(self):
         return os.path.basename(self.path)
+
+    @property
+    def container(self):
+        """`ts` (MPEG-TS) or `mp4` (fragmented MP4), from the file's extension."""
+        return "mp4" if self.path.endswith(".mp4") else "ts"
 
 
 def _bad(path, reason):
@@ -176,11 +187,11 @@ def parse_segment_path(path, *, channel=None, quality=None, hour=None):
             found[key] = given[key]
     if name.startswith("."):
         raise _bad(path, "hidden file")
-    if not name.endswith(".ts"):
-        raise _bad(path, "not a .ts file")
+    if not name.endswith((".ts", ".mp4")):
+        raise _bad(path, "not a .ts or .mp4 file")
     match = _NAME_RE.fullmatch(name)
     if not match:
-        raise _bad(path, "expected MM:SS.ffffff-DURATION-TYPE-HASH.ts")
+        raise _bad(path, "expected MM:SS.ffffff-DURATION-TYPE-HASH.ts (or .mp4)")
     type = match["type"]
     if type not in TYPES:
         raise _bad(path, f"unknown type {type!r}")
@@ -212,25 +223,32 @@ def parse_segment_path(path, *, channel=None, quality=None, hour=None):
     )
 
 
-def segment_name(start, duration, type, hash):
-    """The file name for a segment (no directories)."""
+def _check_container(container):
+    if container not in CONTAINERS:
+        raise ValueError(f"unknown container {container!r}: expected one of {CONTAINERS}")
+    return container
+
+
+def segment_name(start, duration, type, hash, container="ts"):
+    """The file name for a segment (no directories); `container` is `ts` or `mp4`."""
     start = to_utc(start)
     if type not in TYPES:
         raise ValueError(f"unknown type {type!r}")
+    _check_container(container)
     return (
         f"{start.minute:02d}:{start.second:02d}.{start.microsecond:06d}"
-        f"-{format_duration(duration)}-{type}-{hash}.ts"
+        f"-{format_duration(duration)}-{type}-{hash}.{container}"
     )
 
 
-def segment_path(base_dir, channel, quality, start, duration, type, hash):
+def segment_path(base_dir, channel, quality, start, duration, type, hash, container="ts"):
     """The inverse of `parse_segment_path`: the full path of a segment."""
     return os.path.join(
         base_dir,
         validate_name_part(channel, "channel"),
         validate_name_part(quality, "quality"),
         format_hour(start),
-        segment_name(start, duration, type, hash),
+        segment_name(start, duration, type, hash, container),
     )
 
 
@@ -255,16 +273,28 @@ class SegmentWriter:
     won the race), the rename simply replaces it with the same bytes: success.
     `abort()` (also on leaving a `with` block by an exception, or without
     finishing) removes the temp file, so only whole files ever appear.
+
+    `container` is `ts` or `mp4`. For `mp4` the caller writes the media
+    initialization section first, then the media segment: the file (and so its
+    hash) is both, and decodes on its own.
     """
 
-    def __init__(self, base_dir, channel, quality, start, duration):
+    def __init__(self, base_dir, channel, quality, start, duration, container="ts"):
         self.base_dir = base_dir
         self.channel = channel
         self.quality = quality
         self.start = to_utc(start)
         self.duration = duration
+        self.container = _check_container(container)
         self.temp_path = segment_path(
-            base_dir, channel, quality, self.start, duration, "temp", secrets.token_urlsafe(12)
+            base_dir,
+            channel,
+            quality,
+            self.start,
+            duration,
+            "temp",
+            secrets.token_urlsafe(12),
+            container,
         )
         os.makedirs(os.path.dirname(self.temp_path), exist_ok=True)
         self._file = open(self.temp_path, "wb")
@@ -284,7 +314,14 @@ class SegmentWriter:
     def finish(self, type="full"):
         self._file.close()
         path = segment_path(
-            self.base_dir, self.channel, self.quality, self.start, self.duration, type, self.hash
+            self.base_dir,
+            self.channel,
+            self.quality,
+            self.start,
+            self.duration,
+            type,
+            self.hash,
+            self.container,
         )
         os.replace(self.temp_path, path)
         self.path = path
@@ -356,7 +393,7 @@ def hours_for_range(start, end):
 # Anything else goes through `parse_segment_path` for a precise error.
 _FAST_NAME_RE = re.compile(
     r"([0-5]\d):([0-5]\d)\.(\d{6})-(\d+(?:\.\d{1,6})?)-(full|partial|suspect)"
-    r"-([A-Za-z0-9_-]{42}[AEIMQUYcgkosw048])\.ts"
+    r"-([A-Za-z0-9_-]{42}[AEIMQUYcgkosw048])\.(?:ts|mp4)"
 )
 _durations = {}  # duration text -> timedelta; a stream has few distinct durations
 

@@ -817,11 +817,13 @@ def run_cutter(args):
     )
     workers = [cutter, watcher]
     if args.metrics_port:
-        workers.append(ApiServer(create_app(jobs, backends, registry), args.metrics_port))
+        app = create_app(jobs, backends, registry)
+        workers.append(ApiServer(app, args.metrics_port, host=args.host))
     return run_service(
         "cutter",
         workers,
         backdoor_port=args.backdoor_port,
+        backdoor_socket=args.backdoor_socket,
         backdoor_locals={"cutter": cutter, "jobs": jobs, "backends": backends},
     )
 

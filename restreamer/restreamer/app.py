@@ -36,7 +36,7 @@ import prometheus_client
 from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, NotAcceptable, NotFound
 
 from common import cut as cutting
-from common import flask_stats
+from common import flask_stats, layout
 from common.segments import (
     get_best_segments,
     list_segments,
@@ -77,6 +77,10 @@ PLAYLIST_CACHE_SIZE = 8
 # ffprobe reads a segment's header in milliseconds; a stuck one is given up on.
 PROBE_TIMEOUT = 10  # seconds
 PROBE_CACHE_SIZE = 256  # segments (content-addressed, so never stale)
+# Segment layouts (where an init section ends) kept, by path: two days of 2 s
+# segments at about 200 bytes each. Past that the cache starts over.
+LAYOUT_CACHE_SIZE = 100_000
+SEGMENT_CONTENT_TYPES = {"ts": "video/mp2t", "mp4": "video/mp4"}
 
 # CORS: the API is public and read-only, so any origin may read it. Range is
 # what a browser player sends for segments; the exposed headers are what it
@@ -108,6 +112,7 @@ class Store:
         self.now = now
         self._probe_cache = {}
         self._entry_cache = {}
+        self._layouts = {}
         # (segments, entries, ended, body), most recently used first
         self._playlists = []
         self.best_segments = timed(
@@ -196,6 +201,22 @@ class Store:
             return None, None
         return hls.describe_streams(streams)
 
+    def layout(self, segment):
+        """Where a segment's init section ends (`common.layout`), or None if the
+        file has none to find (logged) or is gone. Cached by path: the name
+        carries the hash, so a path's bytes never change."""
+        found = self._layouts.get(segment.path)
+        if found is None:
+            try:
+                found = layout.read_layout(segment.path, segment.container)
+            except (OSError, layout.BadLayout) as e:
+                logger.warning("Leaving %s out of playlists: %s", segment.path, e)
+                return None
+            if len(self._layouts) >= LAYOUT_CACHE_SIZE:
+                self._layouts.clear()
+            self._layouts[segment.path] = found
+        return found
+
     def media_playlist_body(self, segments, ended):
         """A media playlist (a list of bytes), reusing recent work for the same segments.
 
@@ -220,13 +241,19 @@ class Store:
                 break
             if n < len(core) and not ended and core[:n] == cached_core:
                 entries = hls.format_entries(
-                    core[n:], _segment_uri, cache=self._entry_cache, before=cached_entries
+                    core[n:],
+                    _segment_uri,
+                    layout=self.layout,
+                    cache=self._entry_cache,
+                    before=cached_entries,
                 )
                 break
         if entries is None:
             if len(self._entry_cache) > ENTRY_CACHE_SIZE:
                 self._entry_cache.clear()
-            entries = hls.format_entries(core, _segment_uri, cache=self._entry_cache)
+            entries = hls.format_entries(
+                core, _segment_uri, layout=self.layout, cache=self._entry_cache
+            )
         body = hls.assemble(entries, ended=ended)
         if len(core) <= ENTRY_CACHE_SIZE:
             self._playlists.insert(0, (core, entries, ended, body))
@@ -344,7 +371,8 @@ def segment(channel, quality, hour, name):
     if info.type == "temp":
         raise NotFound(f"no segment {channel}/{quality}/{hour}/{name}")
     try:
-        response = files.file_response(path, "video/mp2t", etag=info.hash, max_age=SEGMENT_MAX_AGE)
+        content_type = SEGMENT_CONTENT_TYPES[info.container]
+        response = files.file_response(path, content_type, etag=info.hash, max_age=SEGMENT_MAX_AGE)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise NotFound(f"no segment {channel}/{quality}/{hour}/{name}") from None
     response.cache_control.immutable = True

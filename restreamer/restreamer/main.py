@@ -131,7 +131,6 @@ class Server(Stoppable):
 
 def parse_args(argv=None):
     parser = base_parser("restreamer", __doc__.splitlines()[0], metrics_port=0)
-    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0)")
     parser.add_argument(
         "--port", type=int, default=8000, help="port for the API and /metrics (default: 8000)"
     )
@@ -148,7 +147,9 @@ def main(argv=None):
             "restreamer",
             [server],
             metrics_port=args.metrics_port,
+            host=args.host,
             backdoor_port=args.backdoor_port,
+            backdoor_socket=args.backdoor_socket,
             backdoor_locals={"app": app, "server": server, "store": app.extensions["restreamer"]},
         )
     )

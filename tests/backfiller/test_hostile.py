@@ -108,7 +108,7 @@ def test_bad_names_in_listings_are_skipped_and_counted(servers, dirs, metrics, r
         f"{HOUR}/{name}",  # a path, even to the right hour
         "." + name,  # hidden
         "garbage.ts",
-        name.replace(".ts", ".mp4"),
+        name.replace(".ts", ".mkv"),  # not a container the store holds
         name[:-10] + "!!!!!!.ts",  # bad hash
         "61:00.000000-2.000-full-" + "A" * 43 + ".ts",  # minute 61
         17,

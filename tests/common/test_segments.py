@@ -58,6 +58,18 @@ def seconds(n):
             datetime.timedelta(seconds=2, microseconds=500000),
             "temp",
         ),
+        (
+            f"chan/source/2026-11-28T13/50:07.300000-2.000-full-{HASH}.mp4",
+            datetime.datetime(2026, 11, 28, 13, 50, 7, 300000, tzinfo=UTC),
+            seconds(2),
+            "full",
+        ),
+        (
+            "chan/source/2026-11-28T13/10:00.000001-2.5-temp-abc_DEF-123.mp4",
+            datetime.datetime(2026, 11, 28, 13, 10, 0, 1, tzinfo=UTC),
+            datetime.timedelta(seconds=2, microseconds=500000),
+            "temp",
+        ),
     ],
 )
 def test_parse(path, start, duration, type):
@@ -65,6 +77,7 @@ def test_parse(path, start, duration, type):
     assert info.start == start
     assert info.duration == duration
     assert info.type == type
+    assert info.container == path.rsplit(".", 1)[1]
     assert info.end == start + duration
     assert info.path == path
     assert (info.channel, info.hour) == (path.split("/")[-4], path.split("/")[-2])
@@ -91,8 +104,11 @@ def test_parse_checks_expected_parts():
 @pytest.mark.parametrize(
     "name, reason",
     [
-        (f"50:07.300000-2.000-full-{HASH}.mp4", "not a .ts file"),
-        (f"50:07.300000-2.000-full-{HASH}", "not a .ts file"),
+        (f"50:07.300000-2.000-full-{HASH}.mkv", "not a .ts or .mp4 file"),
+        (f"50:07.300000-2.000-full-{HASH}", "not a .ts or .mp4 file"),
+        (f"50:07.300000-2.000-full-{HASH}.MP4", "not a .ts or .mp4 file"),
+        (f"50:07.300000-2.000-full-{HASH}.ts.mp4", "bad hash"),
+        (f"50:07.300000-2.000-full-{HASH[:-1]}B.mp4", "bad hash encoding"),
         (f"50:07.300000-2.000-{HASH}.ts", "expected MM:SS"),
         ("50:07.300000-2.000-full.ts", "expected MM:SS"),
         (f"50:07.300000-2.000-complete-{HASH}.ts", "unknown type"),
@@ -111,7 +127,8 @@ def test_parse_checks_expected_parts():
         (f"50:07.300000-2.000-full-{HASH[:-1]}B.ts", "bad hash encoding"),
         ("50:07.300000-2.000-temp-a+b.ts", "bad temp id"),
         (f".50:07.300000-2.000-full-{HASH}.ts", "hidden file"),
-        ("", "not a .ts file"),
+        (f".50:07.300000-2.000-full-{HASH}.mp4", "hidden file"),
+        ("", "not a .ts or .mp4 file"),
     ],
 )
 def test_parse_rejects(name, reason):
@@ -152,6 +169,18 @@ def test_build_round_trip_is_exact():
         )
 
 
+def test_build_mp4_round_trip():
+    start = datetime.datetime(2026, 11, 28, 13, 59, 58, 123457, tzinfo=UTC)
+    path = segment_path("/base", "chan", "source", start, seconds(2), "full", HASH, "mp4")
+    assert path == f"/base/chan/source/2026-11-28T13/59:58.123457-2.000-full-{HASH}.mp4"
+    info = parse_segment_path(path)
+    assert (info.start, info.type, info.hash, info.container) == (start, "full", HASH, "mp4")
+    assert segment_name(start, seconds(2), "full", HASH).endswith(".ts")
+    for container in ("mkv", "MP4", ".mp4", ""):
+        with pytest.raises(ValueError, match="unknown container"):
+            segment_name(start, seconds(2), "full", HASH, container)
+
+
 def test_build_naive_is_utc_and_aware_is_converted():
     naive = datetime.datetime(2026, 11, 28, 13, 5)
     aware = datetime.datetime(2026, 11, 28, 14, 5, tzinfo=datetime.timezone(seconds(3600)))
@@ -185,6 +214,28 @@ def test_segment_writer(tmp_path):
     info = parse_segment_path(path)
     assert info.hash == HASH
     assert open(path, "rb").read() == b"some video"
+
+
+def test_segment_writer_mp4(tmp_path):
+    hour = tmp_path / "chan" / "source" / "2026-11-28T13"
+    with SegmentWriter(str(tmp_path), "chan", "source", T0, seconds(2), "mp4") as writer:
+        writer.write(b"some ")
+        (temp,) = os.listdir(hour)
+        assert "-temp-" in temp and temp.endswith(".mp4")
+        assert list_segments(str(hour)) == []
+        writer.write(b"video")
+        path = writer.finish("full")
+    info = parse_segment_path(path)
+    assert (info.hash, info.container) == (HASH, "mp4")
+    # The same bytes as TS are another file: the container is part of the name.
+    with SegmentWriter(str(tmp_path), "chan", "source", T0, seconds(2)) as writer:
+        writer.write(b"some video")
+        ts_path = writer.finish("full")
+    assert ts_path == path[: -len(".mp4")] + ".ts"
+    assert sorted(s.container for s in list_segments(str(hour))) == ["mp4", "ts"]
+    with pytest.raises(ValueError, match="unknown container"):
+        SegmentWriter(str(tmp_path), "chan", "source", T0, seconds(2), "mkv")
+    assert sorted(os.listdir(hour)) == sorted([os.path.basename(path), os.path.basename(ts_path)])
 
 
 def test_segment_writer_race_and_abort(tmp_path):
@@ -229,10 +280,12 @@ class Store:
         self.base = str(base)
         self.hours_path = os.path.join(self.base, "chan", "source")
 
-    def add(self, start, duration, type="full", data=None):
+    def add(self, start, duration, type="full", data=None, container="ts"):
         start = T0 + seconds(start) if not isinstance(start, datetime.datetime) else start
         data = data if data is not None else f"{start}{duration}{type}".encode()
-        with SegmentWriter(self.base, "chan", "source", start, seconds(duration)) as writer:
+        with SegmentWriter(
+            self.base, "chan", "source", start, seconds(duration), container
+        ) as writer:
             writer.write(data)
             return writer.finish(type)
 
@@ -289,6 +342,34 @@ def test_partial_is_followed_by_hole(store):
         (6, 2, "suspect"),
         None,
     ]
+
+
+def test_range_mixing_containers_joins(store):
+    # A channel that switched from MPEG-TS to fMP4 and back: one range, no holes
+    # from the switch itself.
+    store.add(0, 2)
+    store.add(2, 2, container="mp4")
+    store.add(4, 2, "partial", container="mp4")
+    store.add(6, 2)
+    segments = get_best_segments(store.hours_path, T0, T0 + seconds(8))
+    assert [s and s.container for s in segments] == ["ts", "mp4", "mp4", None, "ts"]
+    assert store.best(0, 8) == [
+        (0, 2, "full"),
+        (2, 2, "full"),
+        (4, 2, "partial"),
+        None,
+        (6, 2, "full"),
+    ]
+
+
+def test_best_copy_of_one_start_across_containers(store):
+    # Two files for one start in different containers (two nodes that saw the
+    # stream differently): the usual rules choose, whatever the container.
+    store.add(0, 2, "partial", b"p" * 100)
+    best = store.add(0, 2, "full", b"mp4 body", container="mp4")
+    store.add(0, 1.5, "full", b"longer but shorter duration")
+    (segment,) = get_best_segments(store.hours_path, T0, T0 + seconds(2))
+    assert segment.path == best
 
 
 def test_best_copy_of_one_start(store):
@@ -372,13 +453,16 @@ def test_ignores_temp_hidden_and_bad_files(store, caplog):
     hour = os.path.join(store.hours_path, "2026-11-28T13")
     for name in (
         "00:02.000000-2.000-temp-xyz.ts",
+        "00:02.000000-2.000-temp-xyz.mp4",
         f".00:02.000000-2.000-full-{HASH}.ts",
+        f".00:02.000000-2.000-full-{HASH}.mp4",
+        f"00:02.000000-2.000-full-{HASH}.mkv",
         "notes.txt",
     ):
         open(os.path.join(hour, name), "w").close()
     with caplog.at_level(logging.WARNING):
         assert store.best(0, 4) == [(0, 2, "full"), None]
-    assert "notes.txt" in caplog.text
+    assert "notes.txt" in caplog.text and ".mkv" in caplog.text
     assert len(list_segments(hour)) == 1
 
 

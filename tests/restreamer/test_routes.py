@@ -130,7 +130,7 @@ def test_segment_is_streamed_not_read_whole(client, store_dir):
         ("00:00.000000-2.000-temp-abc.ts", 404, "no segment"),
         ("00:00.000000-2.000-full-abc.ts", 400, "bad hash"),
         ("00:00.000000-2.000-weird-" + "A" * 43 + ".ts", 400, "unknown type"),
-        ("index.m3u8", 400, "not a .ts file"),
+        ("index.m3u8", 400, "not a .ts or .mp4 file"),
         (".00:00.000000-2.000-full-" + "A" * 43 + ".ts", 403, "starts with '.'"),
     ],
 )
