@@ -8,7 +8,7 @@ import prometheus_client
 import pytest
 
 from common.segments import parse_segment_path
-from downloader import main
+from downloader import getter, main
 from downloader.providers import HLSProvider
 from tests.downloader.origin import Origin
 from tests.util import wait_for
@@ -26,6 +26,24 @@ def segment_data(media):
     return data
 
 
+@pytest.fixture(scope="session")
+def fmp4_parts(fmp4_media):
+    """`fmp4_parts(codec)` → (init section bytes, [media segment bytes, ...]), as an
+    fMP4 origin (ffmpeg's HLS muxer) serves them: 2 s segments of real video."""
+
+    def get(codec):
+        segments = fmp4_media(codec)
+        with open(os.path.join(os.path.dirname(segments[0][0]), "init.mp4"), "rb") as f:
+            init = f.read()
+        media = []
+        for path, _ in segments:
+            with open(path[: -len(".mp4")] + ".m4s", "rb") as f:
+                media.append(f.read())
+        return init, media
+
+    return get
+
+
 @pytest.fixture
 def origin(segment_data):
     origin = Origin(segment_data).start()
@@ -41,6 +59,9 @@ def fast(monkeypatch):
         "POLL_LIMITS": (0.01, 0.02),
         "HANDOVER_TIMEOUT": 2,
         "PLAYLIST_TIMEOUTS": (3, 3),
+    }.items():
+        monkeypatch.setattr(main, name, value)
+    for name, value in {
         "SEGMENT_TIMEOUTS": (5, 10),
         "SEGMENT_REQUEST_TIMEOUTS": (3, 3),
         "SEGMENT_RETRY": (0.01, 0.02),
@@ -49,12 +70,12 @@ def fast(monkeypatch):
         "GIVE_UP_TIMEOUT": 10,
         "STALL_SUSPECT_TIME": 0.08,
     }.items():
-        monkeypatch.setattr(main, name, value)
+        monkeypatch.setattr(getter, name, value)
 
 
 @pytest.fixture
 def give_up_soon(monkeypatch, fast):
-    monkeypatch.setattr(main, "GIVE_UP_TIMEOUT", 0.3)
+    monkeypatch.setattr(getter, "GIVE_UP_TIMEOUT", 0.3)
 
 
 @pytest.fixture

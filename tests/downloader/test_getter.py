@@ -3,7 +3,7 @@
 import pytest
 
 from common.segments import hash_bytes
-from downloader import main
+from downloader import getter
 from downloader.main import QualityWorker
 from downloader.playlist import Timeline
 from tests.downloader.conftest import attempts, errors, make_manager, sample, segments_in, stored
@@ -134,7 +134,7 @@ def test_stopping_keeps_what_arrived_and_leaves_no_temp_files(rig, tmp_path):
 
 def test_soft_timeout_starts_a_parallel_attempt_that_wins(rig, tmp_path, metrics, monkeypatch):
     stream, manager, worker = rig
-    monkeypatch.setattr(main, "SEGMENT_TIMEOUTS", (0.2, 30))
+    monkeypatch.setattr(getter, "SEGMENT_TIMEOUTS", (0.2, 30))
     stream.fail(0, ("slow", 30))  # the first request hangs before answering
     poll_once(manager, worker)
     assert [s.type for s in files(tmp_path)] == ["full"] * 3
@@ -148,7 +148,7 @@ def test_soft_timeout_starts_a_parallel_attempt_that_wins(rig, tmp_path, metrics
 
 def test_hard_timeout_abandons_an_attempt_and_retries(rig, tmp_path, metrics, monkeypatch, caplog):
     stream, manager, worker = rig
-    monkeypatch.setattr(main, "SEGMENT_TIMEOUTS", (30, 0.3))
+    monkeypatch.setattr(getter, "SEGMENT_TIMEOUTS", (30, 0.3))
     stream.fail(0, ("trickle", 30))  # dribbles bytes, never finishes in time
     poll_once(manager, worker)
     assert "hard timeout" in caplog.text

@@ -207,14 +207,14 @@ def test_playlist_without_program_date_time_is_recorded_with_a_warning(
     )
 
 
-def test_fmp4_playlist_is_refused_and_retried(origin, recorder, metrics, caplog):
+def test_encrypted_playlist_is_refused_and_retried(origin, recorder, metrics, caplog):
     stream = origin.add_channel("ch")["source"]
-    stream.extra_header = ['#EXT-X-MAP:URI="init.mp4"']
+    stream.extra_header = ['#EXT-X-KEY:METHOD=AES-128,URI="key.bin"']
     stream.publish(3)
     with caplog.at_level(logging.ERROR):
         r = recorder()
         wait_for(lambda: len(origin.requests_for("/ch/master.m3u8")) >= 2, what="a retry")
-    assert "EXT-X-MAP" in caplog.text
+    assert "encrypted segments (EXT-X-KEY AES-128)" in caplog.text
     assert errors(metrics, "unsupported_playlist") >= 1
     assert r.segments() == []
     assert not any(p.endswith(".ts") for p, _ in origin.log)
