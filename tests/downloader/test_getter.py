@@ -56,6 +56,20 @@ def test_segments_are_stored_whole_hashed_and_timed(rig, tmp_path, metrics):
         == segments[-1].end.timestamp()
     )
     assert stored(tmp_path, include_temp=True) == stored(tmp_path)
+    # Each call timed where it is made, labelled by its caller and its result.
+    fetched = dict(channel="ch", quality="source", type="full", error="")
+    assert sample(metrics, "downloader_segment_fetch_latency_count", **fetched) == 3
+    assert sample(metrics, "downloader_segment_fetch_latency_normalized_count", **fetched) == 3
+    assert (
+        sample(
+            metrics,
+            "downloader_playlist_fetch_latency_count",
+            channel="ch",
+            quality="source",
+            error="",
+        )
+        == 1
+    )
 
 
 def test_errors_and_resets_are_retried_until_a_full_copy(rig, tmp_path, metrics):
