@@ -129,17 +129,8 @@ def run_service(
     line, and the service runs without it (a debugging aid must not stop a
     recording). Raises the first worker exception, after stopping the others.
     """
-    try:
-        backdoor = start_backdoor(
-            backdoor_port,
-            dict(backdoor_locals or {}, workers=workers),
-            socket_path=backdoor_socket,
-        )
-    except BackdoorError as e:
-        logger.error("%s: no backdoor: %s", name, e)
-        backdoor = None
-    metrics = start_metrics_server(metrics_port, host=host)
-    greenlets = [gevent.spawn(worker.run) for worker in workers]
+    # Signals are handled before anything listens: a SIGTERM that comes as
+    # soon as a port answers (a quick `docker stop`, a test) still stops cleanly.
     stopped_by = []
 
     def stop_all(signum=None):
@@ -154,6 +145,17 @@ def run_service(
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, stop_all, signum)
+    try:
+        backdoor = start_backdoor(
+            backdoor_port,
+            dict(backdoor_locals or {}, workers=workers),
+            socket_path=backdoor_socket,
+        )
+    except BackdoorError as e:
+        logger.error("%s: no backdoor: %s", name, e)
+        backdoor = None
+    metrics = start_metrics_server(metrics_port, host=host)
+    greenlets = [gevent.spawn(worker.run) for worker in workers]
     logger.info("%s: started", name)
     try:
         if greenlets:
