@@ -81,7 +81,15 @@ FMP4_CODECS = {
 
 
 def make_fmp4_media(
-    out_dir, codec="h264", *, seconds=6, size="320x180", rate=30, segment_seconds=2, tone=440
+    out_dir,
+    codec="h264",
+    *,
+    seconds=6,
+    size="320x180",
+    rate=30,
+    segment_seconds=2,
+    tone=440,
+    extra_video_filter=None,
 ):
     """Encode `seconds` of test video as fMP4 HLS (`codec`: a key of FMP4_CODECS).
 
@@ -91,10 +99,13 @@ def make_fmp4_media(
     os.makedirs(out_dir, exist_ok=True)
     playlist = os.path.join(out_dir, "index.m3u8")
     gop = rate * segment_seconds
+    video_filter = f"testsrc2=size={size}:rate={rate}"
+    if extra_video_filter:
+        video_filter += "," + extra_video_filter
     subprocess.run(
         [
             "ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-y",
-            "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}",
+            "-f", "lavfi", "-i", video_filter,
             "-f", "lavfi", "-i", f"sine=frequency={tone}:sample_rate=48000",
             "-t", str(seconds),
             *FMP4_CODECS[codec], "-pix_fmt", "yuv420p",

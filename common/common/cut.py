@@ -699,8 +699,10 @@ def _concat_cut(runs, start, end, processes, pipes):
 # --- the entry point ---------------------------------------------------------
 
 
-def cut(segments, start, end, type="fast", allow_holes=False, registry=prometheus_client.REGISTRY):
-    """Cut [start, end) out of `segments` (from `get_best_segments`) as MPEG-TS bytes.
+def cut(segments, start, end, type="fast", allow_holes=False, registry=prometheus_client.REGISTRY,
+        container="ts"):  # fmt: skip
+    """Cut [start, end) out of `segments` (from `get_best_segments`) as MPEG-TS bytes
+    (`container="mp4"`: MP4; that and fMP4 segments are cut by `common.cut_mp4`).
 
     Validates eagerly, raising before returning: ValueError for an unknown
     type or `end <= start`, `ContainsHoles` if the range has a hole (a `None`)
@@ -727,6 +729,10 @@ def cut(segments, start, end, type="fast", allow_holes=False, registry=prometheu
     if None in in_range and not allow_holes:
         metrics.cuts.labels(type=type, method="none", outcome="holes").inc()
         raise ContainsHoles(f"the range {format_time(start)} to {format_time(end)} has holes")
+    if container != "ts" or any(s is not None and s.container == "mp4" for s in in_range):
+        from . import cut_mp4  # fMP4 in or out (it builds on this module)
+
+        return cut_mp4.cut(in_range, start, end, type, container, metrics)
     return _cut(in_range, start, end, type, metrics)
 
 

@@ -40,7 +40,7 @@ def base_args():
 class Process:
     """One ffmpeg, its stdout to read, its stderr kept for error messages."""
 
-    def __init__(self, args, pass_fds=()):
+    def __init__(self, args, pass_fds=(), env=None):
         logger.debug("Running %s", args)
         self.args = args
         self.proc = gevent.subprocess.Popen(
@@ -49,6 +49,7 @@ class Process:
             stdout=gevent.subprocess.PIPE,
             stderr=gevent.subprocess.PIPE,
             pass_fds=pass_fds,
+            env=env,
         )
         self.stderr = collections.deque(maxlen=STDERR_LINES)
         self._stderr_reader = gevent.spawn(self._read_stderr)

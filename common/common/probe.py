@@ -171,6 +171,8 @@ def format_from_probe(parsed, mp4=False):
                 "pix_fmt": stream.get("pix_fmt"),
                 "frame_rate": _ratio(stream.get("r_frame_rate")),
                 "sar": stream.get("sample_aspect_ratio") or "1:1",
+                # The unit of `keyframes` (1/90000 in MPEG-TS, the track's in MP4).
+                "time_base": stream.get("time_base"),
             }
         elif stream.get("codec_type") == "audio" and audio is None:
             audio = {

@@ -3,7 +3,7 @@
 import pytest
 
 from tests.common.cutcheck import marker_filter
-from tests.media import make_media
+from tests.media import make_fmp4_media, make_media
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +36,23 @@ def wrapping_media(tmp_path_factory):
         ts_offset=95440,
         extra_video_filter=marker_filter(320),
     )
+
+
+@pytest.fixture(scope="session")
+def marked_fmp4_media(tmp_path_factory):
+    """`marked_fmp4_media(codec)`: 6 s of 160x90 fMP4 (`h264`, `hevc`, `av1`; closed
+    2 s GOPs, B-frames for H.264 and HEVC) + AAC as three 2 s `.mp4` files (init
+    section + segment), each frame marked with its number; made once per run per codec."""
+    made = {}
+
+    def get(codec):
+        if codec not in made:
+            made[codec] = make_fmp4_media(
+                tmp_path_factory.mktemp(f"marked-fmp4-{codec}"),
+                codec,
+                size="160x90",
+                extra_video_filter=marker_filter(160),
+            )
+        return made[codec]
+
+    return get

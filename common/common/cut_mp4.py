@@ -1,0 +1,346 @@
+"""Cutting ranges that hold fragmented-MP4 segments, or that ask for MP4 output.
+
+`common.cut.cut` hands a range here when any of its segments is
+fMP4, or when the caller asked for an `.mp4` file; MPEG-TS ranges cut to
+MPEG-TS stay in `common.cut`. Every cut here re-encodes the video (the
+`full` method; a `fast` cut asked of such a range falls back to it, counted
+in `cut_fallbacks_total` with its reason): frame-exact, any codec, any mix of
+containers.
+
+How a range is read: it is split into runs of segments one ffmpeg can read
+as one stream: the same container, for fMP4 the same init section (one
+encoder session: its timestamps run on from segment to segment), nothing
+missing between, and first-frame times that follow the broadcast times. An
+fMP4 run is fed to ffmpeg as the first segment's init section followed by the
+media part of every segment (where it starts: `common.layout`), an MPEG-TS run
+as its files back to back. Each run is one input of ffmpeg's concat filter,
+trimmed to its frames of the range, its timestamps restarted at 0, scaled,
+padded and resampled to the first segment's format.
+
+Timestamps: a segment's broadcast start time (its name) is its first frame's
+presentation time as ffmpeg reads the file, whatever presentation offset,
+`tfdt` or edit list the file carries: ffmpeg reads the segment alone and
+within its run alike, since both start with the same init section. The kept
+frames are those whose time falls in `[start, end)`; the audio is trimmed to
+the same instants and re-encoded (AAC); where the given segments end (the
+end of a recording, or a range ending on a segment boundary) the audio, which
+encoders mux 20-60 ms behind the video, is padded with that much silence.
+
+How it fails: an output the muxer cannot carry (AV1 in MPEG-TS, which
+ffmpeg 5.1 cannot write) is refused by `common.cut` with the reason
+`check_output` gives, before any ffmpeg starts; an fMP4 segment without a whole init section is
+`FFmpegError` from the iterator, like any ffmpeg failure; closing the
+iterator kills ffmpeg (the caller's `finally` does).
+"""
+
+import datetime
+import logging
+import math
+import os
+import time
+from fractions import Fraction
+
+import gevent
+import gevent.fileobject
+
+from . import ffmpeg, layout, probe
+from .cut import AUDIO_BITRATE, CutError
+from .cut import _video_encode_args as _x264_args
+from .probe import FFmpegError
+
+logger = logging.getLogger(__name__)
+
+CONTAINERS = ("ts", "mp4")
+# Video codecs each output container can carry (ffmpeg 5.1's MPEG-TS muxer
+# has no AV1 mapping: it writes a stream no demuxer reads back).
+OUTPUT_CODECS = {"ts": {"h264", "hevc"}, "mp4": {"h264", "hevc", "av1"}}
+# Encoder settings per source codec. x264 as in common.cut; x265 and SVT-AV1
+# at fast presets (a full cut is linear in length), quiet, closed GOPs.
+HEVC_CRF = 22
+AV1_CRF = 32
+AV1_PRESET = 10
+# SVT-AV1 prints its settings to stderr at every start unless its log level
+# (this environment variable) says errors only.
+SVT_LOG = {"SVT_LOG": "1"}
+# fMP4 output: fragments at each keyframe, written to a pipe front to back (no
+# seeking back to fill in an index), so it streams. The moov waits for the
+# first fragment (`delay_moov`) so that it can carry edit lists: with an empty
+# moov, ffmpeg shifts the video by its B-frame delay (67 ms here) and gives
+# the first audio packet that long a duration instead, putting audio ahead.
+MP4_MOVFLAGS = "frag_keyframe+delay_moov+default_base_moof"
+# Two segments of one run whose first frames are further apart than their
+# broadcast starts by more than this (seconds) come from different sessions.
+TIME_TOLERANCE = Fraction(1, 10)
+
+
+class UnsupportedContainer(CutError):
+    """The output container asked for cannot carry the range's video (AV1 in .ts)."""
+
+
+def check_output(segments, container):
+    """Why `container` cannot carry the range's video (one line), or None.
+    ValueError for an unknown container."""
+    if container not in CONTAINERS:
+        raise ValueError(f"unknown container {container!r}: expected one of {CONTAINERS}")
+    first = next(s for s in segments if s is not None)
+    codec = probe.stream_format(first.path).video["codec_name"]
+    if codec not in OUTPUT_CODECS[container]:
+        usable = ", ".join("." + c for c in CONTAINERS if codec in OUTPUT_CODECS[c])
+        return f"{codec} video cannot be cut to .{container}: ask for {usable or 'another'}"
+    return None
+
+
+def fast_blocker(segments, container):
+    """Why a fast cut of this range must be done the full way (always, for now):
+    `codec` for AV1, `format` for a mix of containers, `fmp4` otherwise."""
+    present = [s for s in segments if s is not None]
+    if len({s.container for s in present}) > 1:
+        return "format"
+    if probe.stream_format(present[0].path).video["codec_name"] == "av1":
+        return "codec"
+    return "fmp4" if present[0].container == "mp4" else "container"
+
+
+# --- facts about segments ----------------------------------------------------
+
+
+def _time_base(path):
+    """The video stream's time base as a Fraction (1/90000 for MPEG-TS)."""
+    return Fraction(probe.stream_format(path).video.get("time_base") or "1/90000")
+
+
+def first_time(segment):
+    """The segment's first frame's presentation time, in seconds, as ffmpeg reads it."""
+    keyframes = probe.stream_format(segment.path).keyframes
+    if not keyframes:
+        raise FFmpegError(f"{segment.path}: no keyframe")
+    return keyframes[0] * _time_base(segment.path)
+
+
+def _seconds(delta):
+    return Fraction(delta // datetime.timedelta(microseconds=1), 1_000_000)
+
+
+def _init_hash(segment):
+    return layout.read_layout(segment.path).init_hash if segment.container == "mp4" else None
+
+
+def runs(segments):
+    """Split the segments into runs one ffmpeg reads as one stream (see the module docstring)."""
+    result, current = [], []
+    for segment in segments:
+        if segment is None:
+            if current:
+                result.append(current)
+            current = []
+            continue
+        if current:
+            previous = current[-1]
+            expected = _seconds(segment.start - previous.start)
+            joinable = (
+                segment.container == previous.container
+                and _init_hash(segment) == _init_hash(previous)
+                and abs(first_time(segment) - first_time(previous) - expected) <= TIME_TOLERANCE
+                and probe.stream_format(segment.path).key()
+                == probe.stream_format(previous.path).key()
+            )
+            if not joinable:
+                logger.info("Cannot read %s on from %s as one stream", segment.path, previous.path)
+                result.append(current)
+                current = []
+        current.append(segment)
+    if current:
+        result.append(current)
+    return result
+
+
+def _parts(run):
+    """(path, offset) byte ranges that make the run one input: for fMP4 the first
+    init section once, then each segment's media."""
+    if run[0].container != "mp4":
+        return [(s.path, 0) for s in run]
+    parts = [(run[0].path, 0)]
+    for segment in run[1:]:
+        try:
+            parts.append((segment.path, layout.read_layout(segment.path).init_size))
+        except layout.BadLayout as e:
+            raise FFmpegError(str(e)) from None
+    return parts
+
+
+def _feed(parts, pipe):
+    """Write the parts into a pipe to ffmpeg, then close it (a broken pipe is
+    ffmpeg having read all it needs)."""
+    try:
+        for path, offset in parts:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                while chunk := f.read(ffmpeg.CHUNK_SIZE):
+                    pipe.write(chunk)
+        pipe.close()
+    except BrokenPipeError:
+        pass
+
+
+# --- ffmpeg arguments --------------------------------------------------------
+
+
+def _video_encode_args(fmt, container):
+    codec = fmt.video["codec_name"]
+    pix_fmt = ["-pix_fmt", fmt.video["pix_fmt"] or "yuv420p"]
+    if codec == "hevc":
+        args = ["-c:v", "libx265", "-preset", "superfast", "-crf", str(HEVC_CRF)]
+        args += ["-x265-params", "log-level=error:open-gop=0"] + pix_fmt
+        # hvc1: parameter sets in the sample entry, as Apple's players want.
+        return args + (["-tag:v", "hvc1"] if container == "mp4" else [])
+    if codec == "av1":
+        return ["-c:v", "libsvtav1", "-preset", str(AV1_PRESET), "-crf", str(AV1_CRF)] + pix_fmt
+    return _x264_args(fmt)
+
+
+def _next_frame(first, t, frame):
+    """The first frame time at or after `t` on the grid starting at `first` (Fractions)."""
+    return first + max(0, math.ceil((t - first) / frame - Fraction(1, 10**6))) * frame
+
+
+def _f(value):
+    return f"{float(value):.6f}"
+
+
+def cut_args(runs, start, end, container, read_fds):
+    """ffmpeg arguments for the cut of `runs`, input i read from `pipe:read_fds[i]`.
+
+    Also returns the seconds of video the output holds.
+    """
+    target = probe.stream_format(runs[0][0].path)
+    width, height = target.video["width"], target.video["height"]
+    sar = target.video["sar"].replace(":", "/")
+    pix_fmt = target.video["pix_fmt"] or "yuv420p"
+    rate = "{}/{}".format(*target.video["frame_rate"])
+    audio = target.audio or {"sample_rate": 48000, "channel_layout": "stereo", "channels": 2}
+    layout_name = audio["channel_layout"] or ("stereo" if audio["channels"] == 2 else "mono")
+    args = ffmpeg.base_args() + ["-copyts"]
+    filters, total = [], Fraction(0)
+    for i, (run, fd) in enumerate(zip(runs, read_fds, strict=True)):
+        args += ["-f", "mp4" if run[0].container == "mp4" else "mpegts", "-i", f"pipe:{fd}"]
+        fmt = probe.stream_format(run[0].path)
+        num, den = fmt.video["frame_rate"]
+        frame = Fraction(den, num)
+        first = first_time(run[0])
+        s = first + _seconds(max(start, run[0].start) - run[0].start)
+        e = first_time(run[-1]) + _seconds(min(end, run[-1].end) - run[-1].start)
+        first_frame, end_frame = _next_frame(first, s, frame), _next_frame(first, e, frame)
+        total += max(0, end_frame - first_frame)
+        # Frame times in the file are rounded to its time base: trim half a
+        # frame before the grid points, so rounding cannot move a frame across.
+        video = (
+            f"[{i}:v:0]trim=start={_f(first_frame - frame / 2)}:end={_f(end_frame - frame / 2)}"
+            f",setpts=PTS-{_f(first_frame)}/TB"
+        )
+        if fmt.video["frame_rate"] != target.video["frame_rate"]:
+            video += f",fps={rate}"
+        video += (
+            f",scale={width}:{height}:force_original_aspect_ratio=decrease"
+            f",pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,setsar={sar},format={pix_fmt}[v{i}]"
+        )
+        if fmt.audio:
+            # A segment's last 20-60 ms of audio are muxed with the next one's
+            # video: a run ending where the range's segments end is padded with
+            # that much silence, so that audio and video end together.
+            sound = (
+                f"[{i}:a:0]atrim=start={_f(first_frame)}:end={_f(end_frame)}"
+                f",asetpts=PTS-{_f(first_frame)}/TB,apad=whole_dur={_f(end_frame - first_frame)}"
+            )
+        else:
+            sound = f"anullsrc=r={audio['sample_rate']}:cl={layout_name},atrim=end={_f(e - s)}"
+        sound += (
+            f",aresample={audio['sample_rate']}"
+            f",aformat=sample_fmts=fltp:channel_layouts={layout_name}[a{i}]"
+        )
+        filters += [video, sound]
+    joined = "".join(f"[v{i}][a{i}]" for i in range(len(runs)))
+    filters.append(f"{joined}concat=n={len(runs)}:v=1:a=1[v][a]")
+    args += ["-filter_complex", ";".join(filters), "-map", "[v]", "-map", "[a]"]
+    args += _video_encode_args(target, container) + ["-fps_mode", "passthrough"]
+    args += ["-c:a", "aac", "-b:a", AUDIO_BITRATE, "-ar", str(audio["sample_rate"])]
+    if container == "mp4":
+        args += ["-f", "mp4", "-movflags", MP4_MOVFLAGS, "pipe:1"]
+    else:
+        args += ["-f", "mpegts", "pipe:1"]
+    return args, float(total)
+
+
+def cut(segments, start, end, type, container, metrics):
+    """`common.cut.cut` for a range holding fMP4 segments or asked for as MP4
+    (`segments` in range, holes already refused or allowed; `metrics`: its
+    metrics). Raises ValueError for an unknown container and
+    UnsupportedContainer for one that cannot carry the video, before any
+    ffmpeg starts; returns an iterator of the output's bytes."""
+    reason = check_output(segments, container)
+    if reason:
+        metrics.cuts.labels(type=type, method="none", outcome="unsupported").inc()
+        raise UnsupportedContainer(reason)
+    return _cut(segments, start, end, type, container, metrics)
+
+
+def _cut(segments, start, end, type, container, metrics):
+    processes, pipes = [], []
+    method = "full"
+    wall_start = time.monotonic()
+    outcome = "error"
+    if type == "fast":
+        method = "concat"
+        reason = fast_blocker(segments, container)
+        metrics.fallbacks.labels(reason=reason).inc()
+        logger.warning(
+            "Cut %s to %s as .%s cannot be fast (%s): re-encoding it all",
+            start.isoformat(), end.isoformat(), container, reason,
+        )  # fmt: skip
+    video_seconds = sum(
+        (min(end, s.end) - max(start, s.start)).total_seconds() for s in segments if s
+    )
+    try:
+        yield from _made(segments, start, end, container, processes, pipes)
+        outcome = "ok"
+    except GeneratorExit:
+        outcome = "cancelled"
+        raise
+    finally:
+        for process in processes:
+            process.kill()
+        for pipe in pipes:
+            ffmpeg.close_quietly(pipe)
+        metrics.cuts.labels(type=type, method=method, outcome=outcome).inc()
+        if outcome == "ok" and video_seconds > 0:
+            metrics.latency.labels(type=type, method=method).observe(
+                (time.monotonic() - wall_start) / video_seconds
+            )
+
+
+def _made(segments, start, end, container, processes, pipes):
+    """Yield the re-encoded cut of `segments` as `container` bytes. ffmpeg is
+    added to `processes` and the pipes into it to `pipes`: the caller kills
+    and closes them."""
+    split = runs(segments)
+    read_fds = []
+    try:
+        for _ in split:
+            read_fd, write_fd = os.pipe()
+            read_fds.append(read_fd)
+            pipes.append(gevent.fileobject.FileObjectPosix(write_fd, "wb", close=True))
+        args, _ = cut_args(split, start, end, container, read_fds)
+        process = ffmpeg.Process(args, pass_fds=read_fds, env={**os.environ, **SVT_LOG})
+        processes.append(process)
+    finally:
+        for fd in read_fds:
+            os.close(fd)
+    writers = [
+        gevent.spawn(_feed, _parts(run), pipe) for run, pipe in zip(split, pipes, strict=True)
+    ]
+    try:
+        yield from process.chunks()
+        process.check()
+        for writer in writers:
+            writer.get()
+    finally:
+        gevent.killall(writers, timeout=ffmpeg.KILL_TIMEOUT)

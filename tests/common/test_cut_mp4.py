@@ -1,0 +1,225 @@
+"""Cuts of fragmented-MP4 recordings (common.cut_mp4 through common.cut.cut),
+judged by ffmpeg and ffprobe on real media.
+
+The media (see conftest) is 6 s of 160x90 fMP4 per codec, three 2 s segments,
+every frame marked with its number; filed from just before 14:00 so that
+ranges cross an hour. Frame n is at FMP4_START + n/30 s.
+"""
+
+import datetime
+import json
+import math
+import os
+import subprocess
+from fractions import Fraction
+from itertools import pairwise
+
+import prometheus_client
+import pytest
+
+from common.cut import cut
+from common.cut_mp4 import UnsupportedContainer
+from common.segments import get_best_segments
+from tests.common.cutcheck import decode_warnings, frame_numbers, write_cut
+from tests.conftest import MEDIA_START
+from tests.media import add_to_store
+
+SLOW = pytest.mark.slow
+RATE = 30
+WIDTH = 160
+AUDIO_FRAME = 1024 / 48000  # seconds
+# Timestamps in a time base (90 kHz in MPEG-TS, the track's in MP4), as ffprobe
+# prints them (microseconds): this far from the exact instant at most.
+ROUNDING = 1e-3  # seconds
+FMP4_START = datetime.datetime(2026, 11, 28, 13, 59, 57, tzinfo=datetime.UTC)
+# Every (codec, output container) that can be made; AV1 in MPEG-TS cannot.
+OUTPUTS = [("h264", "ts"), ("h264", "mp4"), ("hevc", "ts"), ("hevc", "mp4"), ("av1", "mp4")]
+
+
+def at(seconds, origin=FMP4_START):
+    return origin + datetime.timedelta(seconds=seconds)
+
+
+def frames_between(a, b, first=0):
+    a, b = Fraction(str(a)), Fraction(str(b))
+    return list(range(first + math.ceil(a * RATE), first + math.ceil(b * RATE)))
+
+
+@pytest.fixture
+def registry():
+    return prometheus_client.CollectorRegistry()
+
+
+@pytest.fixture
+def fmp4_store(tmp_path, marked_fmp4_media):
+    """`fmp4_store(codec)`: a store holding that codec's media from FMP4_START."""
+
+    def make(codec):
+        base = str(tmp_path / f"store-{codec}")
+        add_to_store(base, "chan", "source", FMP4_START, marked_fmp4_media(codec))
+        return os.path.join(base, "chan", "source")
+
+    return make
+
+
+def packet_times(path):
+    """{'video': [(pts, dts, duration)], 'audio': [...]} in seconds, file order;
+    the container's time bases (90 kHz, the MP4 track's) undone."""
+    output = subprocess.run(
+        [
+            "ffprobe", "-v", "error", "-show_entries",
+            "packet=stream_index,pts_time,dts_time,duration_time:stream=index,codec_type",
+            "-of", "json", f"file:{path}",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout  # fmt: skip
+    parsed = json.loads(output)
+    kinds = {s["index"]: s["codec_type"] for s in parsed["streams"]}
+    found = {"video": [], "audio": []}
+    for p in parsed["packets"]:
+        # An MP4's edit list hides the AAC priming packet: it has no duration.
+        duration = float(p.get("duration_time", AUDIO_FRAME))
+        found[kinds[p["stream_index"]]].append(
+            (float(p["pts_time"]), float(p["dts_time"]), duration)
+        )
+    return found
+
+
+def judge(path, a, b, expected_frames, width=WIDTH):
+    """Every check a cut must pass: no decoder warning, exactly the expected
+    frames, timestamps in order, audio with the video at both ends."""
+    assert decode_warnings(path) == ""
+    assert frame_numbers(path, width) == expected_frames
+    found = packet_times(path)
+    frame = 1 / RATE
+    dts_steps = [t - s for (_, s, _), (_, t, _) in pairwise(found["video"])]
+    assert all(abs(step - frame) < ROUNDING for step in dts_steps), "video DTS not one frame apart"
+    pts = sorted(p[0] for p in found["video"])
+    assert all(abs(t - s - frame) < ROUNDING for s, t in pairwise(pts)), "frames missing/doubled"
+    video_start, video_end = pts[0], pts[-1] + frame
+    assert abs((video_end - video_start) - (b - a)) <= frame + ROUNDING
+    audio = found["audio"]
+    for (pts_a, _, duration), (pts_b, _, _) in pairwise(audio):
+        assert abs(pts_b - pts_a - duration) < ROUNDING, f"audio gap/overlap at {pts_a}"
+    audio_start, audio_end = audio[0][0], audio[-1][0] + audio[-1][2]
+    # The AAC encoder's priming puts the first packet up to one frame early.
+    assert abs(audio_start - video_start) <= AUDIO_FRAME + ROUNDING
+    assert abs(audio_end - video_end) <= AUDIO_FRAME + ROUNDING
+
+
+@pytest.mark.parametrize(
+    "codec, container",
+    [OUTPUTS[0], *(pytest.param(*output, marks=SLOW) for output in OUTPUTS[1:])],
+)
+def test_full_cut_of_fmp4_is_frame_exact(fmp4_store, tmp_path, registry, codec, container):
+    # Mid-GOP at both ends, across all three segments and 14:00.
+    a, b = 0.55, 5.1
+    store = fmp4_store(codec)
+    segments = get_best_segments(store, at(a), at(b))
+    chunks = cut(segments, at(a), at(b), type="full", container=container, registry=registry)
+    out = write_cut(tmp_path / f"out.{container}", chunks)
+    judge(out, a, b, frames_between(a, b))
+    labels = {"type": "full", "method": "full", "outcome": "ok"}
+    assert registry.get_sample_value("cuts_total", labels) == 1
+
+
+@SLOW
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        (0.55, 1.4),  # inside one segment
+        (2, 4),  # on segment boundaries
+        (2.5, 3.5),  # across the hour, two segments
+        (3.99, 6),  # starting on a segment's last frame, to the end
+    ],
+)
+@pytest.mark.parametrize("codec", ["h264", "hevc"])
+def test_full_cut_of_fmp4_ranges(fmp4_store, tmp_path, registry, codec, a, b):
+    store = fmp4_store(codec)
+    segments = get_best_segments(store, at(a), at(b))
+    out = write_cut(tmp_path / "out.mp4", cut(segments, at(a), at(b), "full", container="mp4"))
+    judge(out, a, b, frames_between(a, b))
+
+
+def test_mp4_output_streams_without_seeking(fmp4_store, registry):
+    # Fragmented: ftyp, moov, then moof/mdat pairs, written front to back (the
+    # output is a pipe, which cannot seek), so the top-level boxes are in order.
+    store = fmp4_store("h264")
+    segments = get_best_segments(store, at(1), at(2.5))
+    data = b"".join(cut(segments, at(1), at(2.5), "full", container="mp4", registry=registry))
+    boxes, offset = [], 0
+    while offset < len(data):
+        boxes.append(data[offset + 4 : offset + 8])
+        offset += int.from_bytes(data[offset : offset + 4], "big")
+    assert offset == len(data)
+    assert boxes[:3] == [b"ftyp", b"moov", b"moof"]
+    assert set(boxes[2:]) <= {b"moof", b"mdat", b"mfra"}
+
+
+def test_av1_in_mpegts_is_refused(fmp4_store, registry):
+    store = fmp4_store("av1")
+    segments = get_best_segments(store, at(1), at(3))
+    with pytest.raises(UnsupportedContainer, match=r"av1 video cannot be cut to \.ts"):
+        cut(segments, at(1), at(3), type="full", container="ts", registry=registry)
+    labels = {"type": "full", "method": "none", "outcome": "unsupported"}
+    assert registry.get_sample_value("cuts_total", labels) == 1
+
+
+@pytest.mark.parametrize(
+    "codec, reason", [("h264", "fmp4"), pytest.param("av1", "codec", marks=SLOW)]
+)
+def test_fast_cut_of_fmp4_falls_back_exactly(fmp4_store, tmp_path, registry, codec, reason):
+    a, b = 0.55, 5.1
+    store = fmp4_store(codec)
+    segments = get_best_segments(store, at(a), at(b))
+    out = write_cut(
+        tmp_path / "out.mp4", cut(segments, at(a), at(b), container="mp4", registry=registry)
+    )
+    judge(out, a, b, frames_between(a, b))
+    assert registry.get_sample_value("cut_fallbacks_total", {"reason": reason}) == 1
+    labels = {"type": "fast", "method": "concat", "outcome": "ok"}
+    assert registry.get_sample_value("cuts_total", labels) == 1
+
+
+@SLOW
+@pytest.mark.parametrize("container", ["ts", "mp4"])
+def test_range_from_mpegts_into_fmp4_comes_out_valid(
+    tmp_path, marked_media, marked_fmp4_media, registry, container
+):
+    # A channel switched from MPEG-TS (320x180) to fMP4 (160x90) 12 s in: the
+    # fMP4 part is scaled to the first part's size, so its markers read alike.
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", MEDIA_START, marked_media[:2])
+    add_to_store(base, "chan", "source", at(12, MEDIA_START), marked_fmp4_media("h264"))
+    a, b = 9.25, 16.5
+    segments = get_best_segments(
+        os.path.join(base, "chan", "source"), at(a, MEDIA_START), at(b, MEDIA_START)
+    )
+    assert {s.container for s in segments} == {"ts", "mp4"}
+    out = write_cut(
+        tmp_path / f"out.{container}",
+        cut(
+            segments,
+            at(a, MEDIA_START),
+            at(b, MEDIA_START),
+            container=container,
+            registry=registry,
+        ),
+    )
+    judge(out, a, b, frames_between(a, 12) + frames_between(0, b - 12), width=320)
+    assert registry.get_sample_value("cut_fallbacks_total", {"reason": "format"}) == 1
+
+
+def test_mpegts_to_mp4_output(tmp_path, marked_media, registry):
+    # An MPEG-TS recording asked for as .mp4: the full path, exact.
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", MEDIA_START, marked_media[:2])
+    a, b = 3.25, 8.5
+    segments = get_best_segments(
+        os.path.join(base, "chan", "source"), at(a, MEDIA_START), at(b, MEDIA_START)
+    )
+    chunks = cut(
+        segments, at(a, MEDIA_START), at(b, MEDIA_START), "full", container="mp4", registry=registry
+    )
+    judge(write_cut(tmp_path / "out.mp4", chunks), a, b, frames_between(a, b), width=320)
