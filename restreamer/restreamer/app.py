@@ -520,17 +520,30 @@ def master_playlist(channel):
 # --- cuts -------------------------------------------------------------------
 
 
+# What each cut route's file is, by its extension.
+CUT_MIMETYPES = {"ts": "video/mp2t", "mp4": "video/mp4"}
+
+
 def cut(channel, quality):
     """`GET /cut/<channel>/<quality>.ts?start=&end=&allow_holes=&type=`: an exact cut.
 
     The range [start, end) as one MPEG-TS file, streamed as it is made
     (`common.cut`): `type=fast` (default) re-encodes only the ends, `full`
     everything. 400 for bad parameters; 406 if the range has holes (unless
-    `allow_holes=true`, which leaves them out) or nothing at all. A client
-    that goes away closes the cut, which kills its ffmpegs. The status waits
-    for the first bytes; an ffmpeg failing after them can only cut the
-    response short.
+    `allow_holes=true`, which leaves them out) or nothing at all, or if its
+    video cannot go in the container (AV1 in MPEG-TS). A client that goes
+    away closes the cut, which kills its ffmpegs. The status waits for the
+    first bytes; an ffmpeg failing after them can only cut the response short.
     """
+    return _cut(channel, quality, "ts")
+
+
+def cut_mp4(channel, quality):
+    """`GET /cut/<channel>/<quality>.mp4?...`: `cut`, as a fragmented MP4 (any source)."""
+    return _cut(channel, quality, "mp4")
+
+
+def _cut(channel, quality, container):
     args = flask.request.args
     start, end = params.time_range(args, end_required=True, max_range=MAX_RANGE)
     allow_holes = params.get_bool(args, "allow_holes")
@@ -542,7 +555,13 @@ def cut(channel, quality):
     segments = s.best_segments(channel, quality, start, end)
     try:
         chunks = cutting.cut(
-            segments, start, end, type=type, allow_holes=allow_holes, registry=s.registry
+            segments,
+            start,
+            end,
+            type=type,
+            allow_holes=allow_holes,
+            registry=s.registry,
+            container=container,
         )
         # The first bytes come once the segments are probed and the first piece
         # made: waiting for them turns a failure there into a status (406 for
@@ -552,8 +571,9 @@ def cut(channel, quality):
         raise NotAcceptable(str(e)) from None
     except ValueError as e:
         raise BadRequest(str(e)) from None
-    response = flask.Response(_stream(first, chunks), mimetype="video/mp2t")
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{channel}-{quality}-{params.format_time(start)}.ts")
+    response = flask.Response(_stream(first, chunks), mimetype=CUT_MIMETYPES[container])
+    name = f"{channel}-{quality}-{params.format_time(start)}.{container}"
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", name)
     response.headers["Content-Disposition"] = f'inline; filename="{name}"'
     return response
 
@@ -587,6 +607,7 @@ ROUTES = [
     ("/playlist/<channel>.m3u8", master_playlist, {}),
     ("/playlist/<channel>/<quality>.m3u8", media_playlist, {}),
     ("/cut/<channel>/<quality>.ts", cut, {}),
+    ("/cut/<channel>/<quality>.mp4", cut_mp4, {}),
 ]
 
 
