@@ -44,7 +44,7 @@ import gevent
 import gevent.fileobject
 
 from . import ffmpeg, layout, probe
-from .cut import AUDIO_BITRATE, CutError
+from .cut import AUDIO_BITRATE, CutError, NoContent
 from .cut import _video_encode_args as _x264_args
 from .probe import FFmpegError
 
@@ -305,6 +305,9 @@ def _cut(segments, start, end, type, container, metrics):
     except GeneratorExit:
         outcome = "cancelled"
         raise
+    except NoContent:
+        outcome = "no_content"
+        raise
     finally:
         for process in processes:
             process.kill()
@@ -328,7 +331,10 @@ def _made(segments, start, end, container, processes, pipes):
             read_fd, write_fd = os.pipe()
             read_fds.append(read_fd)
             pipes.append(gevent.fileobject.FileObjectPosix(write_fd, "wb", close=True))
-        args, _ = cut_args(split, start, end, container, read_fds)
+        args, seconds = cut_args(split, start, end, container, read_fds)
+        if seconds <= 0:
+            # Only the probe can tell: a range between two frames.
+            raise NoContent(f"no frame between {start.isoformat()} and {end.isoformat()}")
         process = ffmpeg.Process(args, pass_fds=read_fds, env={**os.environ, **SVT_LOG})
         processes.append(process)
     finally:

@@ -17,10 +17,16 @@ from itertools import pairwise
 import prometheus_client
 import pytest
 
-from common.cut import cut
+from common.cut import NoContent, cut
 from common.cut_mp4 import UnsupportedContainer
 from common.segments import get_best_segments
-from tests.common.cutcheck import decode_warnings, frame_numbers, write_cut
+from tests.common.cutcheck import (
+    child_processes,
+    decode_warnings,
+    frame_numbers,
+    new_children_after,
+    write_cut,
+)
 from tests.conftest import MEDIA_START
 from tests.media import add_to_store
 
@@ -223,3 +229,28 @@ def test_mpegts_to_mp4_output(tmp_path, marked_media, registry):
         segments, at(a, MEDIA_START), at(b, MEDIA_START), "full", container="mp4", registry=registry
     )
     judge(write_cut(tmp_path / "out.mp4", chunks), a, b, frames_between(a, b), width=320)
+
+
+def test_a_range_between_two_frames_has_no_content(fmp4_store, registry):
+    # Frames at 1.000 and 1.033 s: nothing starts in [1.01, 1.02).
+    store = fmp4_store("h264")
+    segments = get_best_segments(store, at(1.01), at(1.02))
+    before = child_processes()
+    chunks = cut(segments, at(1.01), at(1.02), "full", container="mp4", registry=registry)
+    with pytest.raises(NoContent):
+        next(chunks)
+    assert new_children_after(before) == set()
+    labels = {"type": "full", "method": "full", "outcome": "no_content"}
+    assert registry.get_sample_value("cuts_total", labels) == 1
+
+
+def test_closing_early_kills_ffmpeg(fmp4_store, registry):
+    store = fmp4_store("h264")
+    segments = get_best_segments(store, at(0.5), at(5.5))
+    before = child_processes()
+    chunks = cut(segments, at(0.5), at(5.5), "full", container="mp4", registry=registry)
+    assert next(chunks)
+    chunks.close()
+    assert new_children_after(before) == set()
+    labels = {"type": "full", "method": "full", "outcome": "cancelled"}
+    assert registry.get_sample_value("cuts_total", labels) == 1
