@@ -90,8 +90,10 @@ def make_fmp4_media(
     segment_seconds=2,
     tone=440,
     extra_video_filter=None,
+    ts_offset=0,
 ):
-    """Encode `seconds` of test video as fMP4 HLS (`codec`: a key of FMP4_CODECS).
+    """Encode `seconds` of test video as fMP4 HLS (`codec`: a key of FMP4_CODECS),
+    timestamps starting at `ts_offset` seconds (Twitch's start at the broadcast's).
 
     Returns `[(path, duration), ...]` like `make_media`, each path a `.mp4` file
     holding the init section followed by one media segment, as the store keeps them.
@@ -111,6 +113,7 @@ def make_fmp4_media(
             *FMP4_CODECS[codec], "-pix_fmt", "yuv420p",
             "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
             "-c:a", "aac", "-ar", "48000", "-ac", "2", "-b:a", "64k",
+            "-output_ts_offset", str(ts_offset),
             "-f", "hls", "-hls_time", str(segment_seconds), "-hls_list_size", "0",
             "-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
             "-hls_segment_filename", os.path.join(out_dir, "seg%05d.m4s"),

@@ -42,17 +42,19 @@ def wrapping_media(tmp_path_factory):
 def marked_fmp4_media(tmp_path_factory):
     """`marked_fmp4_media(codec)`: 6 s of 160x90 fMP4 (`h264`, `hevc`, `av1`; closed
     2 s GOPs, B-frames for H.264 and HEVC) + AAC as three 2 s `.mp4` files (init
-    section + segment), each frame marked with its number; made once per run per codec."""
+    section + segment), each frame marked with its number, timestamps from `ts_offset`
+    seconds (`marked_fmp4_media(codec, ts_offset)`); made once per run per codec and offset."""
     made = {}
 
-    def get(codec):
-        if codec not in made:
-            made[codec] = make_fmp4_media(
+    def get(codec, ts_offset=0):
+        if (codec, ts_offset) not in made:
+            made[codec, ts_offset] = make_fmp4_media(
                 tmp_path_factory.mktemp(f"marked-fmp4-{codec}"),
                 codec,
                 size="160x90",
                 extra_video_filter=marker_filter(160),
+                ts_offset=ts_offset,
             )
-        return made[codec]
+        return made[codec, ts_offset]
 
     return get

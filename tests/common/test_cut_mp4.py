@@ -254,3 +254,16 @@ def test_closing_early_kills_ffmpeg(fmp4_store, registry):
     assert new_children_after(before) == set()
     labels = {"type": "full", "method": "full", "outcome": "cancelled"}
     assert registry.get_sample_value("cuts_total", labels) == 1
+
+
+@SLOW
+@pytest.mark.parametrize("codec", ["h264", "hevc"])
+def test_presentation_offset_maps_to_broadcast_time(tmp_path, marked_fmp4_media, codec):
+    # Twitch's fMP4 timestamps count from the broadcast's start (10 h in here),
+    # not from 0: a segment's name still gives its first frame.
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", FMP4_START, marked_fmp4_media(codec, 36000))
+    a, b = 1.25, 4.6
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(a), at(b))
+    out = write_cut(tmp_path / "out.mp4", cut(segments, at(a), at(b), "full", container="mp4"))
+    judge(out, a, b, frames_between(a, b))
