@@ -217,7 +217,8 @@ def test_range_from_mpegts_into_fmp4_comes_out_valid(
     assert registry.get_sample_value("cut_fallbacks_total", {"reason": "format"}) == 1
 
 
-def test_mpegts_to_mp4_output(tmp_path, marked_media, registry):
+@pytest.mark.parametrize("type", ["full", pytest.param("fast", marks=SLOW)])
+def test_mpegts_to_mp4_output(tmp_path, marked_media, registry, type):
     # An MPEG-TS recording asked for as .mp4: the full path, exact.
     base = str(tmp_path / "store")
     add_to_store(base, "chan", "source", MEDIA_START, marked_media[:2])
@@ -226,9 +227,11 @@ def test_mpegts_to_mp4_output(tmp_path, marked_media, registry):
         os.path.join(base, "chan", "source"), at(a, MEDIA_START), at(b, MEDIA_START)
     )
     chunks = cut(
-        segments, at(a, MEDIA_START), at(b, MEDIA_START), "full", container="mp4", registry=registry
+        segments, at(a, MEDIA_START), at(b, MEDIA_START), type, container="mp4", registry=registry
     )
     judge(write_cut(tmp_path / "out.mp4", chunks), a, b, frames_between(a, b), width=320)
+    fallbacks = registry.get_sample_value("cut_fallbacks_total", {"reason": "container"})
+    assert fallbacks == (1 if type == "fast" else None)
 
 
 def test_a_range_between_two_frames_has_no_content(fmp4_store, registry):
