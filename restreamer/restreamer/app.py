@@ -202,26 +202,37 @@ class Store:
             return None
 
     def describe(self, segment):
-        """`(resolution, codecs)` of a segment, from ffprobe; (None, None) if it cannot tell.
+        """An `hls.Description` of a segment (resolution, codecs, frame rate), from
+        ffprobe and, for fMP4, the init section's codec configuration; empty if
+        it cannot tell.
 
         Cached by the segment's hash: the same name always has the same bytes.
         """
         key = segment.hash
         if key not in self._probe_cache:
-            self._probe_cache[key] = self._probe(segment.path)
+            self._probe_cache[key] = self._probe(segment)
             while len(self._probe_cache) > PROBE_CACHE_SIZE:
                 self._probe_cache.pop(next(iter(self._probe_cache)))
         return self._probe_cache[key]
 
-    def _probe(self, path):
+    def _probe(self, segment):
+        path = segment.path
         command = ["ffprobe", "-v", "error", "-of", "json", "-show_streams", f"file:{path}"]
         try:
             result = subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT, check=True)
             streams = json.loads(result.stdout).get("streams", [])
         except (OSError, subprocess.SubprocessError, ValueError) as e:
             logger.warning("Could not probe %s: %s", path, e)
-            return None, None
-        return hls.describe_streams(streams)
+            return hls.Description()
+        video_codec = None
+        found = self.layout(segment) if segment.container == "mp4" else None
+        if found is not None:
+            try:
+                with open(path, "rb") as f:
+                    video_codec = hls.init_video_codec(f.read(found.init_size))
+            except OSError as e:
+                logger.warning("Could not read the init section of %s: %s", path, e)
+        return hls.describe_streams(streams, video_codec)
 
     def layout(self, segment):
         """Where a segment's init section ends (`common.layout`), or None if the
@@ -501,8 +512,9 @@ def master_playlist(channel):
     Each variant's URI carries the resolved start (and end), so that every
     quality plays the same range even when no start was given. BANDWIDTH is
     the peak segment bit rate in range (over up to BANDWIDTH_SAMPLE segments
-    spread evenly across it); RESOLUTION and CODECS come from
-    ffprobe on one segment per quality, when it can tell.
+    spread evenly across it); RESOLUTION, FRAME-RATE and CODECS come from
+    one segment per quality (ffprobe, and for fMP4 the init section's codec
+    configuration, so HEVC and AV1 are named exactly), when it can tell.
     """
     start, end = params.time_range(flask.request.args, start_required=False, max_range=MAX_RANGE)
     s = store()
@@ -522,9 +534,7 @@ def master_playlist(channel):
         # of 2 s segments is 300,000): measure an even sample instead.
         step = max(1, len(segments) // BANDWIDTH_SAMPLE)
         peak, average = hls.bandwidths(segments[::step], s.size)
-        resolution, codecs = s.describe(
-            next((x for x in segments if not x.is_partial), segments[0])
-        )
+        description = s.describe(next((x for x in segments if not x.is_partial), segments[0]))
         uri = "/".join(urllib.parse.quote(p, safe="") for p in (channel, quality))
         variants.append(
             hls.Variant(
@@ -532,8 +542,9 @@ def master_playlist(channel):
                 uri=f"{uri}.m3u8?{urllib.parse.urlencode(query)}",
                 bandwidth=peak,
                 average_bandwidth=average,
-                resolution=resolution,
-                codecs=codecs,
+                resolution=description.resolution,
+                codecs=description.codecs,
+                frame_rate=description.frame_rate,
             )
         )
     if not variants:

@@ -301,7 +301,8 @@ class Variant(NamedTuple):
 
     `bandwidth` is the peak bit rate of a segment (bits/s, which §4.3.4.2
     requires), `average_bandwidth` the whole range's; `resolution` is
-    `(width, height)` and `codecs` an RFC 6381 string, both None when unknown.
+    `(width, height)`, `codecs` an RFC 6381 string and `frame_rate` frames a
+    second, each None when unknown.
     """
 
     quality: str
@@ -310,6 +311,7 @@ class Variant(NamedTuple):
     average_bandwidth: int | None = None
     resolution: tuple[int, int] | None = None
     codecs: str | None = None
+    frame_rate: float | None = None
 
 
 def master_playlist(variants):
@@ -324,6 +326,9 @@ def master_playlist(variants):
             attributes.append(f"RESOLUTION={int(width)}x{int(height)}")
         if variant.codecs:
             attributes.append(f'CODECS="{variant.codecs}"')
+        if variant.frame_rate:
+            # §4.3.4.2: "a decimal-floating-point ... rounded to three decimal places"
+            attributes.append(f"FRAME-RATE={variant.frame_rate:.3f}")
         lines.append(f"#EXT-X-STREAM-INF:{','.join(attributes)}")
         lines.append(variant.uri)
     return "\n".join(lines) + "\n"
@@ -388,23 +393,99 @@ def stream_codec(stream):
     return None
 
 
-def describe_streams(streams):
-    """`(resolution, codecs)` for a variant from ffprobe's streams.
+class Description(NamedTuple):
+    """What a master playlist says of a quality, read from one of its segments."""
 
-    The RFC wants every codec in CODECS or none: one stream we cannot name
-    drops the attribute. Resolution is the first video stream's.
+    resolution: tuple[int, int] | None = None
+    codecs: str | None = None
+    frame_rate: float | None = None
+
+
+def _frame_rate(stream):
+    text = stream.get("avg_frame_rate") or stream.get("r_frame_rate") or ""
+    num, _, den = text.partition("/")
+    try:
+        rate = int(num) / int(den or 1)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return rate if 0 < rate <= 1000 else None
+
+
+def describe_streams(streams, video_codec=None):
+    """A `Description` of a segment from ffprobe's streams.
+
+    `video_codec` (from `init_video_codec`, for fMP4) names the video stream
+    when given; otherwise it is named from ffprobe's profile and level, which
+    is enough for H.264 only. The RFC wants every codec in CODECS or none: one
+    stream we cannot name drops the attribute. Resolution and frame rate are
+    the first video stream's.
     """
-    resolution = None
+    resolution = frame_rate = None
     codecs = []
+    named = True
     for stream in streams:
-        if stream.get("codec_type") not in ("video", "audio"):
+        kind = stream.get("codec_type")
+        if kind not in ("video", "audio"):
             continue
-        if stream.get("codec_type") == "video" and resolution is None:
+        codec = None
+        if kind == "video" and resolution is None:
             width, height = stream.get("width"), stream.get("height")
             if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
                 resolution = (width, height)
-        codec = stream_codec(stream)
+            frame_rate = _frame_rate(stream)
+            codec = video_codec
+        codec = codec or stream_codec(stream)
         if codec is None:
-            return resolution, None
+            named = False
         codecs.append(codec)
-    return resolution, ",".join(codecs) or None
+    return Description(resolution, ",".join(codecs) if named and codecs else None, frame_rate)
+
+
+def _config_box(init, type):
+    """The body of the first `type` box in `init` (an fMP4 init section), or None.
+
+    The codec configuration boxes sit deep in the moov (trak/mdia/minf/stbl/
+    stsd/<sample entry>); searching for the type is enough in a few KB made of
+    box headers and small tables, and the box's own size is checked.
+    """
+    i = init.find(type)
+    if i < 4:
+        return None
+    size = int.from_bytes(init[i - 4 : i], "big")
+    body = init[i + 4 : i - 4 + size]
+    return body if size >= 8 and len(body) == size - 8 else None
+
+
+def init_video_codec(init):
+    """The RFC 6381 string of the video in an fMP4 init section, or None.
+
+    From the codec configuration record itself, so that it is exact:
+    `avc1.PPCCLL` (avcC), `hvc1.`/`hev1.` + profile, compatibility flags,
+    tier and level, constraint bytes (hvcC, ISO/IEC 14496-15 annex E),
+    `av01.P.LLT.DD` (av1C, the AV1 ISOBMFF binding's codecs parameter).
+    """
+    avcc = _config_box(init, b"avcC")
+    if avcc is not None and len(avcc) >= 4:
+        entry = "avc3" if b"avc3" in init else "avc1"
+        return f"{entry}.{avcc[1]:02x}{avcc[2]:02x}{avcc[3]:02x}"
+    hvcc = _config_box(init, b"hvcC")
+    if hvcc is not None and len(hvcc) >= 13:
+        entry = "hev1" if b"hev1" in init else "hvc1"
+        space = "" if not hvcc[1] >> 6 else "ABC"[(hvcc[1] >> 6) - 1]
+        tier = "H" if hvcc[1] & 0x20 else "L"
+        profile = hvcc[1] & 0x1F
+        # The 32 compatibility flags, in reverse bit order, in hex.
+        flags = int(f"{int.from_bytes(hvcc[2:6], 'big'):032b}"[::-1], 2)
+        constraints = list(hvcc[6:12])
+        while constraints and constraints[-1] == 0:
+            constraints.pop()
+        tail = "".join(f".{b:X}" for b in constraints)
+        return f"{entry}.{space}{profile}.{flags:X}.{tier}{hvcc[12]}{tail}"
+    av1c = _config_box(init, b"av1C")
+    if av1c is not None and len(av1c) >= 3:
+        profile, level = av1c[1] >> 5, av1c[1] & 0x1F
+        tier = "H" if av1c[2] & 0x80 else "M"
+        high_bitdepth, twelve_bit = av1c[2] & 0x40, av1c[2] & 0x20
+        depth = (12 if twelve_bit else 10) if high_bitdepth else 8
+        return f"av01.{profile}.{level:02d}{tier}.{depth:02d}"
+    return None

@@ -285,3 +285,18 @@ def test_fmp4_live_playlist_plays_in_ffmpeg(fmp4_media, tmp_path):
         if process.poll() is None:
             process.kill()
         server.close(timeout=1)
+
+
+def test_fmp4_master_playlist_names_codecs_from_the_segments(fmp4_server):
+    client = fmp4_server.app.test_client()
+    query = {"start": format_time(MEDIA_START), "end": format_time(MEDIA_START + seconds(6))}
+    text = client.get("/playlist/fmp4.m3u8", query_string=query).get_data(as_text=True)
+    master = m3u8.loads(text)
+    found = {p.uri.split(".m3u8")[0]: p.stream_info for p in master.playlists}
+    expected = {"h264": "avc1.64000d", "hevc": "hvc1.1.6.L60.90", "av1": "av01.0.00M.08"}
+    for codec, video in expected.items():
+        info = found[f"fmp4/{codec}"]
+        assert info.codecs == f"{video},mp4a.40.2"
+        assert info.resolution == (320, 180)
+        assert info.frame_rate == 30
+        assert info.bandwidth > info.average_bandwidth > 0
