@@ -478,8 +478,9 @@ def master_playlist(channel):
     Each variant's URI carries the resolved start (and end), so that every
     quality plays the same range even when no start was given. BANDWIDTH is
     the peak segment bit rate in range (over up to BANDWIDTH_SAMPLE segments
-    spread evenly across it); RESOLUTION and CODECS come from
-    ffprobe on one segment per quality, when it can tell.
+    spread evenly across it); RESOLUTION, FRAME-RATE and CODECS come from
+    one segment per quality (ffprobe, and for fMP4 the init section's codec
+    configuration, so HEVC and AV1 are named exactly), when it can tell.
     """
     start, end = params.time_range(flask.request.args, start_required=False, max_range=MAX_RANGE)
     s = store()
@@ -509,6 +510,7 @@ def master_playlist(channel):
                 average_bandwidth=average,
                 resolution=facts.resolution,
                 codecs=facts.codecs,
+                frame_rate=facts.frame_rate and facts.frame_rate[0] / facts.frame_rate[1],
             )
         )
     if not variants:
