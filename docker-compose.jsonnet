@@ -69,11 +69,12 @@ local defaults = {
   // null = everything the peers have.
   backfill_start: null,
 
-  // Port of each service's backdoor (a Python shell that can do anything the
-  // service can) inside its container, bound to 127.0.0.1 there:
-  // `docker compose exec restreamer telnet 127.0.0.1 1234`. 0 = off; turn it on
-  // only while you need it.
-  backdoor_port: 0,
+  // Each service's backdoor: a Python shell that can do anything the service can,
+  // on a Unix socket (mode 0600) inside its container, so only who can run
+  // `docker compose exec` reaches it:
+  // `docker compose exec restreamer python -m common.backdoor /tmp/backdoor.sock`.
+  // Off unless true; turn it on only while you need it.
+  backdoor: false,
 
   // Log level of every streamvault service (DEBUG, INFO, WARNING, ERROR).
   log_level: 'INFO',
@@ -126,6 +127,7 @@ local STORE = '/mnt/store';
 local UPLOADS = '/mnt/uploads';
 local PEERS = '/etc/streamvault/peers';
 local TLS = '/etc/streamvault/tls';
+local BACKDOOR = '/tmp/backdoor.sock';
 // Files ./generate-docker-compose writes beside docker-compose.yml (mode 0600).
 local SECRETS = { db_password: './secrets/db-password', db_dsn: './secrets/db-dsn' };
 // Settings that used to exist and now must not: the reason, for the error.
@@ -166,7 +168,7 @@ local compose(s) = {
   local streamvault(name, args, extra={}) = {
     image: s.image_prefix + name + ':' + s.image_tag,
     command: args + (
-      if s.backdoor_port != 0 then ['--backdoor-port', std.toString(s.backdoor_port)] else []
+      if s.backdoor then ['--backdoor-socket', BACKDOOR] else []
     ),
     environment: { STREAMVAULT_LOG_LEVEL: s.log_level },
     volumes: ['%s:%s' % [s.store_path, STORE]],

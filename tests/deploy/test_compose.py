@@ -199,7 +199,7 @@ def test_default_settings_give_a_whole_node_without_a_backfiller():
         assert service["image"] == f"streamvault/{name}:0123abc"
         assert "/var/lib/streamvault/segments:/mnt/store" in service["volumes"]
         assert flag(service["command"], "--base-dir") == "/mnt/store"
-        assert "--backdoor-port" not in service["command"]  # off unless asked
+        assert "--backdoor-socket" not in service["command"]  # off unless asked
         assert service["environment"]["STREAMVAULT_LOG_LEVEL"] == "INFO"
     for name, service in compose["services"].items():
         assert service["logging"] == {
@@ -260,7 +260,7 @@ def test_settings_reach_the_services(tmp_path):
             "store_path": "/srv/segments",
             "peers": ["https://west.example.org", "https://north.example.org"],
             "backfill_start": 6,
-            "backdoor_port": 1234,
+            "backdoor": True,
             "log_level": "DEBUG",
             "ports": {"http": 8080, "grafana": None},
             "upload_locations": {
@@ -279,7 +279,7 @@ def test_settings_reach_the_services(tmp_path):
     assert flag(backfiller, "--nodes") == "https://west.example.org,https://north.example.org"
     assert flag(backfiller, "--start") == "6"
     for name in STREAMVAULT:
-        assert flag(services[name]["command"], "--backdoor-port") == "1234"
+        assert flag(services[name]["command"], "--backdoor-socket") == "/tmp/backdoor.sock"
         assert services[name]["environment"]["STREAMVAULT_LOG_LEVEL"] == "DEBUG"
         assert "/srv/segments:/mnt/store" in services[name]["volumes"]
     cutter = services["cutter"]
