@@ -24,8 +24,8 @@ FROM debian:bookworm-slim AS python
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv telnet \
  && rm -rf /var/lib/apt/lists/* \
- && groupadd --system --gid 10001 streamvault \
- && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
+ && groupadd --gid 10001 streamvault \
+ && useradd --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
       --shell /usr/sbin/nologin streamvault \
  && python3 -m venv /opt/streamvault
 ENV PATH=/opt/streamvault/bin:$PATH \

@@ -135,7 +135,7 @@ def test_image_runs_the_service_as_its_user_with_a_health_check(service, port):
     text = image_text(service)
     # common in a layer of its own, before the service's own files.
     assert own.index("COPY common") < own.index(f"COPY {service} ")
-    assert "useradd --system --uid 10001" in text
+    assert "useradd --uid 10001" in text
     assert re.search(r"^USER streamvault$", own, re.M)
     assert re.search(rf"^HEALTHCHECK .*\n.*127\.0\.0\.1:{port}/metrics", own, re.M)
     assert f'ENTRYPOINT ["python", "-m", "{service}"]' in own
