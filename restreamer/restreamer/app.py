@@ -44,7 +44,7 @@ from common.segments import (
     validate_name_part,
 )
 from common.stats import timed
-from restreamer import editor, files, hls, params
+from restreamer import cutlimits, editor, files, hls, params
 
 logger = logging.getLogger(__name__)
 
@@ -529,7 +529,10 @@ def cut(channel, quality):
     (`common.cut`): `type=fast` (default) re-encodes only the ends, `full`
     everything. 400 for bad parameters; 406 if the range has holes (unless
     `allow_holes=true`, which leaves them out) or nothing at all. A client
-    that goes away closes the cut, which kills its ffmpegs. The status waits
+    that goes away closes the cut, which kills its ffmpegs. Bounded by
+    `cutlimits`: 503/429 with Retry-After when the node or the client runs
+    as many cuts as allowed, 400 for a `type=full` cut that is too long, and
+    a client that stops reading loses its cut. The status waits
     for the first bytes; an ffmpeg failing after them can only cut the
     response short.
     """
@@ -539,9 +542,13 @@ def cut(channel, quality):
     type = args.get("type") or "fast"
     if type not in cutting.TYPES:
         raise BadRequest(f"bad type {type!r}: expected one of {', '.join(cutting.TYPES)}")
+    limits = flask.current_app.extensions["cut_limits"]
+    limits.check_length(type, start, end)
     s = store()
     s.directory(channel, quality)
     segments = s.best_segments(channel, quality, start, end)
+    client = flask.request.remote_addr or "unknown"
+    limits.acquire(client)
     try:
         chunks = cutting.cut(
             segments, start, end, type=type, allow_holes=allow_holes, registry=s.registry
@@ -551,29 +558,20 @@ def cut(channel, quality):
         # a range with no frame in it) instead of a cut-short 200.
         first = next(chunks, b"")
     except cutting.CutError as e:
+        limits.release(client)
         raise NotAcceptable(str(e)) from None
     except ValueError as e:
+        limits.release(client)
         raise BadRequest(str(e)) from None
-    response = flask.Response(_stream(first, chunks), mimetype="video/mp2t")
+    except BaseException:
+        limits.release(client)
+        raise
+    body, close = limits.stream(client, first, chunks)
+    response = flask.Response(body, mimetype="video/mp2t")
+    response.call_on_close(close)
     name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{channel}-{quality}-{params.format_time(start)}.ts")
     response.headers["Content-Disposition"] = f'inline; filename="{name}"'
     return response
-
-
-def _stream(first, chunks):
-    """Yield `first`, then the rest of `chunks`; closing this closes `chunks`
-    (which kills its ffmpegs when the client goes away).
-
-    A cut failing after the status went out raises through here on purpose:
-    the server then drops the connection without the chunked body's final
-    chunk, so every client sees a failed transfer, never a short file that
-    looks whole. Never turn that error into a normal end of the body.
-    """
-    try:
-        yield first
-        yield from chunks
-    finally:
-        chunks.close()
 
 
 # (rule, view function, options): every route of the API. The endpoint name is
@@ -647,19 +645,22 @@ def server_error(error):
     )
 
 
-def create_app(base_dir, registry=None, *, now=utc_now):
+def create_app(base_dir, registry=None, *, now=utc_now, cut_limits=None):
     """The restreamer's WSGI app, serving the store at `base_dir`.
 
     `registry` receives the app's metrics and is served at `/metrics`; a fresh
     one is made when none is given (tests), the service passes the global one
     so log counts show too. `now()` gives the current time as an aware
     datetime; tests fix it to make live and finished ranges deterministic.
+    `cut_limits` (a `cutlimits.CutLimits`) bounds `/cut`; by default one cut
+    per core, `cutlimits`' other defaults.
     """
     if registry is None:
         registry = prometheus_client.CollectorRegistry()
     app = flask.Flask(__name__, static_folder=None)
     app.json.sort_keys = False
     app.extensions["restreamer"] = Store(base_dir, registry, now)
+    app.extensions["cut_limits"] = cut_limits or cutlimits.CutLimits(registry)
     for rule, view, options in ROUTES:
         app.add_url_rule(rule, view_func=view, **options)
     app.register_blueprint(editor.blueprint)

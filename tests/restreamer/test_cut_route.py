@@ -11,7 +11,6 @@ import gevent.subprocess
 import prometheus_client
 import pytest
 
-from common import ffmpeg
 from restreamer.app import create_app
 from restreamer.main import Server
 from tests.common.cutcheck import (
@@ -19,6 +18,7 @@ from tests.common.cutcheck import (
     decode_warnings,
     new_children_after,
     packets,
+    wrap_ffmpeg,
     write_cut,
 )
 from tests.conftest import MEDIA_START
@@ -143,15 +143,8 @@ def test_406_times_are_written_with_z(cut_client):
 
 @pytest.fixture
 def failing_last_piece(tmp_path, monkeypatch):
-    """ffmpeg for the fast cut's remux of the last segment (the only one
-    choosing video packets up to a DTS) writes a little, then fails."""
-    script = tmp_path / "ffmpeg"
-    script.write_text(
-        '#!/bin/sh\ncase "$*" in *"gte(dts"*) head -c 18800 /dev/zero; exit 1;; esac\n'
-        'exec ffmpeg "$@"\n'
-    )
-    script.chmod(0o755)
-    monkeypatch.setattr(ffmpeg, "FFMPEG", str(script))
+    """The fast cut's remux of the last segment writes a little, then fails."""
+    wrap_ffmpeg(tmp_path, monkeypatch, "head -c 18800 /dev/zero; exit 1")
 
 
 @pytest.mark.slow
