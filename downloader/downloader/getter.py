@@ -160,6 +160,18 @@ class InitSections:
         self._kept = collections.OrderedDict()  # InitSection -> bytes
         self._fetching = {}  # InitSection -> AsyncResult
 
+    def forget(self, section=None):
+        """Drop `section` (or every section) from the kept ones: fetch it again next time.
+
+        For when the same URI may now hold other bytes: an encoder that restarted
+        rewrites its `init.mp4` in place (a new worker, or an EXT-X-DISCONTINUITY).
+        A fetch already under way is not affected.
+        """
+        if section is None:
+            self._kept.clear()
+        else:
+            self._kept.pop(section, None)
+
     def get(self, section, deadline, stopping):
         if section in self._kept:
             self._kept.move_to_end(section)
