@@ -23,12 +23,10 @@ How things fail:
 
 import datetime
 import functools
-import json
 import logging
 import os
 import re
 import stat
-import subprocess
 import urllib.parse
 
 import flask
@@ -36,7 +34,7 @@ import prometheus_client
 from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, NotAcceptable, NotFound
 
 from common import cut as cutting
-from common import flask_stats, layout
+from common import flask_stats, layout, probe
 from common.segments import (
     get_best_segments,
     let_others_run,
@@ -76,9 +74,6 @@ FORMAT_SLICE = 4096  # segments
 # segments each, about 6 MB: longer ones are formatted again when asked for.
 PLAYLIST_CACHE_SIZE = 8
 PLAYLIST_CACHE_MAX_SEGMENTS = 50_000
-# ffprobe reads a segment's header in milliseconds; a stuck one is given up on.
-PROBE_TIMEOUT = 10  # seconds
-PROBE_CACHE_SIZE = 256  # segments (content-addressed, so never stale)
 # Segment layouts (where an init section ends) kept, by path: two days of 2 s
 # segments at about 200 bytes each. Past that the cache starts over.
 LAYOUT_CACHE_SIZE = 100_000
@@ -111,7 +106,6 @@ class Store:
         self.base_dir = os.path.realpath(base_dir)
         self.registry = registry
         self.now = now
-        self._probe_cache = {}
         self._layouts = {}
         # (segments, entries, ended, body), most recently used first
         self._playlists = []
@@ -202,26 +196,9 @@ class Store:
             return None
 
     def describe(self, segment):
-        """`(resolution, codecs)` of a segment, from ffprobe; (None, None) if it cannot tell.
-
-        Cached by the segment's hash: the same name always has the same bytes.
-        """
-        key = segment.hash
-        if key not in self._probe_cache:
-            self._probe_cache[key] = self._probe(segment.path)
-            while len(self._probe_cache) > PROBE_CACHE_SIZE:
-                self._probe_cache.pop(next(iter(self._probe_cache)))
-        return self._probe_cache[key]
-
-    def _probe(self, path):
-        command = ["ffprobe", "-v", "error", "-of", "json", "-show_streams", f"file:{path}"]
-        try:
-            result = subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT, check=True)
-            streams = json.loads(result.stdout).get("streams", [])
-        except (OSError, subprocess.SubprocessError, ValueError) as e:
-            logger.warning("Could not probe %s: %s", path, e)
-            return None, None
-        return hls.describe_streams(streams)
+        """A segment's `probe.Description` (resolution, codecs, frame rate), from
+        ffprobe; all None if it cannot tell. Cached by path (which names the bytes)."""
+        return probe.describe(segment.path)
 
     def layout(self, segment):
         """Where a segment's init section ends (`common.layout`), or None if the
@@ -522,9 +499,7 @@ def master_playlist(channel):
         # of 2 s segments is 300,000): measure an even sample instead.
         step = max(1, len(segments) // BANDWIDTH_SAMPLE)
         peak, average = hls.bandwidths(segments[::step], s.size)
-        resolution, codecs = s.describe(
-            next((x for x in segments if not x.is_partial), segments[0])
-        )
+        facts = s.describe(next((x for x in segments if not x.is_partial), segments[0]))
         uri = "/".join(urllib.parse.quote(p, safe="") for p in (channel, quality))
         variants.append(
             hls.Variant(
@@ -532,8 +507,8 @@ def master_playlist(channel):
                 uri=f"{uri}.m3u8?{urllib.parse.urlencode(query)}",
                 bandwidth=peak,
                 average_bandwidth=average,
-                resolution=resolution,
-                codecs=codecs,
+                resolution=facts.resolution,
+                codecs=facts.codecs,
             )
         )
     if not variants:
@@ -585,7 +560,13 @@ def cut(channel, quality):
 
 def _stream(first, chunks):
     """Yield `first`, then the rest of `chunks`; closing this closes `chunks`
-    (which kills its ffmpegs when the client goes away)."""
+    (which kills its ffmpegs when the client goes away).
+
+    A cut failing after the status went out raises through here on purpose:
+    the server then drops the connection without the chunked body's final
+    chunk, so every client sees a failed transfer, never a short file that
+    looks whole. Never turn that error into a normal end of the body.
+    """
     try:
         yield first
         yield from chunks
