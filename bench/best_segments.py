@@ -5,15 +5,20 @@ under bench/.cache, then times in one run, side by side:
 
 - the floor: `os.listdir` and `sort` of the same hour directories;
 - `get_best_segments` over 1 hour and over 24 hours, cold (its hour cache
-  cleared before every call: the first request for a range) and warm (the
+  cleared, untimed, before every call: the first request for a range) and warm (the
   hours already parsed and unchanged: a live playlist polled again, or a
   second request for the same range).
+
+Then bench/restreamer.py's three figures for long playlists on the same store
+(cold get_best_segments against list+sort, a cold playlist against it, and
+`/files` latency while cold playlists are built).
 
 Run: .venv/bin/python bench/best_segments.py [--repeat N]
 """
 
 import argparse
 import datetime
+import importlib.util
 import os
 import statistics
 import sys
@@ -66,14 +71,12 @@ def best(hours_path, start, end):
     return get_best_segments(hours_path, start, end)
 
 
-def best_cold(hours_path, start, end):
-    clear_hour_cache()
-    return get_best_segments(hours_path, start, end)
-
-
-def measure(fn, *args, repeat):
+def measure(fn, *args, repeat, setup=None):
+    """Median wall time of `fn(*args)`; `setup()`, untimed, runs before each call."""
     times = []
     for _ in range(repeat):
+        if setup is not None:
+            setup()
         started = time.perf_counter()
         fn(*args)
         times.append(time.perf_counter() - started)
@@ -93,7 +96,7 @@ def main():
         segments = best(hours_path, start, end)
         assert None not in segments[1:-1], "the bench store should have no holes"
         t_floor = measure(floor, hours_path, start, end, repeat=args.repeat)
-        t_cold = measure(best_cold, hours_path, start, end, repeat=args.repeat)
+        t_cold = measure(best, hours_path, start, end, repeat=args.repeat, setup=clear_hour_cache)
         best(hours_path, start, end)
         t_warm = measure(best, hours_path, start, end, repeat=args.repeat)
         rows.append((label, len(segments), t_floor, t_cold, t_warm))
@@ -107,6 +110,20 @@ def main():
             f"{t_cold * 1000:>9.1f} ms {t_cold / t_floor:>5.2f}x "
             f"{t_warm * 1000:>9.1f} ms {t_warm / t_floor:>5.2f}x"
         )
+    print_playlist_targets(hours_path, min(args.repeat, 5))
+
+
+def print_playlist_targets(hours_path, repeat):
+    """bench/restreamer.py's three long-playlist figures, on this store."""
+    spec = importlib.util.spec_from_file_location(
+        "restreamer_bench",
+        os.path.join(os.path.dirname(os.path.abspath(__file__)), "restreamer.py"),
+    )
+    restreamer_bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(restreamer_bench)
+    restreamer_bench.print_targets(
+        CACHE, "chan", "source", START, START + datetime.timedelta(hours=HOURS), repeat
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import datetime  # noqa: E402
 
 import pytest  # noqa: E402
 
-from tests.media import make_media  # noqa: E402
+from tests.media import make_fmp4_media, make_media  # noqa: E402
 
 # Broadcast time the shared media is filed under: just before an hour boundary,
 # so that ranges over it cross hours.
@@ -27,3 +27,17 @@ def media(tmp_path_factory):
     to put it in a store.
     """
     return make_media(tmp_path_factory.mktemp("media"), seconds=30)
+
+
+@pytest.fixture(scope="session")
+def fmp4_media(tmp_path_factory):
+    """`fmp4_media(codec)`: 6 s of 320x180 fMP4 (`h264`, `hevc` or `av1`) + AAC as
+    three 2 s `.mp4` files (init section + segment), made once per run per codec."""
+    made = {}
+
+    def get(codec):
+        if codec not in made:
+            made[codec] = make_fmp4_media(tmp_path_factory.mktemp(f"fmp4-{codec}"), codec)
+        return made[codec]
+
+    return get

@@ -5,6 +5,9 @@ ffmpeg's HLS muxer, like a live encoder would: H.264 with B-frames and fixed
 keyframe intervals, AAC at 48 kHz, timestamps starting at 10 h. `add_to_store`
 files such segments into a store under chosen broadcast times.
 
+`make_fmp4_media` does the same as fragmented MP4 (H.264, HEVC or AV1), each
+file already the store's form: the init section followed by one segment.
+
 Kept small (320x180, a few seconds a segment) so that a whole test run stays
 fast on 2 cores.
 """
@@ -67,8 +70,61 @@ def make_media(
     ]
 
 
+# ffmpeg's encoder settings per fMP4 codec: fast, quiet, closed GOPs. HEVC is
+# tagged hvc1 (parameter sets in the init section only), as Twitch serves it.
+FMP4_CODECS = {
+    "h264": ["-c:v", "libx264", "-preset", "veryfast", "-bf", "2"],
+    "hevc": ["-c:v", "libx265", "-preset", "ultrafast", "-tag:v", "hvc1",
+             "-x265-params", "log-level=error:open-gop=0"],
+    "av1": ["-c:v", "libsvtav1", "-preset", "12", "-svtav1-params", "irefresh-type=2"],
+}  # fmt: skip
+
+
+def make_fmp4_media(
+    out_dir, codec="h264", *, seconds=6, size="320x180", rate=30, segment_seconds=2, tone=440
+):
+    """Encode `seconds` of test video as fMP4 HLS (`codec`: a key of FMP4_CODECS).
+
+    Returns `[(path, duration), ...]` like `make_media`, each path a `.mp4` file
+    holding the init section followed by one media segment, as the store keeps them.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    playlist = os.path.join(out_dir, "index.m3u8")
+    gop = rate * segment_seconds
+    subprocess.run(
+        [
+            "ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-y",
+            "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}",
+            "-f", "lavfi", "-i", f"sine=frequency={tone}:sample_rate=48000",
+            "-t", str(seconds),
+            *FMP4_CODECS[codec], "-pix_fmt", "yuv420p",
+            "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
+            "-c:a", "aac", "-ar", "48000", "-ac", "2", "-b:a", "64k",
+            "-f", "hls", "-hls_time", str(segment_seconds), "-hls_list_size", "0",
+            "-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
+            "-hls_segment_filename", os.path.join(out_dir, "seg%05d.m4s"),
+            playlist,
+        ],
+        check=True,
+        env={**os.environ, "SVT_LOG": "1"},  # SVT-AV1 prints its settings otherwise
+    )  # fmt: skip
+    with open(os.path.join(out_dir, "init.mp4"), "rb") as f:
+        init = f.read()
+    result = []
+    for segment in m3u8.load(playlist).segments:
+        path = os.path.join(out_dir, segment.uri)
+        with open(path, "rb") as f:
+            data = f.read()
+        combined = path[: -len(".m4s")] + ".mp4"
+        with open(combined, "wb") as f:
+            f.write(init + data)
+        result.append((combined, datetime.timedelta(microseconds=round(segment.duration * 1e6))))
+    return result
+
+
 def add_to_store(base_dir, channel, quality, start, segments, type="full"):
-    """Write `segments` (from `make_media`) into a store, back to back from `start`.
+    """Write `segments` (from `make_media` or `make_fmp4_media`) into a store, back
+    to back from `start`; the container follows each file's extension.
 
     Returns the stored paths. `start` is an aware datetime.
     """
@@ -76,7 +132,8 @@ def add_to_store(base_dir, channel, quality, start, segments, type="full"):
     for source, duration in segments:
         with open(source, "rb") as f:
             data = f.read()
-        with SegmentWriter(base_dir, channel, quality, start, duration) as writer:
+        container = "mp4" if source.endswith(".mp4") else "ts"
+        with SegmentWriter(base_dir, channel, quality, start, duration, container) as writer:
             writer.write(data)
             paths.append(writer.finish(type))
         start += duration

@@ -1,31 +1,17 @@
 """Small helpers every test package uses: free ports and bounded polling."""
 
-import socket
 import time
 
 import gevent
 
 from common.backoff import jitter
+from devtools.ports import free_ports
 
-
-def free_ports(count):
-    """`count` distinct TCP ports on 127.0.0.1 that nothing listened on a moment ago.
-
-    For services started as subprocesses that must be told their ports; servers
-    run in-process bind port 0 and read the port back instead. All sockets stay
-    bound until every port is chosen: one closed first could be handed out again.
-    """
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+__all__ = ["free_port", "free_ports", "wait_for"]
 
 
 def free_port():
+    """One TCP port on 127.0.0.1 that nothing listened on a moment ago."""
     return free_ports(1)[0]
 
 

@@ -3,16 +3,18 @@
 Every node records on its own, and every node misses something: a restart, a
 network blip, a segment the origin served to one node but not another. The
 backfiller makes every node's store the union of what all nodes recorded, by
-reading the peers' restreamers (DESIGN §3) and writing what is missing here.
+reading the peers' restreamers (`GET /files/...`, `GET /segments/...`) and writing what is missing here.
 
-Read top to bottom: `Manager` keeps one `PeerWorker` per peer node, following
+The pure rules (which hours, which segments, the node file) are in `plan.py`,
+the peer's HTTP client in `client.py`; this module holds the workers and the
+command line. Read top to bottom: `Manager` keeps one `PeerWorker` per peer node, following
 `--nodes` and the periodically re-read `--node-file`. A worker runs passes: for
 each channel it lists the peer's hours (`hours_to_backfill`: the union over
 qualities, newest first, from `--start` on), then each hour's segment names,
 decides what this node lacks (`segments_to_fetch`), and fetches those in random
 order, `--concurrency` at a time. `PeerWorker.fetch_segment` streams one
-segment into a `SegmentWriter` and renames it into place only if the bytes hash
-to the name. The workers of a node share the set of fetches in flight, so a
+segment into the store through `PeerClient.fetch`, which renames it into place
+only if the bytes hash to the name. The workers of a node share the set of fetches in flight, so a
 segment that several peers offer is fetched once.
 
 How it fails, and what it does about it. Nothing a peer says is trusted:
@@ -22,7 +24,8 @@ How it fails, and what it does about it. Nothing a peer says is trusted:
   channel, quality and hour asked for) before it gets near the filesystem. A
   bad entry is skipped, logged and counted; the rest of the listing is used.
 - Every body is hashed while it is written to a `temp` file; if the hash is not
-  the one in the name the file is deleted, logged and counted. Truncated,
+  the one in the name, or the body is not the media its name says
+  (`media.check_segment`), the file is deleted, logged and counted. Truncated,
   oversized, slow and reset bodies end the same way: only whole, verified
   files are ever renamed into place.
 - A listing that cannot be read (connection refused or reset, 5xx, garbage or
@@ -34,40 +37,35 @@ How it fails, and what it does about it. Nothing a peer says is trusted:
   fetches in flight are killed, which removes their `temp` files.
 """
 
-import contextlib
 import datetime
-import json
 import logging
 import os
 import random
+import shutil
 import socket
 import sys
-import urllib.parse
 from argparse import ArgumentTypeError
-from typing import NamedTuple
 
 import gevent
 import gevent.event
 import gevent.pool
 import prometheus_client
-import requests
-import requests.adapters
-import urllib3.exceptions
 from prometheus_client import Counter, Gauge
 
-from common.backoff import jitter
-from common.segments import (
-    TYPE_RANK,
-    SegmentWriter,
-    format_hour,
-    list_segments,
-    parse_hour,
-    parse_segment_path,
-    validate_name_part,
-)
+from common.backoff import Backoff, jitter
+from common.segments import list_segments, parse_hour, parse_segment_path, validate_name_part
 from common.service import STOP_TIMEOUT, Stoppable, base_parser, run_service, setup_logging
 from common.stats import timed
 from common.times import UTC, parse_time
+
+from .client import MAX_SEGMENT_BYTES, HashMismatch, PeerClient, PeerError
+from .plan import (
+    hours_to_backfill,
+    normalize_url,
+    parse_node_lines,
+    peer_from_url,
+    segments_to_fetch,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -82,48 +80,18 @@ PASS_INTERVAL = 60
 BACKOFF = (2, 300)  # first, longest; seconds
 # Seconds between two reads of --node-file: adding a node is not urgent.
 NODE_FILE_INTERVAL = 60
-# Listing timeouts: per socket operation (connect, each read), then for the whole
-# listing. An hour of 2 s segments is 1,800 names, ~110 KB of JSON: well under a
-# second from a healthy peer. The whole-listing deadline catches a peer that
-# trickles bytes, which a per-read timeout never would.
-LIST_TIMEOUTS = (5, 30)  # socket, whole; seconds
-# Segment timeouts, likewise. A 6 s 1080p60 segment is ~6 MB: seconds even over
-# a slow link between nodes; two minutes bounds a peer that trickles.
-FETCH_TIMEOUTS = (10, 120)  # socket, whole; seconds
-# Hostile-peer limits: a listing of an hour of 0.5 s segments is ~500 KB; the
-# largest real segments are tens of MB. Anything bigger is refused before it
-# fills memory or the disk.
-MAX_LISTING_BYTES = 8 * 2**20
-MAX_SEGMENT_BYTES = 512 * 2**20
-# Bytes per read from a segment response: big enough that per-chunk Python work
-# (hashing call, write call) is negligible next to the copy. Measured on 500 KB
-# segments: 64 KB and 256 KB alike, 1 MB slower (more memory traffic).
-CHUNK_SIZE = 256 * 2**10
-USER_AGENT = "streamvault-backfiller"
-
-
-class PeerError(Exception):
-    """A peer failed, or said something we refuse. `kind` labels the error metric."""
-
-    def __init__(self, kind, message):
-        super().__init__(message)
-        self.kind = kind
-
-
-class HashMismatch(PeerError):
-    """A segment's bytes do not hash to its name: the peer lied or the body broke."""
-
-    def __init__(self, message):
-        super().__init__("hash_mismatch", message)
-
-
-class Peer(NamedTuple):
-    """A peer node: a short name (for logs and metric labels) and its restreamer's URL."""
-
-    name: str
-    url: str
-
-
+# Flag defaults (also PeerWorker's). Segments younger than this are left to
+# the local downloader, which is probably still fetching them: it retries a
+# segment for up to a minute after it appears in the playlist.
+DEFAULT_RECENT_CUTOFF = datetime.timedelta(seconds=120)
+# Segments fetched at once from each peer: enough to fill a link between
+# nodes with 500 KB segments, few enough that a peer serving editors too is
+# never swamped.
+DEFAULT_CONCURRENCY = 5
+# Fetching stops (for the pass, which then backs off) while the store's disk
+# has less free than this: the downloader writes ~1 GB an hour per channel at
+# source quality, and must never be starved of space by backfilling.
+DEFAULT_MIN_FREE_BYTES = 2 * 2**30
 # --- metrics ---------------------------------------------------------------
 
 
@@ -134,6 +102,8 @@ class Metrics:
     Never an hour or a segment name. Error kinds: `connection` (refused, reset,
     cut short), `timeout`, `http` (a status other than 200, or 404), `bad_json`,
     `too_large`, `bad_listing` (one per refused hour or name), `hash_mismatch`,
+    `bad_media` (a body that is not the segment its name says), `low_disk`
+    (our own disk is below --min-free-mb: fetching stopped),
     `local` (our own disk failed), `unexpected` (a bug: logged with a traceback).
     """
 
@@ -182,165 +152,7 @@ def _run_pass(worker):
     return worker.backfill_pass()
 
 
-# --- deciding what to fetch (pure) ------------------------------------------
-
-
-def hours_to_backfill(hour_lists, start=None):
-    """The hours to visit: the union of `hour_lists`, newest first, from `start`'s hour on.
-
-    `hour_lists` holds one iterable of validated hour names per quality. The
-    result is a new list; the caller's lists are neither sorted nor changed.
-    Hour names are fixed-width, so sorting them as text sorts them in time.
-    """
-    hours = set()
-    for hour_list in hour_lists:
-        hours.update(hour_list)
-    if start is not None:
-        first = format_hour(start)
-        hours = {hour for hour in hours if hour >= first}
-    return sorted(hours, reverse=True)
-
-
-def _rank(segment):
-    """How good a copy is, comparable across nodes by name alone (no file sizes)."""
-    return (TYPE_RANK[segment.type], segment.duration, segment.hash)
-
-
-def segments_to_fetch(remote, local, now, recent_cutoff):
-    """Which of a peer's segments for one hour this node should fetch, in the given order.
-
-    `remote` and `local` are SegmentInfos of one channel, quality and hour.
-    - a name already here, or a `temp`: never;
-    - starting less than `recent_cutoff` (a timedelta) before `now`: left to the
-      local downloader, which is probably still fetching it;
-    - `full`: always (every node keeps every full copy);
-    - `partial`/`suspect`: only if it is the best copy for its start time of
-      all those here and on the peer (by type, duration, then hash, so every
-      node makes the same choice). A node with a full copy never fetches a
-      broken one, and two nodes holding different broken copies converge on
-      the same best one instead of trading copies forever.
-    """
-    have = {segment.name for segment in local}
-    best = {}
-    for segment in [*local, *remote]:
-        if segment.type == "temp":
-            continue
-        if segment.start not in best or _rank(segment) > _rank(best[segment.start]):
-            best[segment.start] = segment
-    newest_start = now - recent_cutoff
-    wanted = []
-    seen = set()
-    for segment in remote:
-        if segment.type == "temp" or segment.name in have or segment.name in seen:
-            continue
-        if segment.start > newest_start:
-            continue
-        if segment.is_partial and best[segment.start].name != segment.name:
-            continue
-        seen.add(segment.name)
-        wanted.append(segment)
-    return wanted
-
-
-# --- node list --------------------------------------------------------------
-
-
-def normalize_url(url):
-    """`http://host:port/prefix/` → `http://host:port/prefix`; ValueError if not http(s)."""
-    parsed = urllib.parse.urlsplit(url.strip())
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ValueError(f"bad node URL {url!r}: expected http://host[:port]")
-    return urllib.parse.urlunsplit(
-        (parsed.scheme, parsed.netloc.lower(), parsed.path.rstrip("/"), "", "")
-    )
-
-
-def peer_from_url(url):
-    url = normalize_url(url)
-    return Peer(urllib.parse.urlsplit(url).netloc, url)
-
-
-def parse_node_lines(text):
-    """Parse a node file: lines `NAME URL` or `URL`; `#` starts a comment.
-
-    Returns `(peers, errors)`: a bad line is reported in `errors` (one line
-    each, naming the line) and skipped, so one typo does not drop every peer.
-    """
-    peers, errors = [], []
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        fields = line.split()
-        try:
-            if len(fields) == 1:
-                peers.append(peer_from_url(fields[0]))
-            elif len(fields) == 2:
-                name = validate_name_part(fields[0], "node name")
-                peers.append(Peer(name, normalize_url(fields[1])))
-            else:
-                raise ValueError("expected 'NAME URL' or 'URL'")
-        except ValueError as e:
-            errors.append(f"line {number}: {e}")
-    return peers, errors
-
-
 # --- one peer ---------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def deadline(seconds, what):
-    """Raise PeerError("timeout") if the block takes longer than `seconds` in all.
-
-    Per-socket-operation timeouts never fire on a peer that sends one byte a
-    second; this does.
-    """
-    timeout = gevent.Timeout(seconds)
-    timeout.start()
-    try:
-        yield
-    except gevent.Timeout as e:
-        if e is not timeout:
-            raise
-        raise PeerError("timeout", f"{what}: not done after {seconds}s") from None
-    finally:
-        timeout.close()
-
-
-def body_chunks(response):
-    """The body of a streamed response exactly as sent, in chunks.
-
-    Never decoded: a `Content-Encoding` the peer adds is not undone, so a
-    compressed body fails its hash (or its JSON) instead of expanding, maybe a
-    thousandfold, in memory. We ask for `identity` anyway.
-    """
-    return response.raw.stream(CHUNK_SIZE, decode_content=False)
-
-
-def request_error(url, e):
-    """A requests or urllib3 exception as a PeerError: `timeout` (also mid-body) or `connection`."""
-    cause = e.args[0] if e.args else None
-    timeouts = (requests.Timeout, urllib3.exceptions.TimeoutError)
-    if isinstance(e, timeouts) or isinstance(cause, timeouts):
-        return PeerError("timeout", f"{url}: {e}")
-    return PeerError("connection", f"{url}: {e}")
-
-
-def make_session(concurrency):
-    """A requests session keeping up to `concurrency` connections to one peer alive."""
-    session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(
-        pool_connections=1, pool_maxsize=concurrency + 1, max_retries=0
-    )
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers["User-Agent"] = USER_AGENT
-    session.headers["Accept-Encoding"] = "identity"
-    # Peers are reached directly. With this left on, requests reads the proxy
-    # and netrc settings from the environment on every request: ~0.4 ms each,
-    # an eighth of the client's time when copying 500 KB segments.
-    session.trust_env = False
-    return session
 
 
 class PeerWorker(Stoppable):
@@ -360,8 +172,10 @@ class PeerWorker(Stoppable):
         *,
         metrics,
         start=None,
-        recent_cutoff=datetime.timedelta(seconds=120),
-        concurrency=5,
+        recent_cutoff=DEFAULT_RECENT_CUTOFF,
+        concurrency=DEFAULT_CONCURRENCY,
+        max_segment_bytes=None,
+        min_free_bytes=DEFAULT_MIN_FREE_BYTES,
         in_flight=None,
     ):
         super().__init__()
@@ -372,6 +186,7 @@ class PeerWorker(Stoppable):
         # worker failed (a lying peer must not cost us a good peer's copy).
         self.in_flight = {} if in_flight is None else in_flight
         self.deferred = []
+        self.refused = {}  # kind -> [count, first name, first error], this pass
         self.peer = peer
         self.base_dir = base_dir
         self.channels = list(channels)
@@ -381,9 +196,10 @@ class PeerWorker(Stoppable):
         self.recent_cutoff = recent_cutoff
         self.concurrency = concurrency
         self.logger = logging.getLogger(f"backfiller.worker({peer.name})")
-        self.session = make_session(concurrency)
+        self.min_free_bytes = min_free_bytes
+        self.client = PeerClient(peer, concurrency, max_segment_bytes)
         self.pool = gevent.pool.Pool(concurrency)
-        self.failures = 0
+        self.backoff = Backoff(BACKOFF)
         self.passes = 0
         self.fetched = 0
         self.errors = 0
@@ -402,18 +218,17 @@ class PeerWorker(Stoppable):
                 if once or self.stopping.is_set():
                     break
                 if ok:
-                    self.failures = 0
+                    self.backoff.success()
                     delay = PASS_INTERVAL
                     self.metrics.backoff.labels(self.peer.name).set(0)
                 else:
-                    self.failures += 1
-                    delay = min(BACKOFF[1], BACKOFF[0] * 2 ** (self.failures - 1))
+                    delay = self.backoff.failure()
                     self.metrics.backoff.labels(self.peer.name).set(delay)
                     self.logger.info("Pass had errors; next pass in ~%ss", delay)
                 self.stopping.wait(jitter(delay))
         finally:
             self.pool.kill()
-            self.session.close()
+            self.client.close()
         self.logger.info("Stopped backfilling from %s", self.peer.url)
 
     def _guarded_pass(self):
@@ -434,6 +249,7 @@ class PeerWorker(Stoppable):
     def _pass_catching(self):
         self.fetched = self.errors = 0
         self.deferred = []
+        self.refused = {}
         try:
             self.metrics.run_pass(self)
         except PeerError as e:
@@ -444,8 +260,29 @@ class PeerWorker(Stoppable):
             self.logger.exception("Pass failed")
         finally:
             self.passes += 1
+            self.log_refused()
         self.logger.info("Pass done: %d segments fetched, %d errors", self.fetched, self.errors)
         return self.errors == 0
+
+    def refuse(self, kind, name, error):
+        """Count a segment the peer failed to give us; logged once per kind and pass.
+
+        A lying peer can fail thousands of segments a minute: one WARNING line
+        each (6,140 in 60 s from one peer) would drown every other log line.
+        Each is logged at DEBUG; `log_refused` sums them up.
+        """
+        self.errors += 1
+        self.metrics.errors.labels(self.peer.name, kind).inc()
+        self.logger.debug("Could not fetch %s: %s", name, error)
+        refused = self.refused.setdefault(kind, [0, name, error])
+        refused[0] += 1
+
+    def log_refused(self):
+        for kind, (count, name, error) in sorted(self.refused.items()):
+            self.logger.warning(
+                "%d segments refused this pass (%s), e.g. %s: %s", count, kind, name, error
+            )
+        self.refused = {}
 
     def error(self, kind, message, *args, count=1):
         """Count and log a peer error (one log line, even for many bad entries)."""
@@ -501,42 +338,35 @@ class PeerWorker(Stoppable):
         for segment in wanted:
             if self.stopping.is_set():
                 return
+            self.check_free_space()
             self.pool.spawn(self.fetch_segment, segment)  # waits for a free slot
 
-    # Listings.
+    def check_free_space(self):
+        """Raise PeerError("low_disk") if the store's disk is below min_free_bytes.
 
-    def url(self, *parts):
-        return self.peer.url + "/" + "/".join(urllib.parse.quote(p, safe=":") for p in parts)
-
-    def get_list(self, *parts):
-        """GET a JSON list from the peer. A 404 is an empty list; anything odd is PeerError."""
-        url = self.url(*parts)
-        with deadline(LIST_TIMEOUTS[1], url):
-            try:
-                with self.session.get(url, stream=True, timeout=LIST_TIMEOUTS[0]) as response:
-                    if response.status_code == 404:
-                        return []
-                    if response.status_code != 200:
-                        raise PeerError("http", f"{url}: HTTP {response.status_code}")
-                    body = bytearray()
-                    for chunk in body_chunks(response):
-                        body += chunk
-                        if len(body) > MAX_LISTING_BYTES:
-                            raise PeerError("too_large", f"{url}: over {MAX_LISTING_BYTES} bytes")
-            except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
-                raise request_error(url, e) from None
+        Not the peer's fault, but it ends the pass the same way (fetches in
+        flight finish, then the pass backs off), so the downloader keeps the
+        space it needs. A disk we cannot even stat fails the fetch instead.
+        """
+        if not self.min_free_bytes:
+            return
         try:
-            value = json.loads(body)
-        except ValueError as e:
-            raise PeerError("bad_json", f"{url}: not JSON: {e}") from None
-        if not isinstance(value, list):
-            raise PeerError("bad_json", f"{url}: expected a JSON list, got {type(value).__name__}")
-        return value
+            free = shutil.disk_usage(self.base_dir).free
+        except FileNotFoundError:
+            return  # an empty store not made yet: the writer makes it
+        if free < self.min_free_bytes:
+            raise PeerError(
+                "low_disk",
+                f"{free // 2**20} MB free on {self.base_dir}, under the "
+                f"{self.min_free_bytes // 2**20} MB kept free; not fetching",
+            )
+
+    # Listings.
 
     def list_hours(self, channel, quality):
         """The peer's hours for one channel and quality; bad entries skipped and counted."""
         hours, bad = [], []
-        for value in self.get_list("files", channel, quality):
+        for value in self.client.get_list("files", channel, quality):
             try:
                 parse_hour(value)
             except ValueError as e:
@@ -558,7 +388,7 @@ class PeerWorker(Stoppable):
     def list_remote_segments(self, channel, quality, hour):
         """The peer's segments for one hour, parsed; bad names skipped and counted."""
         segments, bad = [], []
-        for value in self.get_list("files", channel, quality, hour):
+        for value in self.client.get_list("files", channel, quality, hour):
             try:
                 name = validate_name_part(value, "segment name")
                 segments.append(
@@ -588,9 +418,9 @@ class PeerWorker(Stoppable):
             size = self._fetch(segment)
         except HashMismatch as e:
             self.metrics.hash_mismatches.labels(*labels).inc()
-            self.error(e.kind, "Deleted %s: %s", segment.name, e)
+            self.refuse(e.kind, segment.name, e)
         except PeerError as e:
-            self.error(e.kind, "Could not fetch %s: %s", segment.name, e)
+            self.refuse(e.kind, segment.name, e)
         except OSError as e:
             # Our own disk, not the peer: full, read-only, permissions.
             self.errors += 1
@@ -626,42 +456,15 @@ class PeerWorker(Stoppable):
         done = gevent.event.Event()
         self.in_flight[path] = done
         try:
-            return self._fetch_new(segment)
+            size = self.client.fetch(segment, self.base_dir)
         finally:
             del self.in_flight[path]
             done.set()
-
-    def _fetch_new(self, segment):
-        channel, quality, hour, name = segment.channel, segment.quality, segment.hour, segment.name
-        url = self.url("segments", channel, quality, hour, name)
-        with deadline(FETCH_TIMEOUTS[1], url):
-            try:
-                with self.session.get(url, stream=True, timeout=FETCH_TIMEOUTS[0]) as response:
-                    if response.status_code == 404:
-                        # Listed a moment ago, gone now: the peer's retention
-                        # got there first. Nobody's fault, so no backoff.
-                        self.logger.info("%s is gone from the peer", segment.name)
-                        return None
-                    if response.status_code != 200:
-                        raise PeerError("http", f"{url}: HTTP {response.status_code}")
-                    length = response.headers.get("Content-Length", "")
-                    if length.isdigit() and int(length) > MAX_SEGMENT_BYTES:
-                        raise PeerError("too_large", f"{url}: {length} bytes")
-                    with SegmentWriter(
-                        self.base_dir, channel, quality, segment.start, segment.duration
-                    ) as writer:
-                        for chunk in body_chunks(response):
-                            writer.write(chunk)
-                            if writer.size > MAX_SEGMENT_BYTES:
-                                raise PeerError("too_large", f"{url}: over {MAX_SEGMENT_BYTES}")
-                        if writer.hash != segment.hash:
-                            raise HashMismatch(
-                                f"{writer.size} bytes from {url} hash to {writer.hash}"
-                            )
-                        writer.finish(segment.type)
-                        return writer.size
-            except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
-                raise request_error(url, e) from None
+        if size is None:
+            # Listed a moment ago, gone now: the peer's retention got there
+            # first. Nobody's fault, so no backoff.
+            self.logger.info("%s is gone from the peer", segment.name)
+        return size
 
 
 # --- all peers --------------------------------------------------------------
@@ -813,6 +616,16 @@ def _positive_int(text):
     return value
 
 
+def _megabytes(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not value >= 0:
+        raise ArgumentTypeError(f"expected megabytes (0 or more), not {text!r}")
+    return int(value * 2**20)
+
+
 def _seconds(text):
     try:
         value = float(text)
@@ -870,16 +683,34 @@ def parse_args(argv=None):
     parser.add_argument(
         "--recent-cutoff",
         type=_seconds,
-        default=datetime.timedelta(seconds=120),
+        default=DEFAULT_RECENT_CUTOFF,
         metavar="SECONDS",
-        help="leave segments younger than this many seconds to the downloader (default: 120)",
+        help="leave segments younger than this many seconds to the downloader "
+        f"(default: {DEFAULT_RECENT_CUTOFF.total_seconds():g})",
     )
     parser.add_argument(
         "--concurrency",
         type=_positive_int,
-        default=5,
+        default=DEFAULT_CONCURRENCY,
         metavar="N",
-        help="segments fetched at once from each peer (default: 5)",
+        help=f"segments fetched at once from each peer (default: {DEFAULT_CONCURRENCY})",
+    )
+    parser.add_argument(
+        "--max-segment-mb",
+        dest="max_segment_bytes",
+        type=_megabytes,
+        default=MAX_SEGMENT_BYTES,
+        metavar="MB",
+        help=f"refuse a segment bigger than this (default: {MAX_SEGMENT_BYTES // 2**20})",
+    )
+    parser.add_argument(
+        "--min-free-mb",
+        dest="min_free_bytes",
+        type=_megabytes,
+        default=DEFAULT_MIN_FREE_BYTES,
+        metavar="MB",
+        help="stop fetching while the store's disk has less free; 0 = never "
+        f"(default: {DEFAULT_MIN_FREE_BYTES // 2**20})",
     )
     parser.add_argument(
         "--run-once", action="store_true", help="make one pass over every peer, then exit"
@@ -907,13 +738,17 @@ def main(argv=None):
         start=args.start,
         recent_cutoff=args.recent_cutoff,
         concurrency=args.concurrency,
+        max_segment_bytes=args.max_segment_bytes,
+        min_free_bytes=args.min_free_bytes,
     )
     sys.exit(
         run_service(
             "backfiller",
             [manager],
             metrics_port=args.metrics_port,
+            host=args.host,
             backdoor_port=args.backdoor_port,
+            backdoor_socket=args.backdoor_socket,
             backdoor_locals={"manager": manager},
         )
     )

@@ -77,7 +77,7 @@ from prometheus_client import Counter, Histogram
 from . import ffmpeg, mpegts, probe
 from .probe import FFmpegError, StreamFormat  # noqa: F401 -- part of this module's API
 from .stats import NORMALIZED_BUCKETS
-from .times import to_utc
+from .times import format_time, to_utc
 
 logger = logging.getLogger(__name__)
 
@@ -723,10 +723,10 @@ def cut(segments, start, end, type="fast", allow_holes=False, registry=prometheu
     in_range = [s for s in segments if s is None or (s.start < end and s.end > start)]
     if not any(s is not None for s in in_range):
         metrics.cuts.labels(type=type, method="none", outcome="no_content").inc()
-        raise NoContent(f"no content between {start.isoformat()} and {end.isoformat()}")
+        raise NoContent(f"no content between {format_time(start)} and {format_time(end)}")
     if None in in_range and not allow_holes:
         metrics.cuts.labels(type=type, method="none", outcome="holes").inc()
-        raise ContainsHoles(f"the range {start.isoformat()} to {end.isoformat()} has holes")
+        raise ContainsHoles(f"the range {format_time(start)} to {format_time(end)} has holes")
     return _cut(in_range, start, end, type, metrics)
 
 
@@ -742,7 +742,7 @@ def _cut(segments, start, end, type, metrics):
         # of a segment before a hole, or a range shorter than a frame).
         runs = [run for run in runs if len(run) > 1 or _has_frames(run[0], start, end)]
         if not runs:
-            raise NoContent(f"no frame between {start.isoformat()} and {end.isoformat()}")
+            raise NoContent(f"no frame between {format_time(start)} and {format_time(end)}")
         video_seconds = sum(
             (min(end, run[-1].end) - max(start, run[0].start)).total_seconds() for run in runs
         )

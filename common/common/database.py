@@ -36,7 +36,7 @@ import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
 
-from .backoff import jitter
+from .backoff import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -203,28 +203,24 @@ class Database:
         Logs the first failure as a warning and the recovery as info, so an
         outage shows as two lines (and in the log-count metric), not hundreds.
         """
-        delay, cap = backoff
-        failures = 0
+        waits = Backoff(backoff)
         while stopping is None or not stopping.is_set():
             try:
                 with self.connection() as conn:
                     query(conn, "SELECT 1")
             except CONNECTION_ERRORS as e:
-                failures += 1
-                if failures == 1:
+                waits.failure()
+                if waits.failures == 1:
                     logger.warning("Cannot reach the %s, retrying: %s", what, one_line(e))
                 else:
                     logger.debug("Still cannot reach the %s: %s", what, one_line(e))
             else:
-                if failures:
-                    logger.info("Reached the %s again after %d failed attempts", what, failures)
+                if waits.failures:
+                    logger.info(
+                        "Reached the %s again after %d failed attempts", what, waits.failures
+                    )
                 return True
-            wait = jitter(delay)
-            if stopping is not None:
-                stopping.wait(wait)
-            else:
-                gevent.sleep(wait)
-            delay = min(delay * 2, cap)
+            waits.wait(stopping)
         return False
 
 

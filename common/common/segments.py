@@ -2,7 +2,9 @@
 
 Layout: ``BASE/<channel>/<quality>/<hour>/<name>`` where ``hour`` is the UTC hour
 the segment starts in (``2026-11-28T13``) and ``name`` is
-``MM:SS.ffffff-DURATION-TYPE-HASH.ts``.
+``MM:SS.ffffff-DURATION-TYPE-HASH.EXT``, ``EXT`` being the container: ``ts``
+(MPEG-TS, as received) or ``mp4`` (fragmented MP4: the media initialization
+section followed by the media segment, so each file decodes on its own).
 
 Times are kept as aware UTC datetimes and durations as timedeltas, both exact to
 the microsecond. Floats are never used: a 1 µs error would make two neighbouring
@@ -11,19 +13,31 @@ segments look overlapping and turn every join into a hole.
 Anything that reads a store (restreamer, backfiller, cutter) goes through
 `parse_segment_path`; a bad name raises `ValueError` saying what is wrong, and
 store scans log and skip such files rather than failing the whole listing.
+Bounds are part of a name's validity (hours in FIRST_HOUR..END_HOUR, durations
+up to MAX_DURATION), so a hostile name is invalid on every node alike.
+
+Listing is the hot path (a day-long playlist lists 43,200 names): an hour is
+matched in one regex pass, cached while its directory is unchanged, and
+`get_best_segments` lets other greenlets run between the hours it lists.
 """
 
 import base64
+import bisect
 import collections
+import contextlib
 import datetime
+import functools
 import gc
 import hashlib
 import logging
+import operator
 import os
 import re
 import secrets
 import time
 from typing import NamedTuple
+
+import gevent
 
 from .times import UTC, to_utc
 
@@ -31,25 +45,41 @@ logger = logging.getLogger(__name__)
 
 HOUR_FORMAT = "%Y-%m-%dT%H"
 ONE_HOUR = datetime.timedelta(hours=1)
+# The hours a store can hold. Nothing was recorded before 2000 and nothing
+# will be after 2099, so a name outside them is not a segment: a hostile
+# `1970-01-01T00` hour, listed to every node, once made every playlist without
+# a start a 400 (its range ran from 1970).
+FIRST_HOUR = datetime.datetime(2000, 1, 1, tzinfo=UTC)
+END_HOUR = datetime.datetime(2100, 1, 1, tzinfo=UTC)
+# The longest a segment may last. Twitch's last 2 s and HLS origins rarely
+# pass 10 s; a segment named as lasting 999999999999 s covered every later
+# hour and made every playlist and cut over them a 500.
+MAX_DURATION = datetime.timedelta(minutes=5)
 
 # Types in order of preference for one start time: a complete download beats a
 # suspicious one beats one whose body broke. `temp` files are being written and
 # are invisible to readers.
 TYPE_RANK = {"full": 3, "suspect": 2, "partial": 1}
 TYPES = ("full", "suspect", "partial", "temp")
+# Containers, named by their file extension. A range may hold both (a channel
+# that switched), so every reader must handle both.
+CONTAINERS = ("ts", "mp4")
 
 # SHA-256 is 32 bytes: 43 characters of URL-safe base64 once the `=` is dropped.
 HASH_LENGTH = 43
 
+# re.ASCII throughout: `\d` is 0-9 only. Unicode's other digits (`٠١`, which
+# int() reads) would give one segment several names.
 _NAME_RE = re.compile(
     r"(?P<minute>\d{2}):(?P<second>\d{2})\.(?P<micro>\d{6})"
     r"-(?P<duration>[^-]*)"
     r"-(?P<type>[^-]*)"
-    r"-(?P<hash>.*)\.ts"
+    r"-(?P<hash>.*)\.(?:ts|mp4)",
+    re.ASCII,
 )
-_DURATION_RE = re.compile(r"(\d+)(?:\.(\d{1,6}))?")
+_DURATION_RE = re.compile(r"(\d+)(?:\.(\d{1,6}))?", re.ASCII)
 _HASH_RE = re.compile(r"[A-Za-z0-9_-]+")
-_HOUR_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}")
+_HOUR_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}", re.ASCII)
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -58,6 +88,7 @@ class SegmentInfo(NamedTuple):
 
     `channel`, `quality` and `hour` are None when parsed from a bare name with
     nothing to say them; `start` is then None too unless an hour was given.
+    `container` (`ts` or `mp4`) comes from the name's extension.
     """
 
     path: str
@@ -80,7 +111,12 @@ class SegmentInfo(NamedTuple):
 
     @property
     def name(self):
-        return os.path.basename(self.path)
+        return self.path.rpartition("/")[2]  # os.path.basename, at a third of the cost
+
+    @property
+    def container(self):
+        """`ts` (MPEG-TS) or `mp4` (fragmented MP4), from the file's extension."""
+        return "mp4" if self.path.endswith(".mp4") else "ts"
 
 
 def _bad(path, reason):
@@ -105,13 +141,24 @@ def validate_name_part(value, what):
 
 
 def parse_hour(hour):
-    """`2026-11-28T13` → aware datetime of the hour's start. ValueError if malformed."""
+    """`2026-11-28T13` → aware datetime of the hour's start. ValueError if malformed.
+
+    Hours outside FIRST_HOUR..END_HOUR are malformed too: no store holds them.
+    """
+    expected = "expected YYYY-MM-DDTHH, a UTC hour such as 2026-11-28T13"
     if not isinstance(hour, str) or not _HOUR_RE.fullmatch(hour):
-        raise ValueError(f"bad hour {hour!r}: expected YYYY-MM-DDTHH")
+        raise ValueError(f"bad hour {hour!r}: {expected}")
     try:
-        return datetime.datetime.strptime(hour, HOUR_FORMAT).replace(tzinfo=UTC)
-    except ValueError as e:
-        raise ValueError(f"bad hour {hour!r}: {e}") from None
+        start = datetime.datetime.strptime(hour, HOUR_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        # strptime's own reasons ("unconverted data remains: 9") say nothing
+        # to a user: the date or the hour is out of range.
+        raise ValueError(f"bad hour {hour!r}: no such date or hour; {expected}") from None
+    if not FIRST_HOUR <= start < END_HOUR:
+        raise ValueError(
+            f"bad hour {hour!r}: outside the years {FIRST_HOUR.year} to {END_HOUR.year - 1}"
+        )
+    return start
 
 
 def format_hour(dt):
@@ -176,11 +223,11 @@ def parse_segment_path(path, *, channel=None, quality=None, hour=None):
             found[key] = given[key]
     if name.startswith("."):
         raise _bad(path, "hidden file")
-    if not name.endswith(".ts"):
-        raise _bad(path, "not a .ts file")
+    if not name.endswith((".ts", ".mp4")):
+        raise _bad(path, "not a .ts or .mp4 file")
     match = _NAME_RE.fullmatch(name)
     if not match:
-        raise _bad(path, "expected MM:SS.ffffff-DURATION-TYPE-HASH.ts")
+        raise _bad(path, "expected MM:SS.ffffff-DURATION-TYPE-HASH.ts (or .mp4)")
     type = match["type"]
     if type not in TYPES:
         raise _bad(path, f"unknown type {type!r}")
@@ -188,7 +235,7 @@ def parse_segment_path(path, *, channel=None, quality=None, hour=None):
     if minute > 59 or second > 59:
         raise _bad(path, f"bad time {match['minute']}:{match['second']}")
     try:
-        duration = parse_duration(match["duration"])
+        duration = _check_duration(parse_duration(match["duration"]))
     except ValueError as e:
         raise _bad(path, str(e)) from None
     _check_hash(path, type, match["hash"])
@@ -212,25 +259,49 @@ def parse_segment_path(path, *, channel=None, quality=None, hour=None):
     )
 
 
-def segment_name(start, duration, type, hash):
-    """The file name for a segment (no directories)."""
+def _check_container(container):
+    if container not in CONTAINERS:
+        raise ValueError(f"unknown container {container!r}: expected one of {CONTAINERS}")
+    return container
+
+
+def _check_duration(duration):
+    if duration > MAX_DURATION:
+        raise ValueError(
+            f"duration {format_duration(duration)} s is over the"
+            f" {MAX_DURATION.total_seconds():g} s a segment may last"
+        )
+    return duration
+
+
+def segment_name(start, duration, type, hash, container="ts"):
+    """The file name for a segment (no directories); `container` is `ts` or `mp4`.
+
+    ValueError for a name no reader would accept: an unknown type or
+    container, a duration over MAX_DURATION or a start outside
+    FIRST_HOUR..END_HOUR.
+    """
     start = to_utc(start)
     if type not in TYPES:
         raise ValueError(f"unknown type {type!r}")
+    _check_container(container)
+    _check_duration(duration)
+    if not FIRST_HOUR <= start < END_HOUR:
+        raise ValueError(f"start {start.isoformat()} is outside the hours a store can hold")
     return (
         f"{start.minute:02d}:{start.second:02d}.{start.microsecond:06d}"
-        f"-{format_duration(duration)}-{type}-{hash}.ts"
+        f"-{format_duration(duration)}-{type}-{hash}.{container}"
     )
 
 
-def segment_path(base_dir, channel, quality, start, duration, type, hash):
+def segment_path(base_dir, channel, quality, start, duration, type, hash, container="ts"):
     """The inverse of `parse_segment_path`: the full path of a segment."""
     return os.path.join(
         base_dir,
         validate_name_part(channel, "channel"),
         validate_name_part(quality, "quality"),
         format_hour(start),
-        segment_name(start, duration, type, hash),
+        segment_name(start, duration, type, hash, container),
     )
 
 
@@ -255,16 +326,28 @@ class SegmentWriter:
     won the race), the rename simply replaces it with the same bytes: success.
     `abort()` (also on leaving a `with` block by an exception, or without
     finishing) removes the temp file, so only whole files ever appear.
+
+    `container` is `ts` or `mp4`. For `mp4` the caller writes the media
+    initialization section first, then the media segment: the file (and so its
+    hash) is both, and decodes on its own.
     """
 
-    def __init__(self, base_dir, channel, quality, start, duration):
+    def __init__(self, base_dir, channel, quality, start, duration, container="ts"):
         self.base_dir = base_dir
         self.channel = channel
         self.quality = quality
         self.start = to_utc(start)
         self.duration = duration
+        self.container = _check_container(container)
         self.temp_path = segment_path(
-            base_dir, channel, quality, self.start, duration, "temp", secrets.token_urlsafe(12)
+            base_dir,
+            channel,
+            quality,
+            self.start,
+            duration,
+            "temp",
+            secrets.token_urlsafe(12),
+            container,
         )
         os.makedirs(os.path.dirname(self.temp_path), exist_ok=True)
         self._file = open(self.temp_path, "wb")
@@ -284,7 +367,14 @@ class SegmentWriter:
     def finish(self, type="full"):
         self._file.close()
         path = segment_path(
-            self.base_dir, self.channel, self.quality, self.start, self.duration, type, self.hash
+            self.base_dir,
+            self.channel,
+            self.quality,
+            self.start,
+            self.duration,
+            type,
+            self.hash,
+            self.container,
         )
         os.replace(self.temp_path, path)
         self.path = path
@@ -350,28 +440,40 @@ def hours_for_range(start, end):
     return hours
 
 
-# The common case, matched in one step when scanning a directory: a readable
-# (non-temp) segment with a well-formed hash. The last hash character of a
-# 32-byte digest carries 4 data bits and 2 zero bits, hence its short alphabet.
-# Anything else goes through `parse_segment_path` for a precise error.
-_FAST_NAME_RE = re.compile(
-    r"([0-5]\d):([0-5]\d)\.(\d{6})-(\d+(?:\.\d{1,6})?)-(full|partial|suspect)"
-    r"-([A-Za-z0-9_-]{42}[AEIMQUYcgkosw048])\.ts"
+# The common case, matched for a whole directory in one `findall` over its
+# names joined by newlines: a readable (non-temp) segment with a well-formed
+# hash. The last hash character of a 32-byte digest carries 4 data bits and 2
+# zero bits, hence its short alphabet. Anything else goes through
+# `parse_segment_path` for a precise error, and so do durations of 300 s and
+# more (the slow path holds them to MAX_DURATION). Groups: the name, `MM:SS`,
+# the microseconds, the duration, the type, the hash.
+_FAST_NAMES_RE = re.compile(
+    r"^(([0-5]\d:[0-5]\d)\.(\d{6})-((?:[12]\d|\d)?\d(?:\.\d{1,6})?)-(full|partial|suspect)"
+    r"-([A-Za-z0-9_-]{42}[AEIMQUYcgkosw048])\.(?:ts|mp4))$",
+    re.MULTILINE | re.ASCII,
 )
-_durations = {}  # duration text -> timedelta; a stream has few distinct durations
+# Building a segment's start was most of the cost of parsing a name, and
+# almost all of it making timedeltas: so `MM:SS` offsets are made once here,
+# and microsecond parts once each (program date times have millisecond
+# precision in practice, so a day of them has at most a thousand).
+_MINUTE_SECOND = {
+    f"{m:02d}:{s:02d}": datetime.timedelta(seconds=m * 60 + s) for m in range(60) for s in range(60)
+}
 
 
-def _cached_duration(text):
-    duration = _durations.get(text)
-    if duration is None:
-        duration = parse_duration(text)
-        if len(_durations) < 10_000:
-            _durations[text] = duration
-    return duration
+@functools.lru_cache(maxsize=4096)
+def _microseconds(text):
+    return datetime.timedelta(microseconds=int(text))
 
 
-def _start_of(segment):
-    return segment.start
+# Duration text -> timedelta: a stream has few distinct durations, so each is
+# parsed once.
+_cached_duration = functools.lru_cache(maxsize=4096)(parse_duration)
+
+
+_start = operator.attrgetter("start")
+_duration = operator.attrgetter("duration")
+_type = operator.attrgetter("type")
 
 
 def list_segments(hour_path):
@@ -398,47 +500,57 @@ def list_segments(hour_path):
     # and again (it was a third of this function's time), though none of them
     # can form a cycle. Nothing here yields to another greenlet, so pausing it
     # affects only this loop.
-    gc_was_enabled = gc.isenabled()
+    with _gc_paused():
+        return _parse_names(hour_path, names, channel, quality, hour, hour_start)
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector for a loop that only makes tuples and lists."""
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _parse_names(hour_path, names, channel, quality, hour, hour_start)
+        yield
     finally:
-        if gc_was_enabled:
+        if was_enabled:
             gc.enable()
 
 
 def _parse_names(hour_path, names, channel, quality, hour, hour_start):
-    segments = []
-    match_name = _FAST_NAME_RE.fullmatch
-    timedelta = datetime.timedelta
     prefix = hour_path + "/"
+    joined = "\n".join(names)
+    # A name holding a newline would split into lines that are not names.
+    matches = _FAST_NAMES_RE.findall(joined) if joined.count("\n") == len(names) - 1 else []
+    # Locals, and tuple.__new__ rather than SegmentInfo(...): this is the loop
+    # of every listing.
+    new = tuple.__new__
+    minute_second, micro, duration_of = _MINUTE_SECOND, _microseconds, _cached_duration
+    segments = [
+        new(SegmentInfo, (
+            prefix + name, channel, quality, hour,
+            hour_start + minute_second[mmss] + micro(us), duration_of(duration), type, hash,
+        ))
+        for name, mmss, us, duration, type, hash in matches
+    ]  # fmt: skip
+    if len(segments) == len(names):
+        return segments
+    # Some names need a closer look (temp files, strays): those that parse are
+    # merged in, in time order.
+    matched = {match[0] for match in matches}
+    extra = []
     for name in names:
-        match = match_name(name)
-        if match:
-            minute, second, micro, duration, type, hash = match.groups()
-            start = hour_start + timedelta(0, int(minute) * 60 + int(second), int(micro))
-            segments.append(
-                SegmentInfo(
-                    prefix + name,
-                    channel,
-                    quality,
-                    hour,
-                    start,
-                    _cached_duration(duration),
-                    type,
-                    hash,
-                )  # fmt: skip
-            )
-            continue
-        if name.startswith(".") or "-temp-" in name:
+        if name in matched or name.startswith(".") or "-temp-" in name:
             continue
         try:
-            segment = parse_segment_path(os.path.join(hour_path, name))
+            segment = parse_segment_path(prefix + name)
         except ValueError as e:
             logger.warning("Skipping unreadable file: %s", e)
             continue
         if segment.type != "temp":
-            segments.append(segment)
+            extra.append(segment)
+    if extra:
+        segments += extra
+        segments.sort(key=_start)
     return segments
 
 
@@ -456,21 +568,68 @@ _hour_cache = collections.OrderedDict()
 
 def best_segments_in_hour(hour_path):
     """`best_segments_by_start(list_segments(hour_path))`, cached while unchanged."""
+    return _hour(hour_path)[0]
+
+
+_NO_SEGMENTS = ([], False)
+
+
+def _hour(hour_path):
+    """`(best segments, whether they all join)` for one hour directory, cached."""
     try:
         mtime = os.stat(hour_path).st_mtime_ns
     except (FileNotFoundError, NotADirectoryError):
-        return []
+        return _NO_SEGMENTS
     cached = _hour_cache.get(hour_path)
     if cached is not None and cached[0] == mtime:
         _hour_cache.move_to_end(hour_path)
         return cached[1]
-    segments = best_segments_by_start(list_segments(hour_path))
+    with _gc_paused():  # as in list_segments, for all the hour's tuples at once
+        segments = list_segments(hour_path)
+        starts = list(map(_start, segments))
+        if not _increasing(starts):  # else already one file per start, in order
+            segments = best_segments_by_start(segments)
+            starts = list(map(_start, segments))
+        hour = (segments, _all_join(segments, starts))
+    # Listing and parsing an hour takes milliseconds of CPU that nothing else
+    # in this process can use: let other greenlets (requests) run between
+    # hours, so a long cold range never holds them up for all of it.
+    let_others_run()
     if time.time_ns() - mtime > HOUR_CACHE_SETTLE_NS:
-        _hour_cache[hour_path] = (mtime, segments)
+        _hour_cache[hour_path] = (mtime, hour)
         _hour_cache.move_to_end(hour_path)
         while len(_hour_cache) > HOUR_CACHE_SIZE:
             _hour_cache.popitem(last=False)
-    return segments
+    return hour
+
+
+def _increasing(starts):
+    return all(map(operator.lt, starts, starts[1:]))
+
+
+def _all_join(segments, starts):
+    """True if there are segments, all `full`, each ending exactly where the next starts.
+
+    Such an hour needs no walking through in `get_best_segments`: it joins on
+    whole. `starts` are the segments' starts. Written as C-level maps, since
+    it looks at every segment once.
+    """
+    if not segments:
+        return False
+    ends = map(operator.add, starts, map(_duration, segments))
+    return all(map(operator.eq, ends, starts[1:])) and all(map("full".__eq__, map(_type, segments)))
+
+
+def let_others_run():
+    """Let every other greenlet, and every request waiting on its socket, go first.
+
+    For long CPU-bound loops, between steps of a few milliseconds. Not
+    `gevent.sleep(0)`: that runs only greenlets already runnable, so a request
+    waiting to be read stayed waiting (measured: a `/files` request waited out
+    a whole cold 24 h playlist, 150 ms). Any positive sleep waits for the next
+    turn of the event loop, which polls the sockets.
+    """
+    gevent.sleep(0.000_001)
 
 
 def clear_hour_cache():
@@ -499,7 +658,10 @@ def best_segments_by_start(segments):
     (only stat'ed when still tied) the largest file; then the hash, so that
     every node makes the same choice.
     """
-    segments = sorted(segments, key=_start_of)  # linear when already in order
+    if _increasing(list(map(_start, segments))):
+        # In order, one file per start: the common case (a listing is sorted).
+        return list(segments)
+    segments = sorted(segments, key=_start)  # linear when already in order
     best = []
     i, n = 0, len(segments)
     while i < n:
@@ -531,7 +693,30 @@ def get_best_segments(hours_path, start, end):
     result = []
     previous_end = None  # end of result[-1] when it is a segment that joins on
     for hour in hours_for_range(start, end):
-        for segment in best_segments_in_hour(os.path.join(hours_path, hour)):
+        segments, all_join = _hour(os.path.join(hours_path, hour))
+        if all_join:
+            # The usual hour: its segments join on whole, so the part in range
+            # is found by bisection and taken as one slice when it continues
+            # the result or begins it (each segment would be appended by the
+            # first two cases below). Otherwise it is walked like any other.
+            lo = 0
+            if segments[0].start < start:
+                # The last segment starting by `start`; it covers `start`
+                # unless it is the hour's last and ends before.
+                lo = bisect.bisect_right(segments, start, key=_start) - 1
+                if segments[lo].end <= start:
+                    lo += 1
+            hi = bisect.bisect_left(segments, end, lo=lo, key=_start)
+            if lo >= hi:
+                continue  # nothing of this hour is in range
+            head = segments[lo]
+            if previous_end == head.start or not result:
+                if not result and head.start > start:
+                    result.append(None)
+                result += segments[lo:hi]
+                previous_end = segments[hi - 1].end
+                continue
+        for segment in segments:
             segment_start = segment.start
             if segment_start >= end:
                 break

@@ -20,7 +20,7 @@ import gevent
 import gevent.event
 import prometheus_client
 
-from .backdoor import start_backdoor
+from .backdoor import TOKEN_ENV, BackdoorError, start_backdoor
 from .server import WSGIServer
 from .stats import LogCountHandler
 
@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 # (which waits 10 s before SIGKILL).
 STOP_TIMEOUT = 5
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Where services listen unless --host says otherwise: every interface, as a
+# container needs (its ports are published, or reached on the compose network).
+DEFAULT_HOST = "0.0.0.0"
 
 
 class Stoppable:
@@ -48,20 +51,38 @@ class Stoppable:
 
 
 def base_parser(prog, description, metrics_port):
-    """An ArgumentParser with the flags every service shares."""
+    """An ArgumentParser with the flags every service shares.
+
+    `--host` is where the service listens: its /metrics and its own API (the
+    restreamer's and the cutter's HTTP ports). The default, every interface,
+    suits a container; on a host, give 127.0.0.1 or the one address meant.
+    """
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--base-dir", default=".", help="the segment store (default: .)")
+    parser.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"address to listen on, for /metrics and the service's API (default: {DEFAULT_HOST})",
+    )
     parser.add_argument(
         "--metrics-port",
         type=int,
         default=metrics_port,
         help=f"port for Prometheus /metrics; 0 = off (default: {metrics_port})",
     )
-    parser.add_argument(
+    backdoor = parser.add_mutually_exclusive_group()
+    backdoor.add_argument(
+        "--backdoor-socket",
+        metavar="PATH",
+        help="open a Python shell inside the service on this Unix socket (mode 0600); "
+        "connect with `python -m common.backdoor PATH` (default: off)",
+    )
+    backdoor.add_argument(
         "--backdoor-port",
         type=int,
         default=0,
-        help="port for a telnet Python shell on 127.0.0.1; 0 = off (default: 0)",
+        help="open a Python shell inside the service on 127.0.0.1:PORT, asking for the token "
+        f"in ${TOKEN_ENV}; 0 = off (default: 0)",
     )
     return parser
 
@@ -80,7 +101,7 @@ def setup_logging(registry=prometheus_client.REGISTRY):
         logger.warning("Unknown STREAMVAULT_LOG_LEVEL %r, using INFO", level)
 
 
-def start_metrics_server(port, registry=prometheus_client.REGISTRY, host="0.0.0.0"):
+def start_metrics_server(port, registry=prometheus_client.REGISTRY, host=DEFAULT_HOST):
     """Serve `registry` at `/metrics` on `port` in a greenlet; returns the server."""
     if not port:
         return None
@@ -94,17 +115,22 @@ def run_service(
     workers,
     *,
     metrics_port=0,
+    host=DEFAULT_HOST,
     backdoor_port=0,
+    backdoor_socket=None,
     backdoor_locals=None,
     stop_timeout=STOP_TIMEOUT,
 ):
     """Run `workers` until one ends or a signal comes; stop the rest. Returns 0.
 
-    Raises the first worker exception, after stopping the others.
+    /metrics listens on `host`:`metrics_port` (if a port is given); the
+    backdoor on `backdoor_socket` or 127.0.0.1:`backdoor_port` (if given; see
+    common.backdoor). If the backdoor cannot be opened as asked: an error
+    line, and the service runs without it (a debugging aid must not stop a
+    recording). Raises the first worker exception, after stopping the others.
     """
-    metrics = start_metrics_server(metrics_port)
-    backdoor = start_backdoor(backdoor_port, dict(backdoor_locals or {}, workers=workers))
-    greenlets = [gevent.spawn(worker.run) for worker in workers]
+    # Signals are handled before anything listens: a SIGTERM that comes as
+    # soon as a port answers (a quick `docker stop`, a test) still stops cleanly.
     stopped_by = []
 
     def stop_all(signum=None):
@@ -119,6 +145,17 @@ def run_service(
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, stop_all, signum)
+    try:
+        backdoor = start_backdoor(
+            backdoor_port,
+            dict(backdoor_locals or {}, workers=workers),
+            socket_path=backdoor_socket,
+        )
+    except BackdoorError as e:
+        logger.error("%s: no backdoor: %s", name, e)
+        backdoor = None
+    metrics = start_metrics_server(metrics_port, host=host)
+    greenlets = [gevent.spawn(worker.run) for worker in workers]
     logger.info("%s: started", name)
     try:
         if greenlets:

@@ -82,6 +82,7 @@ _LOCATION_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 # Columns a job is cut from. Once claimed they are frozen (the trigger refuses
 # edits), and a claim only succeeds if they are still as the cutter read them.
+# The trigger's and the claim's lists are made from this one.
 CUT_FIELDS = (
     "channel",
     "quality",
@@ -92,6 +93,12 @@ CUT_FIELDS = (
     "title",
     "description",
 )
+
+
+def _column(name):
+    """A column name as SQL: quoted when it is a keyword (`"end"`)."""
+    return f'"{name}"' if name == "end" else name
+
 
 # An arbitrary constant for the advisory lock that serialises schema changes,
 # so that three cutters starting at once do not race to create the type.
@@ -179,11 +186,7 @@ BEGIN
             USING ERRCODE = 'check_violation';
     END IF;
     IF OLD.state NOT IN ('UNEDITED', 'EDITED') AND
-            (NEW.channel, NEW.quality, NEW.start, NEW."end", NEW.allow_holes,
-             NEW.upload_location, NEW.title, NEW.description)
-            IS DISTINCT FROM
-            (OLD.channel, OLD.quality, OLD.start, OLD."end", OLD.allow_holes,
-             OLD.upload_location, OLD.title, OLD.description) THEN
+            (%(new_cut_fields)s) IS DISTINCT FROM (%(old_cut_fields)s) THEN
         RAISE EXCEPTION 'job %: cannot edit a % job', OLD.id, OLD.state
             USING ERRCODE = 'check_violation';
     END IF;
@@ -208,10 +211,13 @@ END $$;
 DROP TRIGGER IF EXISTS events_notify ON events;
 CREATE TRIGGER events_notify AFTER INSERT OR UPDATE OF state ON events
     FOR EACH ROW EXECUTE FUNCTION events_notify();
-""".replace(
-    "%(transitions)s",
-    ", ".join(f"'{a}>{b}'" for a, b in TRANSITIONS),
-)
+"""
+for _name, _text in (
+    ("transitions", ", ".join(f"'{a}>{b}'" for a, b in TRANSITIONS)),
+    ("new_cut_fields", ", ".join(f"NEW.{_column(f)}" for f in CUT_FIELDS)),
+    ("old_cut_fields", ", ".join(f"OLD.{_column(f)}" for f in CUT_FIELDS)),
+):
+    SCHEMA = SCHEMA.replace(f"%({_name})s", _text)
 
 # The channel cutters LISTEN on; the payload is the job's upload location.
 NOTIFY_CHANNEL = "events_edited"
@@ -272,12 +278,9 @@ UPDATE events
 SET state = 'CLAIMED', uploader = %(uploader)s, error = NULL, retry_at = NULL,
     claimed_at = now(), attempts = attempts + 1
 WHERE id = %(id)s AND state = 'EDITED'
-  AND channel = %(channel)s AND quality = %(quality)s
-  AND start = %(start)s AND "end" = %(end)s AND allow_holes = %(allow_holes)s
-  AND upload_location = %(upload_location)s
-  AND title = %(title)s AND description = %(description)s
+  AND {cut_fields_unchanged}
 RETURNING *
-"""
+""".format(cut_fields_unchanged=" AND ".join(f"{_column(f)} = %({f})s" for f in CUT_FIELDS))
 
 # Give a claimed job back for any cutter to retry after `retry_seconds`
 # (a retryable error, or this cutter stopping).

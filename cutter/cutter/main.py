@@ -2,7 +2,8 @@
 
 Reads top to bottom: the tunables; `Cutter`, the loop that finds, claims,
 cuts and uploads jobs; `ProcessingWatcher`, which follows uploaded videos
-until the backend has processed them; `ApiServer`; then the command line.
+until the backend has processed them; then `cutter run`'s command line (the
+operator's commands are in commands.py).
 
 How it fails, and what it does (DESIGN §4):
 
@@ -27,7 +28,6 @@ How it fails, and what it does (DESIGN §4):
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -35,7 +35,6 @@ import tempfile
 
 import gevent
 import gevent.event
-import gevent.pywsgi
 import gevent.socket
 import prometheus_client
 from prometheus_client import Counter, Gauge
@@ -44,13 +43,13 @@ import common.cut
 from common.backoff import jitter
 from common.database import CONNECTION_ERRORS, Database, connect, one_line, query
 from common.segments import get_best_segments
+from common.server import WSGIServer
 from common.service import Stoppable, base_parser, run_service, setup_logging
 from common.stats import timed
 
+from . import commands
 from .jobs import (
     NOTIFY_CHANNEL,
-    BadJob,
-    JobError,
     JobGone,
     JobNotFound,
     Jobs,
@@ -601,39 +600,15 @@ class ProcessingWatcher(DatabaseUser):
             self.metrics.processed.labels(job.upload_location, state.value).inc()
 
 
-class ApiServer(Stoppable):
-    """Serves the job API and /metrics on one port (`cutter.api.create_app`)."""
-
-    def __init__(self, app, port, host="0.0.0.0"):
-        super().__init__()
-        self.server = gevent.pywsgi.WSGIServer((host, port), app, log=None)
-
-    def run(self):
-        self.server.start()
-        logger.info("Job API and /metrics on port %d", self.server.server_port)
-        self.stopping.wait()
-        self.server.stop(timeout=1)
-
-
 # --- command line ---------------------------------------------------------------
-
-DEFAULT_DSN = "dbname=streamvault"
-
-
-def _add_db(parser):
-    parser.add_argument(
-        "--db",
-        default=DEFAULT_DSN,
-        help=f"PostgreSQL connection string (libpq DSN or URL; default: {DEFAULT_DSN!r}, "
-        "which uses the local socket as the current user)",
-    )
 
 
 def parse_args(argv=None):
+    """`cutter run` (the service, below) and the operator's commands (`commands.py`)."""
     parser = argparse.ArgumentParser(prog="cutter", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser(
+    run = subparsers.add_parser(
         "run",
         parents=[base_parser("cutter run", "", metrics_port=8003)],
         description="Claim EDITED jobs for the given upload locations, cut them from the "
@@ -642,7 +617,7 @@ def parse_args(argv=None):
         add_help=False,
         help="run the cutter service (the job API shares the metrics port)",
     )
-    _add_db(run)
+    commands.add_db(run)
     run.add_argument("--name", required=True, help="this node's name, recorded on claimed jobs")
     run.add_argument(
         "--location",
@@ -671,118 +646,9 @@ def parse_args(argv=None):
         help="seconds between checks on videos the backend is processing "
         f"(default: {PROCESSING_POLL_INTERVAL})",
     )
-
-    p = commands.add_parser("init-db", help="create or update the schema (idempotent)")
-    _add_db(p)
-
-    p = commands.add_parser("submit", help="submit a cut job; prints its id")
-    _add_db(p)
-    p.add_argument("--channel", required=True)
-    p.add_argument("--quality", required=True)
-    p.add_argument("--start", required=True, help="ISO 8601 UTC, e.g. 2026-11-28T13:50:07.300")
-    p.add_argument("--end", required=True, help="ISO 8601 UTC")
-    p.add_argument("--title", required=True)
-    p.add_argument("--description", default="")
-    p.add_argument("--allow-holes", action="store_true", help="cut even if data is missing")
-    p.add_argument("--location", default="default", help="upload location name (default: default)")
-    p.add_argument("--draft", action="store_true", help="save as UNEDITED (not cut until reset)")
-
-    p = commands.add_parser("list", help="list jobs, newest first")
-    _add_db(p)
-    p.add_argument("--state", action="append", choices=[s.value for s in State], default=[])
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
-
-    for name, help in (
-        ("show", "show one job"),
-        ("cancel", "take back an EDITED or CLAIMED job (to UNEDITED)"),
-        ("reset", "operator: back to EDITED (a stuck CLAIMED job, or a FINALIZING one once "
-                  "you have checked that no video was made)"),
-    ):  # fmt: skip
-        p = commands.add_parser(name, help=help)
-        _add_db(p)
-        p.add_argument("id", type=int)
-        if name == "show":
-            p.add_argument("--json", action="store_true")
-    p = commands.add_parser(
-        "mark-done",
-        help="operator: record the video a FINALIZING job made after all (its cutter died "
-        "before saying so)",
-    )
-    _add_db(p)
-    p.add_argument("id", type=int)
-    p.add_argument("--video-id", required=True, help="e.g. the YouTube video id, or file name")
-    p.add_argument("--video-link", required=True, help="the video's URL")
+    run.set_defaults(func=run_cutter)
+    commands.add_commands(subparsers)
     return parser.parse_args(argv)
-
-
-def _print_job(job, as_json=False):
-    if as_json:
-        print(json.dumps(job.to_json()))
-        return
-    for key, value in job.to_json().items():
-        print(f"{key:14} {'' if value is None else value}")
-
-
-def _list_jobs(jobs, args):
-    found = jobs.list(args.state or None, args.limit)
-    if args.json:
-        for job in found:
-            print(json.dumps(job.to_json()))
-        return
-    print(f"{'ID':>6}  {'STATE':11}  {'CHANNEL/QUALITY':20}  {'START':27}  {'SECS':>8}  "
-          f"{'LOCATION':10}  TITLE / ERROR")  # fmt: skip
-    for job in found:
-        detail = job.title + (f"  [{job.error}]" if job.error else "")
-        if job.uploader:
-            detail += f"  (held by {job.uploader})"
-        print(
-            f"{job.id:>6}  {job.state.value:11}  {job.channel + '/' + job.quality:20}  "
-            f"{format_time(job.start):27}  {job.duration.total_seconds():8.3f}  "
-            f"{job.upload_location:10}  {detail}"
-        )
-
-
-def run_command(args):
-    """The job subcommands; returns the exit status."""
-    jobs = Jobs(Database(args.db))
-    try:
-        if args.command == "init-db":
-            jobs.init_schema()
-            print("schema is up to date")
-        elif args.command == "submit":
-            job = jobs.submit(
-                state=State.UNEDITED if args.draft else State.EDITED,
-                channel=args.channel,
-                quality=args.quality,
-                start=args.start,
-                end=args.end,
-                title=args.title,
-                description=args.description,
-                allow_holes=args.allow_holes,
-                upload_location=args.location,
-            )
-            print(job.id)
-        elif args.command == "list":
-            _list_jobs(jobs, args)
-        elif args.command == "show":
-            _print_job(jobs.get(args.id), args.json)
-        elif args.command == "cancel":
-            print(f"job {args.id} is now {jobs.cancel(args.id).state}")
-        elif args.command == "reset":
-            print(f"job {args.id} is now {jobs.reset(args.id).state}")
-        elif args.command == "mark-done":
-            job = jobs.mark_done(args.id, args.video_id, args.video_link)
-            print(f"job {args.id} is now {job.state}: {job.video_link}")
-    except (JobError, BadJob) as e:
-        print(f"cutter {args.command}: {e}", file=sys.stderr)
-        return 1
-    except CONNECTION_ERRORS as e:
-        print(f"cutter {args.command}: cannot reach the database: {one_line(e)}", file=sys.stderr)
-        return 2
-    finally:
-        jobs.db.close()
-    return 0
 
 
 def run_cutter(args):
@@ -817,11 +683,15 @@ def run_cutter(args):
     )
     workers = [cutter, watcher]
     if args.metrics_port:
-        workers.append(ApiServer(create_app(jobs, backends, registry), args.metrics_port))
+        app = create_app(jobs, backends, registry)
+        workers.append(
+            WSGIServer(app, args.host, args.metrics_port, name="cutter.api", stop_timeout=1)
+        )
     return run_service(
         "cutter",
         workers,
         backdoor_port=args.backdoor_port,
+        backdoor_socket=args.backdoor_socket,
         backdoor_locals={"cutter": cutter, "jobs": jobs, "backends": backends},
     )
 
@@ -829,6 +699,4 @@ def run_cutter(args):
 def main(argv=None):
     args = parse_args(argv)
     setup_logging()
-    if args.command == "run":
-        sys.exit(run_cutter(args))
-    sys.exit(run_command(args))
+    sys.exit(args.func(args))

@@ -37,8 +37,10 @@ import time
 import urllib.parse
 from typing import NamedTuple
 
-import gevent
 import requests
+
+import common.cut
+from common.backoff import Backoff
 
 from .jobs import State
 
@@ -78,7 +80,7 @@ class CheckResult(NamedTuple):
     error: str | None = None  # set when processing failed or the video was refused
 
 
-CUT_TYPES = ("fast", "full")
+CUT_TYPES = common.cut.TYPES
 
 
 def video_name(job):
@@ -388,8 +390,7 @@ class YouTubeBackend(UploadBackend):
     def _send(self, job, path, size, session_url, finalizing, stopping):
         offset = 0
         finalized = False
-        failures = 0
-        delay, cap = self.backoff
+        backoff = Backoff(self.backoff)
         with open(path, "rb") as f:
             while True:
                 end = min(offset + self.chunk_size, size)
@@ -422,8 +423,7 @@ class YouTubeBackend(UploadBackend):
                         if response.status_code == 308:
                             new_offset = _received_bytes(response)
                             if new_offset > offset:  # progress
-                                failures = 0
-                                delay = self.backoff[0]
+                                backoff.success()
                                 offset = new_offset
                                 break
                             if asked:  # nothing more arrived: send again from there
@@ -439,9 +439,9 @@ class YouTubeBackend(UploadBackend):
                             raise RetryableUploadError(error)
                         elif response.status_code < 500:
                             raise _Refused(f"YouTube refused the upload: {problem}")
-                    failures += 1
-                    if failures > self.retries:
-                        error = f"YouTube upload failed {failures} times, last: {problem}"
+                    backoff.failure()
+                    if backoff.failures > self.retries:
+                        error = f"YouTube upload failed {backoff.failures} times, last: {problem}"
                         if finalized:
                             raise UploadOutcomeUnknown(error)
                         raise RetryableUploadError(error)
@@ -452,12 +452,8 @@ class YouTubeBackend(UploadBackend):
                         job.id,
                         problem,
                     )
-                    wait = delay
-                    delay = min(delay * 2, cap)
-                    if finalized:
-                        gevent.sleep(wait)  # the final request: see it through
-                    else:
-                        stopping.wait(wait)
+                    # The final request is seen through even when stopping.
+                    backoff.wait(None if finalized else stopping)
                     response = None
                     asked = True
                     try:

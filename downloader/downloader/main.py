@@ -746,7 +746,9 @@ def main(argv=None):
             "downloader",
             managers,
             metrics_port=args.metrics_port,
+            host=args.host,
             backdoor_port=args.backdoor_port,
+            backdoor_socket=args.backdoor_socket,
             backdoor_locals={"managers": managers, "metrics": metrics},
         )
     )

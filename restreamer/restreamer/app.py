@@ -1,4 +1,4 @@
-"""The restreamer's HTTP API (DESIGN §3): `create_app` and thin routes.
+"""The restreamer's HTTP API (docs/HTTP-API.md): `create_app` and thin routes.
 
 Routes only parse their input (through `params`), ask the store for what they
 need and hand it to a writer (`hls` for playlists); none of them holds state of
@@ -34,9 +34,10 @@ import prometheus_client
 from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, NotAcceptable, NotFound
 
 from common import cut as cutting
-from common import flask_stats, probe
+from common import flask_stats, layout, probe
 from common.segments import (
     get_best_segments,
+    let_others_run,
     list_segments,
     parse_hour,
     parse_segment_path,
@@ -66,19 +67,23 @@ VOD_PLAYLIST_MAX_AGE = 60  # seconds
 PLAYLIST_CONTENT_TYPE = "application/vnd.apple.mpegurl"
 # Segments whose sizes are read to measure a master playlist's bandwidth.
 BANDWIDTH_SAMPLE = 1000
-# Formatted playlist entries kept, by segment path: a day of 2 s segments, at
-# about 250 bytes each (11 MB). Past that the cache starts over.
-ENTRY_CACHE_SIZE = 50_000
-# Whole media playlists kept (most recent first): at most a day each, so at
-# most about 6 MB each.
+# Playlist entries formatted between two yields to other requests: about 3 ms
+# of CPU.
+FORMAT_SLICE = 4096  # segments
+# Whole media playlists kept (most recent first), of at most a day of 2 s
+# segments each, about 6 MB: longer ones are formatted again when asked for.
 PLAYLIST_CACHE_SIZE = 8
+PLAYLIST_CACHE_MAX_SEGMENTS = 50_000
+# Segment layouts (where an init section ends) kept, by path: two days of 2 s
+# segments at about 200 bytes each. Past that the cache starts over.
+LAYOUT_CACHE_SIZE = 100_000
+SEGMENT_CONTENT_TYPES = {"ts": "video/mp2t", "mp4": "video/mp4"}
 
 # CORS: the API is public and read-only, so any origin may read it. Range is
 # what a browser player sends for segments; the exposed headers are what it
-# reads back.
+# reads back. Access-Control-Allow-Methods is each route's own methods.
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "GET, HEAD, POST, OPTIONS",
     "Access-Control-Allow-Headers": "Range, Content-Type, If-None-Match, If-Modified-Since",
     "Access-Control-Expose-Headers": "Content-Length, Content-Range, Accept-Ranges, ETag",
     "Access-Control-Max-Age": "86400",
@@ -101,7 +106,7 @@ class Store:
         self.base_dir = os.path.realpath(base_dir)
         self.registry = registry
         self.now = now
-        self._entry_cache = {}
+        self._layouts = {}
         # (segments, entries, ended, body), most recently used first
         self._playlists = []
         self.best_segments = timed(
@@ -142,6 +147,28 @@ class Store:
                 raise Forbidden(f"{'/'.join(parts)} is outside the store")
         return os.path.join(self.base_dir, *parts)
 
+    def metric_labels(self, values):
+        """Route arguments as metric labels: `channel` and `quality` as they are
+        when the store has them, `other` when not (see `flask_stats.RequestStats`).
+
+        So label values are bounded by what is recorded, not by what clients
+        ask for: a flood of random names adds no series.
+        """
+        labels = {}
+        path = self.base_dir
+        for arg in ("channel", "quality"):
+            if arg not in values:
+                continue
+            value = values[arg]
+            if path is not None and _is_plain_part(value):
+                path = os.path.join(path, value)
+                if os.path.isdir(path):
+                    labels[arg] = value
+                    continue
+            path = None  # no quality of an unknown channel is known either
+            labels[arg] = flask_stats.OTHER
+        return dict(values, **labels)
+
     def inside(self, real_path):
         """True if a resolved path is in the store (and not the store itself)."""
         return real_path.startswith(self.base_dir + os.sep)
@@ -173,6 +200,22 @@ class Store:
         ffprobe; all None if it cannot tell. Cached by path (which names the bytes)."""
         return probe.describe(segment.path)
 
+    def layout(self, segment):
+        """Where a segment's init section ends (`common.layout`), or None if the
+        file has none to find (logged) or is gone. Cached by path: the name
+        carries the hash, so a path's bytes never change."""
+        found = self._layouts.get(segment.path)
+        if found is None:
+            try:
+                found = layout.read_layout(segment.path, segment.container)
+            except (OSError, layout.BadLayout) as e:
+                logger.warning("Leaving %s out of playlists: %s", segment.path, e)
+                return None
+            if len(self._layouts) >= LAYOUT_CACHE_SIZE:
+                self._layouts.clear()
+            self._layouts[segment.path] = found
+        return found
+
     def media_playlist_body(self, segments, ended):
         """A media playlist (a list of bytes), reusing recent work for the same segments.
 
@@ -181,7 +224,7 @@ class Store:
         (identity first) next to formatting them. A playlist asked for again
         (several editors on one range) is reused whole; a live playlist that
         only grew since (a player's reload) formats only its new segments.
-        Anything else is formatted with the entries cache.
+        Anything else is formatted afresh, a slice at a time.
         """
         # A trailing hole writes nothing, and in a live range it is only the
         # part not recorded yet: leave it out, so the rest can be continued.
@@ -197,15 +240,20 @@ class Store:
                 break
             if n < len(core) and not ended and core[:n] == cached_core:
                 entries = hls.format_entries(
-                    core[n:], _segment_uri, cache=self._entry_cache, before=cached_entries
+                    core[n:], _segment_uri, layout=self.layout, before=cached_entries
                 )
                 break
         if entries is None:
-            if len(self._entry_cache) > ENTRY_CACHE_SIZE:
-                self._entry_cache.clear()
-            entries = hls.format_entries(core, _segment_uri, cache=self._entry_cache)
+            entries = hls.Entries()
+            # A slice at a time, letting other requests run between slices.
+            for i in range(0, len(core), FORMAT_SLICE):
+                if i:
+                    let_others_run()
+                entries = hls.format_entries(
+                    core[i : i + FORMAT_SLICE], _segment_uri, layout=self.layout, before=entries
+                )
         body = hls.assemble(entries, ended=ended)
-        if len(core) <= ENTRY_CACHE_SIZE:
+        if len(core) <= PLAYLIST_CACHE_MAX_SEGMENTS:
             self._playlists.insert(0, (core, entries, ended, body))
             del self._playlists[PLAYLIST_CACHE_SIZE:]
         return body
@@ -228,6 +276,14 @@ class Store:
                 if not entry.is_symlink() or self.inside(os.path.realpath(entry.path)):
                     names.append(entry.name)
         return sorted(names)
+
+
+def _is_plain_part(value):
+    try:
+        validate_name_part(value, "part")
+    except ValueError:
+        return False
+    return True
 
 
 def check_part(value, what):
@@ -281,7 +337,7 @@ def list_qualities(channel):
     return flask.jsonify(store().subdirectories(store().directory(channel)))
 
 
-def list_hours(channel, quality):
+def list_hour_names(channel, quality):
     """`GET /files/<channel>/<quality>`: the hours that have a directory, oldest first.
 
     Directories whose names are not hours are left out.
@@ -321,7 +377,8 @@ def segment(channel, quality, hour, name):
     if info.type == "temp":
         raise NotFound(f"no segment {channel}/{quality}/{hour}/{name}")
     try:
-        response = files.file_response(path, "video/mp2t", etag=info.hash, max_age=SEGMENT_MAX_AGE)
+        content_type = SEGMENT_CONTENT_TYPES[info.container]
+        response = files.file_response(path, content_type, etag=info.hash, max_age=SEGMENT_MAX_AGE)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise NotFound(f"no segment {channel}/{quality}/{hour}/{name}") from None
     response.cache_control.immutable = True
@@ -336,12 +393,19 @@ def _resolve_range(start, end, earliest):
 
     `start` defaults to `earliest` (the first recorded hour); with no `end`
     the range runs on into the future: a live playlist. Refuses a live range
-    longer than MAX_RANGE.
+    longer than MAX_RANGE, or starting past the lookahead (400, not the scan's
+    "end before start").
     """
     now = store().now()
     if start is None:
         start = earliest if earliest is not None else now
     if end is None:
+        if start > now + LIVE_LOOKAHEAD:
+            raise BadRequest(
+                f"start {params.format_time(start)} is more than"
+                f" {params.format_span(LIVE_LOOKAHEAD)} ahead of now ({params.format_time(now)}):"
+                " nothing can be recorded there yet"
+            )
         if now - start > MAX_RANGE:
             raise BadRequest(
                 f"range from {params.format_time(start)} to now is longer than"
@@ -366,25 +430,16 @@ def _is_ended(end, segments):
     return bool(segments and segments[-1] is not None) or now >= end + SETTLE_TIME
 
 
-@functools.lru_cache(maxsize=1024)
-def _quote(part):
-    return urllib.parse.quote(part, safe="")
+def _directory_uri(path):
+    """The URI of an hour directory `BASE/<channel>/<quality>/<hour>`, relative to
+    `/playlist/<channel>/<quality>.m3u8`."""
+    parts = (urllib.parse.quote(part, safe="") for part in path.rsplit("/", 3)[1:])
+    return f"../../segments/{'/'.join(parts)}/"
 
 
-# Segment names are made of these: only the `:` needs escaping in a URI.
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9._:-]+")
-
-
-def _quote_name(name):
-    if _PLAIN_NAME.fullmatch(name):
-        return name.replace(":", "%3A")
-    return urllib.parse.quote(name, safe="")
-
-
-def _segment_uri(segment):
-    """A segment's URI relative to `/playlist/<channel>/<quality>.m3u8`."""
-    directory = f"{_quote(segment.channel)}/{_quote(segment.quality)}/{_quote(segment.hour)}"
-    return f"../../segments/{directory}/{_quote_name(segment.name)}"
+# A segment's URI: its directory's, and its name (which `common.segments`
+# parsed, so it is made of letters, digits and `._:-` only).
+_segment_uri = hls.DirectoryURIs(_directory_uri)
 
 
 def _playlist_response(body, live):
@@ -518,11 +573,13 @@ def cut(channel, quality):
 
 
 # (rule, view function, options): every route of the API. The endpoint name is
-# the function's name, which also names its metrics (`http_request_latency_<name>`).
+# the function's name, which also names its metrics (`http_request_latency_<name>`):
+# so no name has a unit word (`hours`, `days`, `bytes`...) as a part of it,
+# which Prometheus' conventions would read as the metric's unit.
 ROUTES = [
     ("/files", list_channels, {}),
     ("/files/<channel>", list_qualities, {}),
-    ("/files/<channel>/<quality>", list_hours, {}),
+    ("/files/<channel>/<quality>", list_hour_names, {}),
     ("/files/<channel>/<quality>/<hour>", list_segment_names, {}),
     ("/segments/<channel>/<quality>/<hour>/<name>", segment, {}),
     ("/playlist/<channel>.m3u8", master_playlist, {}),
@@ -534,9 +591,25 @@ ROUTES = [
 # --- the app ----------------------------------------------------------------
 
 
+# Methods in the order Access-Control-Allow-Methods lists them.
+METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods():
+    """The methods the requested path answers (GET, HEAD, OPTIONS if no route)."""
+    request = flask.request
+    if request.url_rule is not None:
+        methods = request.url_rule.methods
+    else:  # a 405 (or a 404): ask the map what the path answers
+        adapter = flask.current_app.url_map.bind_to_environ(request.environ)
+        methods = set(adapter.allowed_methods()) or {"GET", "HEAD", "OPTIONS"}
+    return ", ".join(m for m in METHOD_ORDER if m in methods)
+
+
 def add_cors_headers(response):
     if "Access-Control-Allow-Origin" not in response.headers:
         response.headers.extend(CORS_HEADERS)
+        response.headers["Access-Control-Allow-Methods"] = _allowed_methods()
     requested = flask.request.headers.get("Access-Control-Request-Headers")
     if requested:
         response.headers["Access-Control-Allow-Headers"] = requested
@@ -592,7 +665,7 @@ def create_app(base_dir, registry=None, *, now=utc_now, cut_limits=None):
     # after_request hooks run last-registered first: this one must see the
     # response after flask_stats has added its close callback.
     app.after_request(files.link_close)
-    flask_stats.install(app, registry)
+    flask_stats.install(app, registry, known=app.extensions["restreamer"].metric_labels)
     app.before_request(check_query_encoding)
     app.after_request(add_cors_headers)
     app.register_error_handler(HTTPException, http_error)

@@ -10,7 +10,8 @@ bench/restreamer.py).
 Werkzeug's `send_file` returns its body with `direct_passthrough`, which skips
 the response's `call_on_close` callbacks (request metrics would never be
 recorded). `file_response` keeps werkzeug's conditional and Range logic but
-its body runs those callbacks when the server closes it (`link_close`).
+its body runs those callbacks when the server closes it (`link_close`, which
+also makes werkzeug's own file responses run them).
 
 How it fails: a file that vanishes between the route's check and `open` is a
 FileNotFoundError for the route to turn into a 404; a client that goes away
@@ -20,6 +21,7 @@ mid-body makes the server close the body, which closes the file.
 import os
 
 import flask
+import werkzeug.http
 
 # Read size when the body is iterated rather than sent with sendfile: large
 # enough that per-chunk overhead is small, small enough for many clients.
@@ -78,7 +80,11 @@ def file_response(path, mimetype, etag=None, max_age=None):
         if max_age is not None:
             response.cache_control.max_age = max_age
             response.cache_control.public = True
-        response.make_conditional(flask.request, accept_ranges=True, complete_length=stat.st_size)
+        response.make_conditional(
+            _ranges_we_honour(flask.request.environ),
+            accept_ranges=True,
+            complete_length=stat.st_size,
+        )
     except BaseException:
         file.close()
         raise
@@ -89,6 +95,26 @@ def file_response(path, mimetype, etag=None, max_age=None):
         body.length = response.content_range.stop - response.content_range.start
         response.response = body
     return response
+
+
+def _ranges_we_honour(environ):
+    """The request's environ, without a `Range` header this server ignores.
+
+    RFC 9110 (section 14.2) lets a server ignore a Range header, and has it
+    ignore one in a unit it does not know; 416 is only for a well-formed range
+    that misses the file. So a malformed one (`bytes=5-1`, `bytes=abc`), one in
+    another unit, and several ranges at once (which would need a multipart
+    body) are ignored: the whole file, 200. Werkzeug would answer 416.
+    """
+    header = environ.get("HTTP_RANGE")
+    if header is None:
+        return environ
+    ranges = werkzeug.http.parse_range_header(header)
+    if ranges is not None and ranges.units == "bytes" and len(ranges.ranges) == 1:
+        return environ
+    environ = dict(environ)
+    del environ["HTTP_RANGE"]
+    return environ
 
 
 def link_close(response):
@@ -107,4 +133,10 @@ def link_close(response):
         and flask.request.method != "HEAD"
     ):
         body.after_close = response.close
+    elif response.direct_passthrough and not isinstance(body, FileBody):
+        # Werkzeug's own file bodies (`send_from_directory`: the editor's
+        # page and scripts) would skip the callbacks too, leaving the
+        # in-flight gauge up and the latency unrecorded: let werkzeug wrap
+        # them, which runs the callbacks on close. They are small files.
+        response.direct_passthrough = False
     return response

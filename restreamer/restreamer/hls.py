@@ -5,7 +5,9 @@
 RFC spells them, so each can be grepped back to its section.
 
 Choices, and the RFC text behind them:
-- `#EXT-X-VERSION:3`: EXTINF durations are decimal (§4.3.1.1 needs version 3).
+- `#EXT-X-VERSION:3`: EXTINF durations are decimal (§4.3.1.1 needs version 3);
+  6 once the playlist has an `EXT-X-MAP` (§7: version 6 for EXT-X-MAP outside
+  I-frame playlists; its byte ranges need version 4).
 - `#EXT-X-TARGETDURATION` is the longest segment rounded to the nearest
   integer, half up (§4.3.3.1: "The EXTINF duration of each Media Segment in
   the Playlist file, when rounded to the nearest integer, MUST be less than or
@@ -21,11 +23,37 @@ Choices, and the RFC text behind them:
   playlists may only grow at the end; a hole that the backfiller fills later
   breaks that promise, and players will only pick the new segment up on a
   fresh load.)
+
+Fragmented MP4. A stored `.mp4` file is its init section followed by its media
+segment (see docs/STORE.md), and consecutive files usually carry the very same
+init section. The playlist points into the files themselves, so any static
+file server (nginx in front of `/segments/`) can serve them from disk:
+- `#EXT-X-MAP:URI="<file>",BYTERANGE="<init size>@0"` names the init section
+  of the first file of each run of segments whose init sections are
+  byte-identical (§4.3.2.5: a map applies to every segment after it until the
+  next map);
+- every segment has `#EXT-X-BYTERANGE:<media size>@<init size>` (§4.3.2.2), so
+  a player never reads the init section twice (a second `moov` inside a
+  segment makes demuxers complain);
+- a new map comes with `#EXT-X-DISCONTINUITY` wherever the init section or the
+  container changes (§4.3.3.6/§6.2.1: a change of file format, tracks or
+  encoding parameters needs one).
+- MPEG-TS segments before any fMP4 one are listed as they always were. After
+  one, a map is in force and cannot be dropped, so TS segments get their own
+  map: the PAT and PMT at the start of the first TS file of the run, the
+  "Media Initialization Section" of a TS segment in §3.2 (each TS segment
+  carries its own PAT and PMT too, so it is listed whole).
+- A segment whose init section cannot be found (a body cut short inside it, a
+  file that is not what its name says) cannot be played: it is left out, as a
+  hole.
 """
 
 import datetime
 import functools
+import operator
 from typing import NamedTuple
+
+from common.segments import format_duration
 
 # Used for an empty live playlist, which has no segment to measure; the
 # player reloads it every target duration, and Twitch's segments last 2 s.
@@ -35,21 +63,17 @@ ONE_SECOND_US = 1_000_000
 
 
 ONE_MICROSECOND = datetime.timedelta(microseconds=1)
+_duration = operator.attrgetter("duration")
+_hour = operator.attrgetter("hour")
 
 
 def _micros(duration):
     return duration // ONE_MICROSECOND
 
 
-# A stream has a handful of distinct durations: each is formatted once.
-@functools.lru_cache(maxsize=1024)
-def format_extinf(duration):
-    """A segment's duration for EXTINF: seconds with millisecond (or finer) precision."""
-    micros = _micros(duration)
-    seconds, micros = divmod(micros, ONE_SECOND_US)
-    if micros % 1000 == 0:
-        return f"{seconds}.{micros // 1000:03d}"
-    return f"{seconds}.{micros:06d}"
+# EXTINF's decimal seconds are the store's duration format. A stream has a
+# handful of distinct durations: each is formatted once.
+format_extinf = functools.lru_cache(maxsize=1024)(format_duration)
 
 
 def format_program_date_time(dt):
@@ -72,13 +96,37 @@ def _round_seconds(longest):
     return max(1, (_micros(longest) + ONE_SECOND_US // 2) // ONE_SECOND_US)
 
 
-def segment_entry(segment, uri):
-    """The three lines of one segment: its broadcast time, duration and URI."""
+def segment_entry(segment, uri, layout=None):
+    """The lines of one segment: its broadcast time, duration, byte range
+    (when `layout`, the segment's `common.layout.Layout`, is given) and URI.
+
+    A stored segment (one with an hour) starts at its hour plus the
+    `MM:SS.ffffff` its name begins with, so its hour and the name's first nine
+    characters are `format_program_date_time(segment.start)` without the
+    `Z`, in a fifth of the time of formatting the datetime.
+    """
+    if segment.hour is None:
+        program_date_time = format_program_date_time(segment.start)
+    else:
+        program_date_time = f"{segment.hour}:{segment.path.rpartition('/')[2][:9]}Z"
+    byterange = ""
+    if layout is not None:
+        byterange = f"#EXT-X-BYTERANGE:{layout.media_size}@{layout.init_size}\n"
     return (
-        f"#EXT-X-PROGRAM-DATE-TIME:{format_program_date_time(segment.start)}\n"
+        f"#EXT-X-PROGRAM-DATE-TIME:{program_date_time}\n"
         f"#EXTINF:{format_extinf(segment.duration)},\n"
-        f"{uri(segment)}\n"
+        f"{byterange}{uri(segment)}\n"
     )
+
+
+def map_tag(segment, uri, layout):
+    """The EXT-X-MAP naming `segment`'s init section (§4.3.2.5; BYTERANGE is a
+    quoted-string there, unlike EXT-X-BYTERANGE's value)."""
+    return f'#EXT-X-MAP:URI="{uri(segment)}",BYTERANGE="{layout.init_size}@0"\n'
+
+
+BASE_VERSION = 3
+MAP_VERSION = 6
 
 
 # A live playlist's entries grow by one chunk per reload; past this many they
@@ -93,51 +141,133 @@ class Entries(NamedTuple):
     percent-encoded), kept in pieces so that continuing them copies nothing;
     `longest` is the longest duration so far (None if no segment yet),
     `after_hole` whether the run ended in a hole, `written` whether any entry
-    was written (a hole before the first entry needs no tag).
+    was written (a hole before the first entry needs no tag), `map_key` what
+    the EXT-X-MAP in force names (None before any: `("mp4", init hash)` or
+    `("ts",)`), `version` the EXT-X-VERSION the tags written need.
     """
 
     chunks: tuple = ()
     longest: datetime.timedelta | None = None
     after_hole: bool = False
     written: bool = False
+    map_key: tuple | None = None
+    version: int = BASE_VERSION
 
 
-def format_entries(segments, uri, *, cache=None, before=Entries()):
+class DirectoryURIs:
+    """Segment URIs made of their directory's URI and their file name.
+
+    `directory(path)` gives the URI of the directory at `path` (a segment
+    path's directory part), ending in `/`; it is asked once per directory (an
+    lru_cache of `cache_size`). The file name is a store's segment name, made
+    of letters, digits and `._:-` only, so only `:` is escaped. Called on a
+    segment, gives its URI; `format_entries` given one formats a run of stored
+    segments with no Python function call per segment.
+    """
+
+    def __init__(self, directory, cache_size=4096):
+        self.directory = functools.lru_cache(maxsize=cache_size)(directory)
+
+    def __call__(self, segment):
+        path, _, name = segment.path.rpartition("/")
+        return self.directory(path) + name.replace(":", "%3A")
+
+
+def _stored_entries(run, uri):
+    """`segment_entry(segment, uri).encode()` for each of `run` (stored
+    segments, with hours), with no Python function call per segment; `uri` a DirectoryURIs."""
+    directory, extinf = uri.directory, format_extinf
+    return [
+        (
+            f"#EXT-X-PROGRAM-DATE-TIME:{segment.hour}:{name[:9]}Z\n"
+            f"#EXTINF:{extinf(segment.duration)},\n"
+            f"{directory(path)}{name.replace(':', '%3A')}\n"
+        ).encode()
+        for segment in run
+        for path, _, name in (segment.path.rpartition("/"),)
+    ]  # fmt: skip
+
+
+def format_entries(segments, uri, *, layout=None, before=Entries()):
     """The entries for `segments` (SegmentInfo, or None at a hole), continuing `before`.
 
-    `uri(segment)` gives each segment's URI. `cache`, a dict, keeps each
-    segment's entry by path across calls (the caller bounds it, and uses one
-    cache per `uri`): a long range or a live playlist reloaded every few
-    seconds formats each segment once. Passing the Entries of the segments
-    that come first as `before` gives the same result as formatting the whole
-    list, so a live playlist need only format what is new.
+    `uri(segment)` gives each segment's URI. `layout(segment)` gives the
+    `common.layout.Layout` of an fMP4 segment (and of a TS one once a map is in
+    force), or None when it has none (the segment is then left out as a hole);
+    it is needed only when there are `.mp4` segments. Passing the Entries of
+    the segments that come first as `before` gives the same result as
+    formatting the whole list, so a live playlist need only format what is new.
+
+    Each run of MPEG-TS segments between holes, before any map, is formatted in
+    one comprehension (with a `DirectoryURIs`, one with no call per segment): a
+    day of segments (43,200) takes about 30 ms, so entries are not worth
+    caching on their own (a cache of them made a cold day slower, its lookups
+    and inserts costing more than they saved). Runs that hold fMP4 segments, or
+    come after a map, go segment by segment: each may change the map in force.
     """
-    if cache is None:
-        cache = {}
-    get = cache.get
+    if not isinstance(segments, list):
+        segments = list(segments)
     parts = []
-    append = parts.append
     after_hole = before.after_hole
     written = before.written
     longest = before.longest
-    for segment in segments:
-        if segment is None:
+    map_key = before.map_key
+    version = before.version
+    i, n = 0, len(segments)
+    while i < n:
+        if segments[i] is None:
             after_hole = True
+            i += 1
             continue
-        if after_hole and written:
-            append(b"#EXT-X-DISCONTINUITY\n")
-        after_hole = False
-        entry = get(segment.path)
-        if entry is None:
-            entry = cache[segment.path] = segment_entry(segment, uri).encode()
-        append(entry)
-        written = True
-        if longest is None or segment.duration > longest:
-            longest = segment.duration
+        try:
+            j = segments.index(None, i)
+        except ValueError:
+            j = n
+        run = segments[i:j]
+        i = j
+        if map_key is None and not any(s.container == "mp4" for s in run):
+            if after_hole and written:
+                parts.append(b"#EXT-X-DISCONTINUITY\n")
+            after_hole = False
+            written = True
+            if isinstance(uri, DirectoryURIs) and all(map(_hour, run)):
+                parts.append(b"".join(_stored_entries(run, uri)))
+            else:
+                parts.append(b"".join([segment_entry(segment, uri).encode() for segment in run]))
+            run_longest = max(map(_duration, run))
+            if longest is None or run_longest > longest:
+                longest = run_longest
+            continue
+        if layout is None:
+            raise ValueError(f"{run[0].path}: fMP4 playlists need the segments' layout")
+        for segment in run:
+            mp4 = segment.container == "mp4"
+            if not mp4 and map_key is None:  # TS before any map: listed as always
+                found = None
+            else:
+                found = layout(segment)
+                if found is None:
+                    after_hole = True  # unplayable: a hole
+                    continue
+            key = None if found is None else ("mp4", found.init_hash) if mp4 else ("ts",)
+            if key != map_key:
+                if written:
+                    parts.append(b"#EXT-X-DISCONTINUITY\n")
+                parts.append(map_tag(segment, uri, found).encode())
+                map_key = key
+                version = max(version, MAP_VERSION)
+                after_hole = False
+            if after_hole and written:
+                parts.append(b"#EXT-X-DISCONTINUITY\n")
+            after_hole = False
+            parts.append(segment_entry(segment, uri, found if mp4 else None).encode())
+            written = True
+            if longest is None or segment.duration > longest:
+                longest = segment.duration
     chunks = before.chunks + (b"".join(parts),) if parts else before.chunks
     if len(chunks) > MAX_CHUNKS:
         chunks = (b"".join(chunks),)
-    return Entries(chunks, longest, after_hole, written)
+    return Entries(chunks, longest, after_hole, written, map_key, version)
 
 
 def assemble(entries, *, ended):
@@ -147,7 +277,7 @@ def assemble(entries, *, ended):
     the list need no tag: there is no segment on their other side.
     """
     header = (
-        "#EXTM3U\n#EXT-X-VERSION:3\n"
+        f"#EXTM3U\n#EXT-X-VERSION:{entries.version}\n"
         f"#EXT-X-TARGETDURATION:{_round_seconds(entries.longest)}\n"
         "#EXT-X-MEDIA-SEQUENCE:0\n"
         f"#EXT-X-PLAYLIST-TYPE:{'VOD' if ended else 'EVENT'}\n"
@@ -156,13 +286,13 @@ def assemble(entries, *, ended):
     return [header, *entries.chunks, *footer]
 
 
-def media_playlist(segments, uri, *, ended, cache=None):
+def media_playlist(segments, uri, *, ended, layout=None):
     """The media playlist for `segments` (SegmentInfo, or None at a hole), as text.
 
     `ended` says the range is finished: no segment will ever be added to it,
-    so the playlist is VOD. See `format_entries` for `uri` and `cache`.
+    so the playlist is VOD. See `format_entries` for `uri` and `layout`.
     """
-    entries = format_entries(segments, uri, cache=cache)
+    entries = format_entries(segments, uri, layout=layout)
     return b"".join(assemble(entries, ended=ended)).decode()
 
 

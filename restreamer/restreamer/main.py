@@ -1,8 +1,8 @@
 """streamvault restreamer: serve a node's store over HTTP: listings, segments, playlists, cuts.
 
-One worker, `Server`: gevent's WSGI server running the app from `create_app`,
-one greenlet per request, so a slow client or a long cut never holds up the
-others. `/metrics` is served by the app on the same port (the shared
+One worker, `Server`: the shared `common.server.WSGIServer` (gevent's) running
+the app from `create_app`, one greenlet per request, so a slow client or a long
+cut never holds up the others. `/metrics` is served by the app on the same port (the shared
 `--metrics-port` is off by default here).
 
 On SIGTERM the server stops accepting connections and gives requests in flight
@@ -12,21 +12,18 @@ processes with them).
 """
 
 import datetime
-import logging
 import os
 import socket
 import sys
 
 import gevent
-import gevent.pywsgi
 import gevent.socket
 import prometheus_client
 
-from common.service import Stoppable, base_parser, run_service, setup_logging
+from common.server import MAX_CONNECTIONS, Handler, WSGIServer
+from common.service import base_parser, run_service, setup_logging
 from restreamer import cutlimits
 from restreamer.app import create_app
-
-logger = logging.getLogger(__name__)
 
 # Shorter than run_service's STOP_TIMEOUT, so the server closes its own
 # connections before the lifecycle kills the greenlet.
@@ -36,8 +33,8 @@ SERVER_STOP_TIMEOUT = 3  # seconds
 SENDFILE_CHUNK = 4 * 1024 * 1024  # bytes
 
 
-class SendfileHandler(gevent.pywsgi.WSGIHandler):
-    """gevent's handler, sending file bodies (`files.FileBody`) with `os.sendfile`.
+class SendfileHandler(Handler):
+    """The server's handler, sending file bodies (`files.FileBody`) with `os.sendfile`.
 
     The kernel copies the file straight to the socket: no reads into Python,
     no per-chunk greenlet switches. The socket is non-blocking under gevent,
@@ -90,52 +87,29 @@ class SendfileHandler(gevent.pywsgi.WSGIHandler):
                 gevent.sleep(0)
 
 
-class Server(Stoppable):
-    """Serve a WSGI app on (host, port) until stopped. Port 0 picks a free port."""
+class Server(WSGIServer):
+    """The restreamer's `common.server.WSGIServer`: files sent with `SendfileHandler`.
 
-    def __init__(self, app, host="0.0.0.0", port=8000):
-        super().__init__()
-        self.server = gevent.pywsgi.WSGIServer(
-            (host, port),
-            app,
-            handler_class=SendfileHandler,
-            # Access lines at DEBUG (a player fetches a segment every few
-            # seconds); errors gevent itself catches at ERROR.
-            log=gevent.pywsgi.LoggingLogAdapter(
-                logging.getLogger("restreamer.access"), logging.DEBUG
-            ),
-            error_log=gevent.pywsgi.LoggingLogAdapter(
-                logging.getLogger("restreamer.wsgi"), logging.ERROR
-            ),
+    Serves a WSGI app on (host, port) until stopped; port 0 picks a free port.
+    """
+
+    def __init__(self, app, host="0.0.0.0", port=8000, **options):
+        options.setdefault("stop_timeout", SERVER_STOP_TIMEOUT)
+        super().__init__(
+            app, host, port, name="restreamer", handler_class=SendfileHandler, **options
         )
-
-    def start(self):
-        """Bind and start accepting (idempotent); returns the bound port."""
-        if not self.server.started:
-            self.server.start()
-            logger.info("Serving on %s:%d", *self.server.address[:2])
-        return self.server.server_port
-
-    @property
-    def port(self):
-        return self.server.server_port
-
-    def close(self, timeout=SERVER_STOP_TIMEOUT):
-        """Stop accepting; give requests in flight `timeout` seconds, then kill them."""
-        self.server.stop(timeout=timeout)
-
-    def run(self):
-        self.start()
-        self.stopping.wait()
-        logger.info("Stopping: closing the listening socket, finishing requests")
-        self.close()
 
 
 def parse_args(argv=None):
     parser = base_parser("restreamer", __doc__.splitlines()[0], metrics_port=0)
-    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0)")
     parser.add_argument(
         "--port", type=int, default=8000, help="port for the API and /metrics (default: 8000)"
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=MAX_CONNECTIONS,
+        help=f"connections served at once; more wait to be accepted (default: {MAX_CONNECTIONS})",
     )
     parser.add_argument(
         "--max-cuts",
@@ -176,13 +150,15 @@ def main(argv=None):
         stall_timeout=args.cut_stall_timeout,
     )
     app = create_app(args.base_dir, registry=prometheus_client.REGISTRY, cut_limits=limits)
-    server = Server(app, args.host, args.port)
+    server = Server(app, args.host, args.port, max_connections=args.max_connections)
     sys.exit(
         run_service(
             "restreamer",
             [server],
             metrics_port=args.metrics_port,
+            host=args.host,
             backdoor_port=args.backdoor_port,
+            backdoor_socket=args.backdoor_socket,
             backdoor_locals={"app": app, "server": server, "store": app.extensions["restreamer"]},
         )
     )

@@ -8,12 +8,16 @@ as the body). Nothing here touches the store.
 Times are ISO 8601 (python-dateutil's `isoparse`: `2026-11-28T13:50:07.300`,
 `2026-11-28T13:50:07Z`, `...+01:00`, or a bare date); a time without an offset
 is UTC. Note for users: an unescaped `+` in a query string means a space, so
-`+01:00` must be sent as `%2B01:00` (or use `Z`).
+`+01:00` must be sent as `%2B01:00` (or use `Z`); a time that failed to parse
+that way gets that hint in its 400.
 """
+
+import re
 
 from werkzeug.exceptions import BadRequest
 
 from common import times
+from common.segments import END_HOUR, FIRST_HOUR
 from common.times import MAX_TIME_LENGTH
 
 TRUE_WORDS = ("true", "1", "yes", "on")
@@ -27,12 +31,33 @@ def _shown(text):
     return repr(text)
 
 
+# A `+HH:MM` offset whose `+` a query string turned into a space.
+_SPACED_OFFSET = re.compile(r" \d{2}(?::?\d{2})?$")
+
+
 def parse_time(text, name):
-    """ISO 8601 text → aware UTC datetime (`common.times.parse_time`); 400 if bad."""
+    """ISO 8601 text → aware UTC datetime (`common.times.parse_time`); 400 if bad.
+
+    Refuses times outside the years a store can hold (`common.segments`'
+    FIRST_HOUR to END_HOUR): no recording is there, and year 1 or 9999 would
+    overflow the hour arithmetic of a scan.
+    """
     try:
-        return times.parse_time(text)
+        value = times.parse_time(text)
     except ValueError as e:
-        raise BadRequest(f"bad {name} {_shown(text)}: {e}") from None
+        hint = ""
+        if _SPACED_OFFSET.search(text):
+            hint = (
+                " (a '+' in a URL's query is a space: write the offset's '+' as %2B,"
+                " or give the time in UTC with Z)"
+            )
+        raise BadRequest(f"bad {name} {_shown(text)}: {e}{hint}") from None
+    if not FIRST_HOUR <= value <= END_HOUR:
+        raise BadRequest(
+            f"bad {name} {_shown(text)}: outside the years {FIRST_HOUR.year}"
+            f" to {END_HOUR.year - 1}, where nothing can be recorded"
+        )
+    return value
 
 
 def parse_bool(text, name):
@@ -42,7 +67,10 @@ def parse_bool(text, name):
         return True
     if word in FALSE_WORDS:
         return False
-    raise BadRequest(f"bad {name} {_shown(text)}: expected true or false")
+    raise BadRequest(
+        f"bad {name} {_shown(text)}: expected true or false"
+        f" ({', '.join(TRUE_WORDS)}; {', '.join(w for w in FALSE_WORDS if w)}; any case)"
+    )
 
 
 def time_range(args, *, start_required=True, end_required=False, max_range=None):
@@ -81,9 +109,10 @@ format_time = times.format_time
 
 
 def format_span(span):
-    """A timedelta for a message: `8 days`, `36 hours`, `90 seconds`."""
+    """A timedelta for a message: `8 days`, `1 hour`, `36 hours`, `90 seconds`."""
     seconds = span.total_seconds()
-    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
         if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)} {unit}"
+            count = int(seconds // size)
+            return f"{count} {unit}{'' if count == 1 else 's'}"
     return f"{seconds:g} seconds"

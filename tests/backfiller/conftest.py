@@ -1,7 +1,7 @@
 import prometheus_client
 import pytest
 
-from backfiller import main
+from backfiller import client, main
 from tests.backfiller.peers import Servers
 
 
@@ -19,8 +19,8 @@ def fast(monkeypatch):
     Timeouts stay generous (a loaded CI machine must never time out an honest
     request); tests of peers that hang ask for `short_timeouts`.
     """
-    monkeypatch.setattr(main, "LIST_TIMEOUTS", (5, 10))
-    monkeypatch.setattr(main, "FETCH_TIMEOUTS", (5, 10))
+    monkeypatch.setattr(client, "LIST_TIMEOUTS", (5, 10))
+    monkeypatch.setattr(client, "FETCH_TIMEOUTS", (5, 10))
     monkeypatch.setattr(main, "BACKOFF", (0.02, 0.1))
     monkeypatch.setattr(main, "PASS_INTERVAL", 0.02)
     monkeypatch.setattr(main, "NODE_FILE_INTERVAL", 0.02)
@@ -39,5 +39,5 @@ def metrics(registry):
 @pytest.fixture
 def short_timeouts(monkeypatch):
     """Give up on a silent peer within a second (the whole-request deadline)."""
-    monkeypatch.setattr(main, "LIST_TIMEOUTS", (1, 1))
-    monkeypatch.setattr(main, "FETCH_TIMEOUTS", (1, 1))
+    monkeypatch.setattr(client, "LIST_TIMEOUTS", (1, 1))
+    monkeypatch.setattr(client, "FETCH_TIMEOUTS", (1, 1))

@@ -1,7 +1,7 @@
 """Test helpers for the backfiller: fake segments in a store, and a peer under our control.
 
 `FakePeer` is a WSGI app speaking the restreamer's listing and segment routes
-(DESIGN §3) honestly from a store directory, except for the paths a test
+(`/files/...`, `/segments/...`) honestly from a store directory, except for the paths a test
 overrides with a hostile handler: wrong bytes, bad JSON, hanging or truncated
 responses. Served by gevent's WSGIServer on 127.0.0.1, port 0 (`serve`).
 """
@@ -22,10 +22,63 @@ from tests import util
 TWO_SECONDS = datetime.timedelta(seconds=2)
 
 
+# A tiny MPEG-TS stream, built here so that thousands of test segments cost no
+# ffmpeg run: a PAT, a PMT naming one H.264 video PID, then one PES a frame at
+# FRAME_RATE with a PTS each. The backfiller checks container and timeline,
+# never decodes, so this is all it needs (tests/backfiller/test_media.py also
+# checks it against segments made by ffmpeg).
+FRAME_RATE = 30
+VIDEO_PID, PMT_PID = 0x100, 0x1000
+
+
+def _crc32_mpeg(data):
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x104C11DB7) if crc & 0x80000000 else crc << 1
+    return crc & 0xFFFFFFFF
+
+
+def _packet(pid, payload, counter=0):
+    header = bytes([0x47, 0x40 | pid >> 8, pid & 0xFF, 0x10 | counter & 0x0F])
+    return (header + payload + b"\xff" * 184)[:188]
+
+
+def _section(body):
+    """A PSI section (pointer field first) from its table id and fields, with length and CRC."""
+    length = len(body) - 1 + 4
+    section = body[:1] + bytes([0xB0 | length >> 8, length & 0xFF]) + body[1:]
+    return b"\x00" + section + _crc32_mpeg(section).to_bytes(4, "big")
+
+
+def _pts(value):
+    return bytes([
+        0x21 | (value >> 29) & 0x0E, (value >> 22) & 0xFF, (value >> 14) & 0xFE | 1,
+        (value >> 7) & 0xFF, (value << 1) & 0xFE | 1,
+    ])  # fmt: skip
+
+
+def media(tag=b"", duration=TWO_SECONDS, first_pts=90000):
+    """A valid MPEG-TS segment lasting `duration`, its frames carrying `tag`."""
+    frames = max(1, round(duration.total_seconds() * FRAME_RATE))
+    tick = 90000 // FRAME_RATE
+    pat = _section(bytes([0x00, 0, 1, 0xC1, 0, 0, 0, 1, 0xE0 | PMT_PID >> 8, PMT_PID & 0xFF]))
+    pmt = _section(bytes([
+        0x02, 0, 1, 0xC1, 0, 0, 0xE0 | VIDEO_PID >> 8, VIDEO_PID & 0xFF, 0xF0, 0,
+        0x1B, 0xE0 | VIDEO_PID >> 8, VIDEO_PID & 0xFF, 0xF0, 0,
+    ]))  # fmt: skip
+    packets = [_packet(0, pat), _packet(PMT_PID, pmt)]
+    for i in range(frames):
+        pes = b"\x00\x00\x01\xe0\x00\x00\x80\x80\x05" + _pts(first_pts + i * tick) + tag[:160]
+        packets.append(_packet(VIDEO_PID, pes, i))
+    return b"".join(packets)
+
+
 def put_segment(base_dir, channel, quality, start, data=None, duration=TWO_SECONDS, type="full"):
-    """Write a fake segment (any bytes: only the hash in the name matters) into a store."""
+    """Write a segment into a store: `data`, or a valid one of its duration with random frames."""
     if data is None:
-        data = secrets.token_bytes(64 + secrets.randbelow(64))
+        data = media(secrets.token_bytes(16), duration)
     with SegmentWriter(str(base_dir), channel, quality, start, duration) as writer:
         writer.write(data)
         return writer.finish(type)

@@ -7,18 +7,21 @@ hostile handler. Timeouts are shortened by the `fast` fixture.
 import datetime
 import gzip
 import os
+import shutil
 
 import gevent
 import gevent.event
 import gevent.server
 import pytest
 
-from backfiller import main
-from backfiller.main import Manager, PeerWorker, peer_from_url
+from backfiller import client
+from backfiller.main import Manager, PeerWorker
+from backfiller.plan import peer_from_url
 from common.segments import UTC, segment_name
 from tests.backfiller.peers import (
     FakePeer,
     fake_name,
+    media,
     put_segment,
     respond,
     respond_json,
@@ -108,7 +111,7 @@ def test_bad_names_in_listings_are_skipped_and_counted(servers, dirs, metrics, r
         f"{HOUR}/{name}",  # a path, even to the right hour
         "." + name,  # hidden
         "garbage.ts",
-        name.replace(".ts", ".mp4"),
+        name.replace(".ts", ".mkv"),  # not a container the store holds
         name[:-10] + "!!!!!!.ts",  # bad hash
         "61:00.000000-2.000-full-" + "A" * 43 + ".ts",  # minute 61
         17,
@@ -173,7 +176,7 @@ def test_unreadable_listings_abandon_the_pass(
 
 def test_oversized_listing_is_refused(servers, dirs, metrics, registry, monkeypatch):
     peer_dir, local = dirs
-    monkeypatch.setattr(main, "MAX_LISTING_BYTES", 1000)
+    monkeypatch.setattr(client, "MAX_LISTING_BYTES", 1000)
     peer = FakePeer(peer_dir)
     peer.overrides["/files/chan/source"] = respond_json([HOUR] * 1000)
     url = servers.serve(peer)
@@ -192,12 +195,12 @@ def test_broken_segment_bodies_leave_nothing(
     with open(paths[0], "rb") as f:
         data = f.read()
     if behaviour == "too_large":
-        monkeypatch.setattr(main, "MAX_SEGMENT_BYTES", len(data) - 1)
+        monkeypatch.setattr(client, "MAX_SEGMENT_BYTES", len(data) - 1)
     # Only the broken one may be over the limit: make the others smaller.
     for path in paths[1:]:
         os.remove(path)
     for i in (1, 2):
-        put_segment(peer_dir, "chan", "source", T0 + 2 * i * S, data=b"small %d" % i)
+        put_segment(peer_dir, "chan", "source", T0 + 2 * i * S, media(b"small", S), S)
     handlers = {
         "truncated": peer.truncated(data),
         "trickle": peer.trickle(data),
@@ -369,3 +372,123 @@ def test_compressed_bodies_are_never_expanded(servers, dirs, metrics, registry):
     url = servers.serve(bomb)
     run_once(url, local, metrics)
     assert errors(registry, url, "bad_json") == 1
+
+
+def test_bodies_that_are_not_their_segment_are_refused_and_counted(
+    servers, dirs, metrics, registry
+):
+    # Each hashes to its name, so only the body check can tell.
+    peer_dir, local = dirs
+    good = make_store(peer_dir, 1)
+    lies = {
+        "ten bytes": (b"0123456789", 2 * S),
+        "six seconds named two": (media(b"long", 6 * S), 2 * S),
+        "two seconds named six": (media(b"short"), 6 * S),
+        "html": (b"<html>" + b" " * 400 + b"</html>", 2 * S),
+    }
+    for i, (data, duration) in enumerate(lies.values()):
+        put_segment(peer_dir, "chan", "source", T0 + (10 + 10 * i) * S, data, duration)
+    url = servers.serve(FakePeer(peer_dir))
+    worker = run_once(url, local, metrics)
+    assert set(store_files(local)) == {os.path.relpath(good[0], peer_dir)}
+    assert worker.errors == len(lies)
+    assert errors(registry, url, "bad_media") == len(lies)
+    assert no_temp_files(local) == []
+
+
+def test_a_peer_never_replaces_a_start_this_node_holds_whole(servers, dirs, metrics):
+    # The attack: a real segment padded with null packets (so it hashes to a
+    # new name and wins the store's "largest" tie-break), or other video, for
+    # a start this node recorded itself.
+    peer_dir, local = dirs
+    own = make_store(local, 2)
+    with open(own[0], "rb") as f:
+        padded = f.read() + (b"\x47\x1f\xff\x10" + b"\xff" * 184) * 50
+    put_segment(peer_dir, "chan", "source", T0, padded)
+    put_segment(peer_dir, "chan", "source", T0 + 2 * S, media(b"other video"))
+    newer = put_segment(peer_dir, "chan", "source", T0 + 4 * S)  # a hole here: taken
+    peer = FakePeer(peer_dir)
+    url = servers.serve(peer)
+    worker = run_once(url, local, metrics)
+    fetched = [p for p in peer.requests if p.startswith("/segments/")]
+    assert fetched == ["/segments/" + os.path.relpath(newer, peer_dir)]
+    assert worker.fetched == 1 and worker.errors == 0
+    assert len(store_files(local)) == 3
+
+
+@pytest.mark.parametrize("what", ["hours", "hour", "segment"])
+def test_redirects_are_never_followed(servers, dirs, metrics, registry, what):
+    # A peer's 302 to an address only it can reach (here: an honest server
+    # holding what we lack) must not be fetched, nor its answer used.
+    peer_dir, local = dirs
+    paths = make_store(peer_dir, 2)
+    internal = FakePeer(peer_dir)
+    internal_url = servers.serve(internal)
+    peer = FakePeer(peer_dir)
+    path = {
+        "hours": "/files/chan/source",
+        "hour": f"/files/chan/source/{HOUR}",
+        "segment": "/segments/" + os.path.relpath(paths[0], peer_dir),
+    }[what]
+    peer.overrides[path] = respond(302, b"", [("Location", internal_url + path)])
+    url = servers.serve(peer)
+    worker = run_once(url, local, metrics)
+    assert internal.requests == []
+    assert errors(registry, url, "http") == 1 and worker.errors == 1
+    if what == "segment":
+        assert set(store_files(local)) == {os.path.relpath(paths[1], peer_dir)}
+    else:
+        assert store_files(local) == {}
+
+
+def test_refused_segments_are_one_warning_per_kind_and_pass(
+    servers, dirs, metrics, registry, caplog
+):
+    peer_dir, local = dirs
+    names = [os.path.basename(p) for p in make_store(peer_dir, 30)]
+    liar = FakePeer(peer_dir)
+    for name in names[:20]:
+        liar.overrides[f"/segments/chan/source/{HOUR}/{name}"] = respond(200, b"lies")
+    for name in names[20:25]:
+        liar.overrides[f"/segments/chan/source/{HOUR}/{name}"] = respond(500)
+    url = servers.serve(liar)
+    caplog.set_level("DEBUG", logger="backfiller")
+    for _ in range(2):
+        caplog.clear()
+        shutil.rmtree(local)
+        worker = run_once(url, local, metrics)
+        assert worker.fetched == 5 and worker.errors == 25
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert len(warnings) == 2, warnings
+        assert warnings[0].startswith("20 segments refused this pass (hash_mismatch), e.g. ")
+        assert warnings[1].startswith("5 segments refused this pass (http), e.g. ")
+        debug = [r for r in caplog.records if r.levelname == "DEBUG" and "Could not" in r.msg]
+        assert len(debug) == 25
+    assert errors(registry, url, "hash_mismatch") == 40
+
+
+def test_a_segment_over_the_size_limit_is_refused(servers, dirs, metrics, registry):
+    peer_dir, local = dirs
+    small = put_segment(peer_dir, "chan", "source", T0, media(b"small", S), S)
+    big = put_segment(peer_dir, "chan", "source", T0 + 2 * S, media(b"big", 6 * S), 6 * S)
+    limit = (os.path.getsize(small) + os.path.getsize(big)) // 2
+    url = servers.serve(FakePeer(peer_dir))
+    worker = run_once(url, local, metrics, max_segment_bytes=limit)
+    assert set(store_files(local)) == {os.path.relpath(small, peer_dir)}
+    assert errors(registry, url, "too_large") == 1 and worker.errors == 1
+    assert no_temp_files(local) == []
+
+
+def test_nothing_is_fetched_while_the_disk_is_low(servers, dirs, metrics, registry):
+    peer_dir, local = dirs
+    make_store(peer_dir, 3)
+    peer = FakePeer(peer_dir)
+    url = servers.serve(peer)
+    free = shutil.disk_usage(local).free
+    worker = run_once(url, local, metrics, min_free_bytes=free + 2**40)
+    assert store_files(local) == {}
+    assert not [p for p in peer.requests if p.startswith("/segments/")]
+    assert errors(registry, url, "low_disk") == 1 and worker.errors == 1
+    # With the space there, the same peer is copied.
+    run_once(url, local, metrics, min_free_bytes=1)
+    assert store_files(local) == store_files(peer_dir)

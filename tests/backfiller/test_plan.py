@@ -4,14 +4,8 @@ import datetime
 
 import pytest
 
-from backfiller.main import (
-    Peer,
-    hours_to_backfill,
-    parse_args,
-    parse_node_lines,
-    parse_start,
-    segments_to_fetch,
-)
+from backfiller.main import parse_args, parse_start
+from backfiller.plan import Peer, hours_to_backfill, parse_node_lines, segments_to_fetch
 from common.segments import UTC, parse_segment_path, segment_name
 
 H = datetime.timedelta(hours=1)
@@ -82,10 +76,22 @@ def test_recent_segments_are_left_to_the_downloader():
     assert segments_to_fetch([old, recent], [], NOW, CUTOFF) == [old]
 
 
-def test_full_segment_with_other_hash_is_fetched_even_beside_a_local_full():
-    # Two nodes can record one start time differently; every node keeps both.
-    here, there = seg(T0, hash_char="B"), seg(T0, hash_char="C")
-    assert segments_to_fetch([there], [here], NOW, CUTOFF) == [there]
+def test_a_local_full_copy_is_never_joined_by_a_peers_other_copy():
+    # What this node recorded whole is what it serves: a peer's other full
+    # copy of the start (padded to win the size tie-break, or other video)
+    # is never fetched, whatever its hash or duration.
+    for char in "ABC":
+        here = seg(T0, hash_char="B")
+        for there in (seg(T0, hash_char=char), seg(T0, hash_char=char, duration=3 * S)):
+            if there.name != here.name:
+                assert segments_to_fetch([there], [here], NOW, CUTOFF) == []
+
+
+def test_one_full_copy_per_start_the_best_by_name():
+    # Nothing here: of the peer's two full copies, the one every node picks.
+    low, high = seg(T0, hash_char="B"), seg(T0, hash_char="C")
+    assert segments_to_fetch([low, high], [], NOW, CUTOFF) == [high]
+    assert segments_to_fetch([high, low], [], NOW, CUTOFF) == [high]
 
 
 @pytest.mark.parametrize(
@@ -158,6 +164,10 @@ def test_args():
     assert args.recent_cutoff == 30 * S
     assert args.concurrency == 7
     assert args.run_once
+    assert args.max_segment_bytes == 64 * 2**20 and args.min_free_bytes == 2 * 2**30
+    args = parse_args(["--channels", "a", "--nodes", "http://x", "--max-segment-mb", "8",
+                       "--min-free-mb", "0.5"])  # fmt: skip
+    assert args.max_segment_bytes == 8 * 2**20 and args.min_free_bytes == 2**19
 
 
 @pytest.mark.parametrize(
@@ -170,6 +180,7 @@ def test_args():
         (["--channels", "a", "--nodes", "x:8000"], "bad node URL"),
         (["--channels", "a", "--nodes", "http://x", "--concurrency", "0"], "1 or more"),
         (["--channels", "a", "--nodes", "http://x", "--recent-cutoff", "-5"], "0 or more"),
+        (["--channels", "a", "--nodes", "http://x", "--min-free-mb", "lots"], "megabytes"),
     ],
 )
 def test_bad_args_give_one_line_errors(argv, message, capsys):

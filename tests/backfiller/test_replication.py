@@ -16,7 +16,7 @@ import prometheus_client
 from backfiller.main import Manager, Metrics
 from common.segments import UTC, segment_name
 from restreamer.app import create_app
-from tests.backfiller.peers import put_segment, store_files
+from tests.backfiller.peers import media, put_segment, store_files
 
 S = datetime.timedelta(seconds=1)
 # Slots straddle an hour boundary, so hour listings and ordering matter.
@@ -47,7 +47,7 @@ def build_stores(tmp_path):
 
     for quality in ("source", "480p"):
         for i in range(SLOTS):
-            data = f"{quality} slot {i}".encode() * 10
+            data = media(f"{quality} slot {i}".encode())
             # Slot i is on every node but node i % 3 (a hole each fills from
             # the others), and slots 0-2 only on one node each.
             holders = [n for k, n in enumerate(NODES) if k != i % 3]
@@ -56,16 +56,16 @@ def build_stores(tmp_path):
             for node in holders:
                 shared[put(node, slot_start(i), data, quality)] = data
     # Only c has this later 480p hour: the hours are the union over qualities.
-    shared[put("c", T0 + 2 * 3600 * S, b"late", "480p")] = b"late"
+    shared[put("c", T0 + 2 * 3600 * S, media(b"late"), "480p")] = media(b"late")
     # Broken copies. Slot 30: a has a full copy, b a partial one.
-    shared[put("a", slot_start(30), b"whole")] = b"whole"
-    broken = {put("b", slot_start(30), b"wh", type="partial"): {"a"}}
+    shared[put("a", slot_start(30), media(b"whole"))] = media(b"whole")
+    broken = {put("b", slot_start(30), media(b"wh"), type="partial"): {"a"}}
     # Slot 31: no full copy anywhere; b's suspect beats a's and c's partials, so
     # every node takes it. Whether a partial reaches a node before the suspect
     # does depends on which peer's worker gets there first: allowed, harmless.
-    shared[put("b", slot_start(31), b"sus", type="suspect")] = b"sus"
-    broken[put("a", slot_start(31), b"p1", type="partial")] = {"b"}
-    broken[put("c", slot_start(31), b"p2", type="partial")] = {"b"}
+    shared[put("b", slot_start(31), media(b"sus"), type="suspect")] = media(b"sus")
+    broken[put("a", slot_start(31), media(b"p1"), type="partial")] = {"b"}
+    broken[put("c", slot_start(31), media(b"p2"), type="partial")] = {"b"}
     # A download in progress on a: never listed, never copied.
     temp = dirs["a"] / "chan" / "source" / "2026-01-10T10"
     (temp / segment_name(slot_start(40), 2 * S, "temp", "inprogress")).write_bytes(b"half")

@@ -10,7 +10,8 @@ import sys
 import gevent
 import pytest
 
-from backfiller.main import Manager, Peer, PeerWorker, peer_from_url
+from backfiller.main import Manager, PeerWorker
+from backfiller.plan import Peer, peer_from_url
 from common.segments import UTC, atomic_write
 from tests.backfiller.peers import FakePeer, put_segment, respond, store_files, wait_for
 
@@ -159,6 +160,7 @@ def run_backfiller(*args):
     )
 
 
+@pytest.mark.slow
 def test_command_line_run_once(servers, tmp_path):
     make_store(tmp_path / "peer", 3)
     make_store(tmp_path / "peer", 2, channel="other")
@@ -171,6 +173,7 @@ def test_command_line_run_once(servers, tmp_path):
     assert store_files(local) == store_files(tmp_path / "peer")
 
 
+@pytest.mark.slow
 def test_bad_command_line_is_one_line(tmp_path):
     proc = run_backfiller("--channels", "../etc", "--nodes", "http://x")
     _, stderr = proc.communicate(timeout=PROCESS_TIMEOUT)
@@ -180,6 +183,7 @@ def test_bad_command_line_is_one_line(tmp_path):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_sigterm_mid_pass_stops_promptly_and_leaves_no_temp_files(servers, tmp_path):
     # Three segments that stall after their first bytes; three that do not.

@@ -30,7 +30,9 @@ def main():
             "sample",
             [counter],
             metrics_port=args.metrics_port,
+            host=args.host,
             backdoor_port=args.backdoor_port,
+            backdoor_socket=args.backdoor_socket,
             backdoor_locals={"counter": counter},
         )
     )

@@ -1,13 +1,17 @@
 import datetime
 import logging
 import os
+import random
 
+import gevent
+import gevent.socket
 import pytest
 
 from common.segments import (
     SegmentWriter,
     atomic_write,
     best_segments_by_start,
+    clear_hour_cache,
     format_duration,
     get_best_segments,
     hash_bytes,
@@ -18,6 +22,7 @@ from common.segments import (
     segment_name,
     segment_path,
 )
+from common.server import WSGIServer
 
 UTC = datetime.UTC
 HASH = hash_bytes(b"some video")
@@ -58,6 +63,18 @@ def seconds(n):
             datetime.timedelta(seconds=2, microseconds=500000),
             "temp",
         ),
+        (
+            f"chan/source/2026-11-28T13/50:07.300000-2.000-full-{HASH}.mp4",
+            datetime.datetime(2026, 11, 28, 13, 50, 7, 300000, tzinfo=UTC),
+            seconds(2),
+            "full",
+        ),
+        (
+            "chan/source/2026-11-28T13/10:00.000001-2.5-temp-abc_DEF-123.mp4",
+            datetime.datetime(2026, 11, 28, 13, 10, 0, 1, tzinfo=UTC),
+            datetime.timedelta(seconds=2, microseconds=500000),
+            "temp",
+        ),
     ],
 )
 def test_parse(path, start, duration, type):
@@ -65,6 +82,7 @@ def test_parse(path, start, duration, type):
     assert info.start == start
     assert info.duration == duration
     assert info.type == type
+    assert info.container == path.rsplit(".", 1)[1]
     assert info.end == start + duration
     assert info.path == path
     assert (info.channel, info.hour) == (path.split("/")[-4], path.split("/")[-2])
@@ -91,8 +109,11 @@ def test_parse_checks_expected_parts():
 @pytest.mark.parametrize(
     "name, reason",
     [
-        (f"50:07.300000-2.000-full-{HASH}.mp4", "not a .ts file"),
-        (f"50:07.300000-2.000-full-{HASH}", "not a .ts file"),
+        (f"50:07.300000-2.000-full-{HASH}.mkv", "not a .ts or .mp4 file"),
+        (f"50:07.300000-2.000-full-{HASH}", "not a .ts or .mp4 file"),
+        (f"50:07.300000-2.000-full-{HASH}.MP4", "not a .ts or .mp4 file"),
+        (f"50:07.300000-2.000-full-{HASH}.ts.mp4", "bad hash"),
+        (f"50:07.300000-2.000-full-{HASH[:-1]}B.mp4", "bad hash encoding"),
         (f"50:07.300000-2.000-{HASH}.ts", "expected MM:SS"),
         ("50:07.300000-2.000-full.ts", "expected MM:SS"),
         (f"50:07.300000-2.000-complete-{HASH}.ts", "unknown type"),
@@ -103,6 +124,9 @@ def test_parse_checks_expected_parts():
         (f"50:07.300000-two-full-{HASH}.ts", "bad duration"),
         (f"50:07.300000--2.000-full-{HASH}.ts", "unknown type '2.000'"),
         (f"50:07.300000-2.0000001-full-{HASH}.ts", "bad duration"),
+        # Bounded: one such name once broke every later playlist and cut.
+        (f"00:00.000000-999999999999.000-full-{HASH}.ts", "over the 300 s a segment may last"),
+        (f"50:07.300000-300.000001-full-{HASH}.ts", "over the 300 s"),
         (f"50:07.300000-2.000-full-{HASH[:-1]}.ts", "bad hash"),
         (f"50:07.300000-2.000-full-{HASH}A.ts", "bad hash"),
         (f"50:07.300000-2.000-full-{HASH[:-1]}+.ts", "bad hash"),
@@ -110,8 +134,12 @@ def test_parse_checks_expected_parts():
         # a 32-byte digest cannot have.
         (f"50:07.300000-2.000-full-{HASH[:-1]}B.ts", "bad hash encoding"),
         ("50:07.300000-2.000-temp-a+b.ts", "bad temp id"),
+        # Other scripts' digits, which int() reads: one segment, several names.
+        (f"\u0665\u0660:07.300000-2.000-full-{HASH}.ts", "expected MM:SS"),
+        (f"50:07.300000-\u0662.000-full-{HASH}.ts", "bad duration"),
         (f".50:07.300000-2.000-full-{HASH}.ts", "hidden file"),
-        ("", "not a .ts file"),
+        (f".50:07.300000-2.000-full-{HASH}.mp4", "hidden file"),
+        ("", "not a .ts or .mp4 file"),
     ],
 )
 def test_parse_rejects(name, reason):
@@ -121,10 +149,40 @@ def test_parse_rejects(name, reason):
     assert repr(path) in str(excinfo.value)
 
 
-@pytest.mark.parametrize("hour", ["2026-11-28", "2026-13-28T13", "2026-11-28T25", "..", "x"])
-def test_parse_rejects_bad_hour(hour):
-    with pytest.raises(ValueError, match="bad hour"):
+@pytest.mark.parametrize(
+    "hour, reason",
+    [
+        ("2026-11-28", "expected YYYY-MM-DDTHH, a UTC hour such as 2026-11-28T13"),
+        ("2026-13-28T13", "no such date or hour; expected YYYY-MM-DDTHH"),
+        ("2026-11-28T25", "no such date or hour"),
+        ("2026-12-02T99", "no such date or hour"),
+        ("..", "expected YYYY-MM-DDTHH"),
+        ("x", "expected YYYY-MM-DDTHH"),
+        # Bounded: a 1970 hour once made every playlist without a start a 400.
+        ("1970-01-01T00", "outside the years 2000 to 2099"),
+        ("1999-12-31T23", "outside the years"),
+        ("2100-01-01T00", "outside the years"),
+        ("0001-01-01T00", "outside the years"),
+        ("\u0662\u0660\u0662\u0666-11-28T13", "expected YYYY-MM-DDTHH"),
+    ],
+)
+def test_parse_rejects_bad_hour(hour, reason):
+    with pytest.raises(ValueError, match="bad hour") as excinfo:
         parse_segment_path(f"chan/source/{hour}/50:07.300000-2.000-full-{HASH}.ts")
+    assert reason in str(excinfo.value)
+    assert "unconverted" not in str(excinfo.value)
+
+
+def test_hours_at_the_bounds_parse():
+    for hour in ("2000-01-01T00", "2099-12-31T23"):
+        parse_segment_path(f"chan/source/{hour}/50:07.300000-2.000-full-{HASH}.ts")
+
+
+def test_names_no_reader_would_accept_are_never_made():
+    with pytest.raises(ValueError, match="over the 300 s"):
+        segment_name(T0, seconds(301), "full", HASH)
+    with pytest.raises(ValueError, match="outside the hours"):
+        segment_name(datetime.datetime(1970, 1, 1, tzinfo=UTC), seconds(2), "full", HASH)
 
 
 @pytest.mark.parametrize(
@@ -150,6 +208,18 @@ def test_build_round_trip_is_exact():
             parse_segment_path(segment_path("b", "c", "q", start, duration, "full", HASH)).start
             == start
         )
+
+
+def test_build_mp4_round_trip():
+    start = datetime.datetime(2026, 11, 28, 13, 59, 58, 123457, tzinfo=UTC)
+    path = segment_path("/base", "chan", "source", start, seconds(2), "full", HASH, "mp4")
+    assert path == f"/base/chan/source/2026-11-28T13/59:58.123457-2.000-full-{HASH}.mp4"
+    info = parse_segment_path(path)
+    assert (info.start, info.type, info.hash, info.container) == (start, "full", HASH, "mp4")
+    assert segment_name(start, seconds(2), "full", HASH).endswith(".ts")
+    for container in ("mkv", "MP4", ".mp4", ""):
+        with pytest.raises(ValueError, match="unknown container"):
+            segment_name(start, seconds(2), "full", HASH, container)
 
 
 def test_build_naive_is_utc_and_aware_is_converted():
@@ -185,6 +255,28 @@ def test_segment_writer(tmp_path):
     info = parse_segment_path(path)
     assert info.hash == HASH
     assert open(path, "rb").read() == b"some video"
+
+
+def test_segment_writer_mp4(tmp_path):
+    hour = tmp_path / "chan" / "source" / "2026-11-28T13"
+    with SegmentWriter(str(tmp_path), "chan", "source", T0, seconds(2), "mp4") as writer:
+        writer.write(b"some ")
+        (temp,) = os.listdir(hour)
+        assert "-temp-" in temp and temp.endswith(".mp4")
+        assert list_segments(str(hour)) == []
+        writer.write(b"video")
+        path = writer.finish("full")
+    info = parse_segment_path(path)
+    assert (info.hash, info.container) == (HASH, "mp4")
+    # The same bytes as TS are another file: the container is part of the name.
+    with SegmentWriter(str(tmp_path), "chan", "source", T0, seconds(2)) as writer:
+        writer.write(b"some video")
+        ts_path = writer.finish("full")
+    assert ts_path == path[: -len(".mp4")] + ".ts"
+    assert sorted(s.container for s in list_segments(str(hour))) == ["mp4", "ts"]
+    with pytest.raises(ValueError, match="unknown container"):
+        SegmentWriter(str(tmp_path), "chan", "source", T0, seconds(2), "mkv")
+    assert sorted(os.listdir(hour)) == sorted([os.path.basename(path), os.path.basename(ts_path)])
 
 
 def test_segment_writer_race_and_abort(tmp_path):
@@ -229,10 +321,12 @@ class Store:
         self.base = str(base)
         self.hours_path = os.path.join(self.base, "chan", "source")
 
-    def add(self, start, duration, type="full", data=None):
+    def add(self, start, duration, type="full", data=None, container="ts"):
         start = T0 + seconds(start) if not isinstance(start, datetime.datetime) else start
         data = data if data is not None else f"{start}{duration}{type}".encode()
-        with SegmentWriter(self.base, "chan", "source", start, seconds(duration)) as writer:
+        with SegmentWriter(
+            self.base, "chan", "source", start, seconds(duration), container
+        ) as writer:
             writer.write(data)
             return writer.finish(type)
 
@@ -289,6 +383,34 @@ def test_partial_is_followed_by_hole(store):
         (6, 2, "suspect"),
         None,
     ]
+
+
+def test_range_mixing_containers_joins(store):
+    # A channel that switched from MPEG-TS to fMP4 and back: one range, no holes
+    # from the switch itself.
+    store.add(0, 2)
+    store.add(2, 2, container="mp4")
+    store.add(4, 2, "partial", container="mp4")
+    store.add(6, 2)
+    segments = get_best_segments(store.hours_path, T0, T0 + seconds(8))
+    assert [s and s.container for s in segments] == ["ts", "mp4", "mp4", None, "ts"]
+    assert store.best(0, 8) == [
+        (0, 2, "full"),
+        (2, 2, "full"),
+        (4, 2, "partial"),
+        None,
+        (6, 2, "full"),
+    ]
+
+
+def test_best_copy_of_one_start_across_containers(store):
+    # Two files for one start in different containers (two nodes that saw the
+    # stream differently): the usual rules choose, whatever the container.
+    store.add(0, 2, "partial", b"p" * 100)
+    best = store.add(0, 2, "full", b"mp4 body", container="mp4")
+    store.add(0, 1.5, "full", b"longer but shorter duration")
+    (segment,) = get_best_segments(store.hours_path, T0, T0 + seconds(2))
+    assert segment.path == best
 
 
 def test_best_copy_of_one_start(store):
@@ -371,13 +493,16 @@ def test_ignores_temp_hidden_and_bad_files(store, caplog):
     hour = os.path.join(store.hours_path, "2026-11-28T13")
     for name in (
         "00:02.000000-2.000-temp-xyz.ts",
+        "00:02.000000-2.000-temp-xyz.mp4",
         f".00:02.000000-2.000-full-{HASH}.ts",
+        f".00:02.000000-2.000-full-{HASH}.mp4",
+        f"00:02.000000-2.000-full-{HASH}.mkv",
         "notes.txt",
     ):
         open(os.path.join(hour, name), "w").close()
     with caplog.at_level(logging.WARNING):
         assert store.best(0, 4) == [(0, 2, "full"), None]
-    assert "notes.txt" in caplog.text
+    assert "notes.txt" in caplog.text and ".mkv" in caplog.text
     assert len(list_segments(hour)) == 1
 
 
@@ -397,3 +522,127 @@ def test_hours_for_range():
         "2026-11-28T14",
     ]
     assert hours_for_range(T0, T0 + seconds(1)) == ["2026-11-28T12", "2026-11-28T13"]
+
+
+def test_other_digits_are_not_listed(store, caplog):
+    store.add(0, 2)
+    hour = os.path.join(store.hours_path, "2026-11-28T13")
+    open(os.path.join(hour, f"00:0\u0664.000000-2.000-full-{HASH}.ts"), "w").close()
+    with caplog.at_level(logging.WARNING):
+        assert [s.start for s in list_segments(hour)] == [T0]
+
+
+def test_name_with_a_newline_is_not_read_as_its_lines(store, caplog):
+    store.add(0, 2)
+    hour = os.path.join(store.hours_path, "2026-11-28T13")
+    # Listed in one pass over the names joined by newlines: this one must not
+    # pass for the segment named on its second line.
+    open(os.path.join(hour, f"junk\n00:02.000000-2.000-full-{HASH}.ts"), "w").close()
+    with caplog.at_level(logging.WARNING):
+        assert [s.start for s in list_segments(hour)] == [T0]
+    assert "junk" in caplog.text
+
+
+def reference_best(hours_path, start, end):
+    """get_best_segments as docs/STORE.md words it, one segment at a time."""
+    result = []
+    for hour in hours_for_range(start, end):
+        for segment in best_segments_by_start(list_segments(os.path.join(hours_path, hour))):
+            if segment.end <= start or segment.start >= end:
+                continue
+            if not result:
+                result += [None, segment] if segment.start > start else [segment]
+            elif result[-1] is None:
+                result.append(segment)
+            elif result[-1].end > segment.start:
+                continue  # overlaps the one before: skipped
+            elif result[-1].end == segment.start and not result[-1].is_partial:
+                result.append(segment)
+            else:
+                result += [None, segment]
+    if not result or (result[-1] is not None and (result[-1].end < end or result[-1].is_partial)):
+        result.append(None)
+    return result
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_best_segments_match_the_contract_on_random_stores(tmp_path, seed):
+    """Whole hours that join are taken at once; the result must not change for it."""
+    rng = random.Random(seed)
+    store = Store(tmp_path)
+    offset = -3600
+    while offset < 3 * 3600:
+        roll = rng.random()
+        duration = 120
+        if roll < 0.05:
+            offset += rng.choice((1, 60))  # a gap
+        elif roll < 0.1:
+            store.add(offset, duration, rng.choice(("partial", "suspect")))
+        elif roll < 0.13:
+            store.add(offset + 30, 60)  # an overlap
+        elif roll < 0.16:
+            store.add(offset, 60)  # a shorter copy of the same start
+        store.add(offset, duration)
+        offset += duration
+    # Settled directories, so the second call reads the hour cache.
+    for hour in os.listdir(store.hours_path):
+        os.utime(os.path.join(store.hours_path, hour), (0, 0))
+    clear_hour_cache()
+    boundaries = sorted(
+        {s.start for hour in os.listdir(store.hours_path)
+         for s in list_segments(os.path.join(store.hours_path, hour))}
+        | {s.end for hour in os.listdir(store.hours_path)
+           for s in list_segments(os.path.join(store.hours_path, hour))}
+    )  # fmt: skip
+    for _ in range(40):
+        start = T0 + seconds(rng.randrange(-4000, 3 * 3600) + rng.choice((0, 0.5)))
+        end = start + seconds(rng.choice((1, 119, 120, 3600, 7200, 4 * 3600)))
+        if rng.random() < 0.5:  # ends exactly on segment boundaries
+            start, end = sorted(rng.sample(boundaries, 2))
+        expected = reference_best(store.hours_path, start, end)
+        assert get_best_segments(store.hours_path, start, end) == expected
+        # again, from the hour cache
+        assert get_best_segments(store.hours_path, start, end) == expected
+
+
+def test_longest_segment_is_listed_and_a_longer_one_is_not(store, caplog):
+    """300 s is the bound; the one-pass listing leaves both to the careful parser."""
+    store.add(0, 2)
+    store.add(2, 300)
+    hour = os.path.join(store.hours_path, "2026-11-28T13")
+    hostile = f"00:00.000000-999999999999.000-full-{HASH}.ts"
+    open(os.path.join(hour, hostile), "w").close()
+    with caplog.at_level(logging.WARNING):
+        assert store.best(0, 302) == [(0, 2, "full"), (2, 300, "full")]
+    assert "999999999999.000" in caplog.text
+    assert [s.duration for s in list_segments(hour)] == [seconds(2), seconds(300)]
+
+
+def test_a_cold_listing_lets_waiting_requests_in(tmp_path):
+    """Between the hours it lists, get_best_segments gives the event loop a turn:
+    a request already waiting on its socket is answered before the listing ends."""
+    store = Store(tmp_path)
+    for hour in range(8):
+        store.add(hour * 3600, 2)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"answered"]
+
+    server = WSGIServer(app, "127.0.0.1", 0, name="test")
+    port = server.start()
+    try:
+        client = gevent.socket.create_connection(("127.0.0.1", port))
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        clear_hour_cache()
+        get_best_segments(store.hours_path, T0, T0 + seconds(8 * 3600))
+        # Not waiting: whatever arrived came while the listing ran.
+        client.setblocking(False)
+        try:
+            answer = client.recv(65536)
+        except BlockingIOError:
+            answer = b""
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        client.close()
+    finally:
+        server.close(timeout=1)

@@ -17,6 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # Generous: on a loaded 2-core machine a fresh interpreter importing gevent
 # can take seconds. Only a hang reaches it.
 STARTUP_TIMEOUT = 60
+TOKEN = "test-token-1234"
 
 
 @pytest.fixture
@@ -26,11 +27,11 @@ def service():
         [
             sys.executable, "-m", "tests.common.sample_service",
             "--backdoor-port", str(ports["backdoor"]),
-            "--metrics-port", str(ports["metrics"]),
+            "--metrics-port", str(ports["metrics"]), "--host", "127.0.0.1",
         ],
         cwd=ROOT,
         stderr=subprocess.PIPE,
-        env=dict(os.environ, STREAMVAULT_LOG_LEVEL="INFO"),
+        env=dict(os.environ, STREAMVAULT_LOG_LEVEL="INFO", STREAMVAULT_BACKDOOR_TOKEN=TOKEN),
     )  # fmt: skip
 
     def listening():
@@ -53,14 +54,16 @@ class Backdoor:
     def __init__(self, port):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
         self.buffer = b""
+        self.read_prompt(b"token: ")
+        self.sock.sendall(TOKEN.encode() + b"\n")
         self.read_prompt()
 
-    def read_prompt(self):
-        while not self.buffer.endswith(b">>> "):
+    def read_prompt(self, prompt=b">>> "):
+        while not self.buffer.endswith(prompt):
             chunk = self.sock.recv(4096)
             assert chunk, "backdoor closed the connection"
             self.buffer += chunk
-        text, self.buffer = self.buffer[:-4], b""
+        text, self.buffer = self.buffer[: -len(prompt)], b""
         return text.decode().replace("\r\n", "\n").strip()
 
     def run(self, line):
@@ -93,8 +96,10 @@ def test_backdoor_reads_and_changes_the_process(service):
     # The service's own metrics show the change too: the process is the same one.
     metrics = requests.get(f"http://127.0.0.1:{ports['metrics']}/metrics", timeout=5).text
     assert "log_messages_total" in metrics
-    # Bound to 127.0.0.1 alone: nothing listens on another address.
+    # Bound to 127.0.0.1 alone: nothing listens on another address; and
+    # /metrics where --host says.
     assert listening_addresses(ports["backdoor"]) == ["0100007F"]
+    assert listening_addresses(ports["metrics"]) == ["0100007F"]
 
 
 def test_sigterm_exits_zero_quickly(service):
@@ -155,3 +160,15 @@ def test_a_stuck_worker_is_killed():
     stuck = Stuck()
     assert run_service("test", [stuck, Done()], stop_timeout=0.1) == 0
     assert stuck.killed
+
+
+def test_a_backdoor_port_without_a_token_is_an_error_line_not_a_stop(caplog, monkeypatch):
+    monkeypatch.delenv("STREAMVAULT_BACKDOOR_TOKEN", raising=False)
+
+    class Done(Stoppable):
+        def run(self):
+            pass
+
+    assert run_service("test", [Done()], backdoor_port=free_ports(1)[0]) == 0
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors and "STREAMVAULT_BACKDOOR_TOKEN" in errors[0], errors

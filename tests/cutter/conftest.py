@@ -20,7 +20,6 @@ import re
 import secrets
 import subprocess
 import sys
-import time
 
 import psycopg2
 import pytest
@@ -104,15 +103,14 @@ def fresh_database(template):
         yield f"dbname={name}"
     finally:
         # The cluster may have just been restarted by the test: retry briefly.
-        deadline = time.monotonic() + WAIT
-        while True:
+        def dropped():
             try:
                 admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                break
+                return True
             except psycopg2.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+                return False
+
+        wait_for(dropped, interval=0.2, what=f"dropping database {name}")
 
 
 @pytest.fixture

@@ -121,6 +121,7 @@ def test_run_refuses_bad_locations(capsys):
         assert status == 2 and error in err and err.count("\n") == 1, err
 
 
+@pytest.mark.slow
 def test_as_a_module(dsn, jobs):
     """`python -m cutter` works end to end (the module's entry point, not just main())."""
     result = subprocess.run(

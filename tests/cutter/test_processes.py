@@ -27,6 +27,9 @@ from tests.cutter.conftest import (
 from tests.cutter.fake_youtube import CHUNK_QUANTUM, FakeYouTube, Fault
 from tests.util import free_port
 
+# Every test here runs cutter processes (and kills them, or the database).
+pytestmark = pytest.mark.slow
+
 
 class Cutters:
     """Cutter processes started by a test; each one's stderr goes to a file."""

@@ -8,16 +8,18 @@ no process left that run-local started.
 """
 
 import datetime
-import importlib.util
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
+import time
+import urllib.parse
 
 import psycopg2
 import pytest
@@ -25,6 +27,7 @@ import requests
 
 from common.segments import list_segments
 from tests import util
+from tools.run_local.database import Database
 
 from .conftest import ROOT
 from .test_compose import dashboard_exprs
@@ -58,6 +61,34 @@ def processes_mentioning(text):
             continue
         if text in cmdline and state != "Z":
             found.append((int(pid), cmdline))
+    return found
+
+
+def listening_addresses(pids):
+    """{(address, port)} of the TCP sockets the processes `pids` listen on."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[len("socket:[") : -1])
+        except OSError:
+            continue
+    found = set()
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state != "0A" or inode not in inodes:  # 0A: LISTEN
+                    continue
+                hex_address, hex_port = local.split(":")
+                raw = bytes.fromhex(hex_address)
+                # /proc prints each 32-bit word in host (little-endian) order.
+                raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                found.add((socket.inet_ntop(family, raw), int(hex_port, 16)))
     return found
 
 
@@ -113,9 +144,19 @@ def data_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_run_local_two_nodes(data_dir):
     proc = subprocess.Popen(
-        [str(ROOT / "run-local"), "--data-dir", data_dir, "--port-base", "0", "--nodes", "2"],
+        [
+            str(ROOT / "run-local"),
+            "--data-dir",
+            data_dir,
+            "--port-base",
+            "0",
+            "--nodes",
+            "2",
+            "--backdoor",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -141,8 +182,29 @@ def test_run_local_two_nodes(data_dir):
         quality = state["qualities"][0]
         assert f"{node1['url']}/playlist/{channel}.m3u8" in banner
         assert f"{node1['cutter_url']}/jobs" in banner
-        for port in node1["backdoor_ports"].values():
-            assert f"telnet 127.0.0.1 {port}" in banner
+        # Asked for (--backdoor): each service's backdoor is a 0600 Unix socket the
+        # banner names, and the client it prints reaches a Python prompt there.
+        sockets = node1["backdoor_sockets"]
+        assert set(sockets) == {"restreamer", "downloader", "backfiller", "cutter"}
+        for path in sockets.values():
+            assert path in banner
+            wait_for(lambda p=path: os.path.exists(p), 10, f"{path}")
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        session = subprocess.run(
+            [str(ROOT / ".venv/bin/python"), "-m", "common.backdoor", sockets["cutter"]],
+            input="print(6 * 7, sorted(backends))\n", capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert "42 ['local']" in session.stdout, session.stdout + session.stderr
+
+        # Every socket anything run-local started listens on is where --host
+        # (127.0.0.1, the default) says: none on all interfaces.
+        listening = listening_addresses([pid for pid, _ in processes_mentioning(data_dir)])
+        # (Node 2's downloader and backfiller start later, like a node joining late.)
+        started = [node1[k] for k in ("url", "cutter_url", "downloader_url", "backfiller_url")]
+        started += [node2[k] for k in ("url", "cutter_url")]
+        for url in started + [node1["uploads_url"], node2["uploads_url"]]:
+            assert ("127.0.0.1", urllib.parse.urlsplit(url).port) in listening, url
+        assert {address for address, _ in listening} == {"127.0.0.1"}, listening
 
         # Recorded: wait for 10 s of video after the first segment's start.
         first = wait_for(
@@ -206,13 +268,19 @@ def test_run_local_two_nodes(data_dir):
             return job if job["state"] == "DONE" else None
 
         finished = wait_for(done, JOB_TIMEOUT, f"job {job_id} to be DONE")
-        assert finished["video_link"]
+        # The link is served over HTTP (a page cannot open file://), as in Docker.
+        # (Either node's cutter may have claimed it: they share the database.)
+        link = finished["video_link"]
+        assert link.startswith((node1["uploads_url"], node2["uploads_url"])), finished
+        video = requests.get(link, timeout=10)
+        assert video.status_code == 200
         uploads = [
             os.path.join(n["uploads"], name)
             for n in (node1, node2)
             for name in os.listdir(n["uploads"])
         ]
         assert len(uploads) == 1, uploads
+        assert video.content == open(uploads[0], "rb").read()
         uploaded = ffprobe(uploads[0])
         assert abs(float(uploaded["format"]["duration"]) - CUT_SECONDS) <= den / num + 1e-3
 
@@ -248,10 +316,16 @@ def test_run_local_two_nodes(data_dir):
     text = "".join(output)
     assert code == 0, text
     assert "What was recorded:" in text
-    assert re.search(r"node1 test/source: \d+ segments", text), text
+    assert re.search(
+        r"node1 test/source: \d+ segments, .* UTC, (no holes|\d+ holes?, longest )", text
+    ), text
     assert re.search(r"cut jobs: 1 DONE", text), text
     assert not os.path.exists(state_path)
     assert processes_mentioning(data_dir) == []
+    # Node 1's backfiller started once node 2's restreamer answered: no pass
+    # abandoned for a peer that was not up yet.
+    with open(os.path.join(data_dir, "logs", "node1-backfiller.log")) as f:
+        assert "Connection refused" not in f.read()
 
 
 def drop_database(dsn):
@@ -263,6 +337,7 @@ def drop_database(dsn):
     conn.close()
 
 
+@pytest.mark.slow
 def test_run_local_refuses_a_port_in_use(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -270,9 +345,10 @@ def test_run_local_refuses_a_port_in_use(tmp_path):
         port = s.getsockname()[1]
         result = subprocess.run(
             [
-                str(ROOT / ".venv/bin/python"), str(ROOT / "tools/run_local.py"),
+                str(ROOT / ".venv/bin/python"), "-m", "tools.run_local",
                 "--data-dir", str(tmp_path / "data"), "--port-base", str(port),
             ],
+            cwd=ROOT,
             capture_output=True,
             text=True,
             timeout=60,
@@ -285,16 +361,9 @@ def test_run_local_refuses_a_port_in_use(tmp_path):
     assert processes_mentioning(str(tmp_path)) == []
 
 
-def load_run_local():
-    spec = importlib.util.spec_from_file_location("run_local", ROOT / "tools" / "run_local.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
+@pytest.mark.slow
 def test_private_database_starts_serves_and_stops(data_dir):
-    run_local = load_run_local()
-    database = run_local.Database(data_dir, "private")
+    database = Database(data_dir, "private")
     dsn = database.start()
     try:
         assert dsn.startswith(f"host={data_dir}/postgres ")
@@ -308,7 +377,7 @@ def test_private_database_starts_serves_and_stops(data_dir):
         database.stop()
     assert processes_mentioning(f"{data_dir}/postgres") == []
     # The same data directory finds its cluster, and its data, again.
-    again = run_local.Database(data_dir, "private")
+    again = Database(data_dir, "private")
     assert again.start() == dsn
     try:
         conn = psycopg2.connect(dsn)
@@ -318,3 +387,126 @@ def test_private_database_starts_serves_and_stops(data_dir):
         conn.close()
     finally:
         again.stop()
+
+
+class RunLocalProcess:
+    """`./run-local ARGS` in the background, its output collected as it comes."""
+
+    def __init__(self, data_dir, *args):
+        self.data_dir = data_dir
+        self.proc = subprocess.Popen(
+            [str(ROOT / "run-local"), "--data-dir", data_dir, "--port-base", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout))
+        self.reader.start()
+
+    @property
+    def output(self):
+        return "".join(self.lines)
+
+    def wait_for_banner(self):
+        wait_for(
+            lambda: "streamvault is running" in self.output or self.proc.poll() is not None,
+            BANNER_TIMEOUT,
+            "the banner",
+        )
+        assert self.proc.poll() is None, self.output
+
+    def stop(self):
+        """SIGTERM, wait; returns the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = "killed"
+        self.reader.join(timeout=5)
+        return code
+
+    def test_stream_url(self):
+        return re.search(r"run-local: test stream: (\S+)", self.output)[1]
+
+
+def new_segments(store, since):
+    """Segments in `store` whose files were written at or after `since` (time.time())."""
+    found = []
+    for channel in os.listdir(store) if os.path.isdir(store) else []:
+        for quality in os.listdir(os.path.join(store, channel)):
+            found += [
+                s for s in segments_in(store, channel, quality) if os.stat(s.path).st_mtime >= since
+            ]
+    return found
+
+
+@pytest.mark.slow
+def test_a_second_run_on_other_ports_records_and_says_so_only_then(data_dir):
+    first = RunLocalProcess(data_dir)
+    try:
+        first.wait_for_banner()
+    finally:
+        assert first.stop() == 0, first.output
+    store = os.path.join(data_dir, "node1", "store")
+    assert new_segments(store, 0), "the first run recorded nothing"
+
+    since = time.time()
+    second = RunLocalProcess(data_dir)
+    try:
+        second.wait_for_banner()
+        # Other ports, so another test stream URL: the one this run started.
+        assert second.test_stream_url() != first.test_stream_url()
+        # "recording" means this run's downloader wrote a segment, and it keeps
+        # recording (the old run's URL would give it nothing to record).
+        assert new_segments(store, since), second.output
+        count = len(new_segments(store, since))
+        wait_for(lambda: len(new_segments(store, since)) > count, RECORD_TIMEOUT, "more segments")
+    finally:
+        code = second.stop()
+        if os.path.exists(os.path.join(data_dir, "logs", "node1-downloader.log")):
+            log = open(os.path.join(data_dir, "logs", "node1-downloader.log")).read()
+            this_run = log.rsplit("=== run-local:", 1)[-1]
+            assert first.test_stream_url() not in this_run
+        drop_database_of(data_dir)
+    assert code == 0, second.output
+
+
+@pytest.mark.slow
+def test_a_second_run_on_the_same_data_dir_is_refused(data_dir):
+    first = RunLocalProcess(data_dir)
+    try:
+        first.wait_for_banner()
+        state_path = os.path.join(data_dir, "run-local.json")
+        assert os.path.exists(state_path)
+        result = subprocess.run(
+            [str(ROOT / "run-local"), "--data-dir", data_dir, "--port-base", "0"],
+            capture_output=True,
+            text=True,
+            timeout=BANNER_TIMEOUT,
+        )
+        assert result.returncode == 1, result.stdout
+        assert f"another run-local (pid {first.proc.pid}) is using {data_dir}" in result.stdout
+        assert "starting" not in result.stdout  # refused before anything started
+        # The running one is untouched: its state file, and it still runs.
+        assert os.path.exists(state_path)
+        assert first.proc.poll() is None
+    finally:
+        code = first.stop()
+        drop_database_of(data_dir)
+    assert code == 0, first.output
+    assert processes_mentioning(data_dir) == []
+
+
+def drop_database_of(data_dir):
+    """Drop the system PostgreSQL database run-local made for `data_dir`, if any."""
+    from tools.run_local.database import system_database_name
+
+    name = system_database_name(data_dir)
+    conn = psycopg2.connect("dbname=postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    conn.close()

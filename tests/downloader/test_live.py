@@ -10,7 +10,7 @@ import time
 import m3u8
 
 from common.segments import get_best_segments, hash_bytes, parse_segment_path
-from common.teststream import TestStream
+from devtools.teststream import TestStream
 from tests.downloader.conftest import stored
 
 SEGMENTS_PER_QUALITY = 9  # 18 s of two qualities

@@ -106,6 +106,7 @@ def submitted_id(page):
     return int(text.removeprefix("Submitted as job ").rstrip("."))
 
 
+@pytest.mark.slow
 def test_submitted_cut_reaches_done_with_its_link(page, restreamer, cutter, media, tmp_path):
     server = restreamer(stock(media))
     page.goto(editor_url(server, MEDIA_START, MEDIA_START + seconds(30), api=cutter.url))

@@ -87,6 +87,7 @@ def test_parse_playlist_and_find_holes(editor_page):
                 parsed,
                 bounded: findHoles(parsed.segments, ms - 2000, ms + 40000),
                 live: findHoles(parsed.segments, ms, null),
+                liveFromBefore: findHoles(parsed.segments, ms - 30 * 60 * 1000, null),
                 empty: findHoles([], ms, ms + 1000),
             };
         }""",
@@ -109,6 +110,9 @@ def test_parse_playlist_and_find_holes(editor_page):
         (12000, 18000),
         (22000, 28000),
     ]
+    # Live, the window reaching back before the recording began (the default
+    # last 30 minutes of a new recording): the time before it is no hole either.
+    assert result["liveFromBefore"] == result["live"]
     assert [(h["from"] - MS, h["to"] - MS) for h in result["empty"]] == [(0, 1000)]
 
 

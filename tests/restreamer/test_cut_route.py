@@ -53,6 +53,7 @@ def cut_client(cut_store, registry):
     return create_app(cut_store, registry, now=lambda: NOW).test_client()
 
 
+@pytest.mark.slow  # ffmpeg cuts real media
 def test_cut_streams_the_range(cut_client, tmp_path, registry):
     response = cut_client.get(f"/cut/chan/source.ts?start={at(3.25)}&end={at(10.5)}")
     assert response.status_code == 200, response.data
@@ -68,7 +69,7 @@ def test_cut_streams_the_range(cut_client, tmp_path, registry):
     )
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # ffmpeg cuts real media
 def test_holes_are_406_unless_allowed(cut_client, tmp_path):
     url = f"/cut/chan/source.ts?start={at(9)}&end={at(20)}"
     body = assert_one_line_error(cut_client.get(url), 406)
@@ -87,12 +88,14 @@ def test_holes_are_406_unless_allowed(cut_client, tmp_path):
     [
         (f"start={at(40)}&end={at(50)}&allow_holes=true", 406, "no content"),
         # Between two frames: only the probe can tell, before the status is sent.
-        (f"start={at(7.01)}&end={at(7.02)}", 406, "no frame"),
+        pytest.param(f"start={at(7.01)}&end={at(7.02)}", 406, "no frame", marks=pytest.mark.slow),
         (f"start={at(3)}&end={at(5)}&type=slow", 400, "bad type"),
         (f"start={at(5)}&end={at(3)}", 400, "must be after start"),
         (f"start={at(3)}", 400, "end is required"),
         (f"start=yesterday&end={at(5)}", 400, "bad start"),
         (f"start={at(3)}&end={at(5)}&allow_holes=maybe", 400, "bad allow_holes"),
+        ("start=0001-01-01T00:00:00&end=0001-01-01T00:00:05", 400, "outside the years"),
+        ("start=9999-12-31T23:59:50&end=9999-12-31T23:59:55", 400, "outside the years"),
     ],
 )
 def test_bad_cuts_are_refused(cut_client, query, status, reason):
@@ -104,6 +107,7 @@ def test_unknown_channel_is_404(cut_client):
     assert_one_line_error(cut_client.get(f"/cut/nochan/source.ts?start={at(3)}&end={at(5)}"), 404)
 
 
+@pytest.mark.slow  # ffmpeg cuts real media
 def test_client_going_away_kills_ffmpeg(cut_store, registry):
     app = create_app(cut_store, registry, now=lambda: NOW)
     server = gevent.pywsgi.WSGIServer(("127.0.0.1", 0), app, log=None)
@@ -127,6 +131,14 @@ def test_client_going_away_kills_ffmpeg(cut_store, registry):
         assert registry.get_sample_value("cuts_total", cancelled) == 1
     finally:
         server.stop()
+
+
+def test_406_times_are_written_with_z(cut_client):
+    body = assert_one_line_error(
+        cut_client.get(f"/cut/chan/source.ts?start={at(9)}&end={at(20)}"), 406
+    )
+    assert "+00:00" not in body
+    assert f"{at(9)}Z to {at(20)}Z" in body
 
 
 @pytest.fixture

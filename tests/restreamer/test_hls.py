@@ -2,11 +2,13 @@
 
 import datetime
 
+import m3u8
 import pytest
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest
 
-from common.segments import parse_segment_path
+from common.layout import Layout
+from common.segments import hash_bytes, parse_segment_path
 from restreamer import hls, params
 
 UTC = datetime.UTC
@@ -253,3 +255,155 @@ def test_entries_continue_where_they_left_off(case):
         first = hls.format_entries(segments[:split], uri)
         both = hls.format_entries(segments[split:], uri, before=first)
         assert b"".join(hls.assemble(both, ended=ended)).decode() == expected, split
+
+
+# --- fragmented MP4 ------------------------------------------------------------
+
+# Fake layouts by segment path: init section size and identity per segment.
+LAYOUTS = {}
+
+
+def mseg(hour, name_start, duration, init="a", type="full", size=1000, init_size=100):
+    """An fMP4 SegmentInfo whose init section is `init` (same letter, same bytes);
+    `init=None` makes one whose init section cannot be found."""
+    # A hash of its own, so that cases reusing a start time stay apart.
+    name = f"{name_start}-{duration}-{type}-{hash_bytes(str(len(LAYOUTS)).encode())}.mp4"
+    segment = parse_segment_path(f"/store/chan/source/2026-11-28T{hour}/{name}")
+    LAYOUTS[segment.path] = None if init is None else Layout(init_size, init * 64, size)
+    return segment
+
+
+def tseg(hour, name_start, duration, init_size=376):
+    name = f"{name_start}-{duration}-full-{hash_bytes(str(len(LAYOUTS)).encode())}.ts"
+    segment = parse_segment_path(f"/store/chan/source/2026-11-28T{hour}/{name}")
+    LAYOUTS[segment.path] = Layout(init_size, "t" * 64, 5000)
+    return segment
+
+
+def layout(segment):
+    return LAYOUTS[segment.path]
+
+
+def muri(segment):
+    return f"{segment.hour[-2:]}/{segment.name[:12]}.{segment.container}"
+
+
+def mentry(pdt, extinf, u, byterange):
+    return f"#EXT-X-PROGRAM-DATE-TIME:{pdt}\n#EXTINF:{extinf},\n#EXT-X-BYTERANGE:{byterange}\n{u}\n"
+
+
+def map_(u, byterange):
+    return f'#EXT-X-MAP:URI="{u}",BYTERANGE="{byterange}"\n'
+
+
+HEADER_V6 = HEADER_VOD.replace("VERSION:3", "VERSION:6")
+
+FMP4_CASES = [
+    (
+        "one run of one init section: one map into the first file, byte ranges past it",
+        [mseg("13", "59:58.000000", "2.000"), mseg("14", "00:00.000000", "2.000", size=900)],
+        True,
+        HEADER_V6.format(target=2)
+        + map_("13/59:58.000000.mp4", "100@0")
+        + mentry("2026-11-28T13:59:58.000Z", "2.000", "13/59:58.000000.mp4", "900@100")
+        + mentry("2026-11-28T14:00:00.000Z", "2.000", "14/00:00.000000.mp4", "800@100")
+        + "#EXT-X-ENDLIST\n",
+    ),
+    (
+        "a new init section: discontinuity and a new map; a hole keeps the map",
+        [
+            mseg("14", "00:00.000000", "2.000"),
+            mseg("14", "00:02.000000", "2.000", init="b", init_size=120),
+            None,
+            mseg("14", "00:06.000000", "2.000", init="b", init_size=120),
+        ],
+        False,
+        HEADER_V6.replace("VOD", "EVENT").format(target=2)
+        + map_("14/00:00.000000.mp4", "100@0")
+        + mentry("2026-11-28T14:00:00.000Z", "2.000", "14/00:00.000000.mp4", "900@100")
+        + "#EXT-X-DISCONTINUITY\n"
+        + map_("14/00:02.000000.mp4", "120@0")
+        + mentry("2026-11-28T14:00:02.000Z", "2.000", "14/00:02.000000.mp4", "880@120")
+        + "#EXT-X-DISCONTINUITY\n"
+        + mentry("2026-11-28T14:00:06.000Z", "2.000", "14/00:06.000000.mp4", "880@120"),
+    ),
+    (
+        "a hole then a new init section: one discontinuity",
+        [
+            mseg("14", "00:00.000000", "2.000"),
+            None,
+            mseg("14", "00:04.000000", "2.000", init="b"),
+        ],
+        True,
+        HEADER_V6.format(target=2)
+        + map_("14/00:00.000000.mp4", "100@0")
+        + mentry("2026-11-28T14:00:00.000Z", "2.000", "14/00:00.000000.mp4", "900@100")
+        + "#EXT-X-DISCONTINUITY\n"
+        + map_("14/00:04.000000.mp4", "100@0")
+        + mentry("2026-11-28T14:00:04.000Z", "2.000", "14/00:04.000000.mp4", "900@100")
+        + "#EXT-X-ENDLIST\n",
+    ),
+    (
+        "TS, then fMP4, then TS again: TS after a map gets a map of its PAT and PMT",
+        [
+            tseg("14", "00:00.000000", "2.000"),
+            mseg("14", "00:02.000000", "2.000"),
+            tseg("14", "00:04.000000", "2.000", init_size=564),
+            tseg("14", "00:06.000000", "2.000"),
+        ],
+        True,
+        HEADER_V6.format(target=2)
+        + entry("2026-11-28T14:00:00.000Z", "2.000", "14/00:00.000000.ts")
+        + "#EXT-X-DISCONTINUITY\n"
+        + map_("14/00:02.000000.mp4", "100@0")
+        + mentry("2026-11-28T14:00:02.000Z", "2.000", "14/00:02.000000.mp4", "900@100")
+        + "#EXT-X-DISCONTINUITY\n"
+        + map_("14/00:04.000000.ts", "564@0")
+        + entry("2026-11-28T14:00:04.000Z", "2.000", "14/00:04.000000.ts")
+        + entry("2026-11-28T14:00:06.000Z", "2.000", "14/00:06.000000.ts")
+        + "#EXT-X-ENDLIST\n",
+    ),
+    (
+        "a file without a findable init section is left out as a hole",
+        [
+            mseg("14", "00:00.000000", "2.000", init=None),
+            mseg("14", "00:02.000000", "2.000"),
+            mseg("14", "00:04.000000", "2.000", init=None, type="partial"),
+            mseg("14", "00:06.000000", "2.000"),
+        ],
+        True,
+        HEADER_V6.format(target=2)
+        + map_("14/00:02.000000.mp4", "100@0")
+        + mentry("2026-11-28T14:00:02.000Z", "2.000", "14/00:02.000000.mp4", "900@100")
+        + "#EXT-X-DISCONTINUITY\n"
+        + mentry("2026-11-28T14:00:06.000Z", "2.000", "14/00:06.000000.mp4", "900@100")
+        + "#EXT-X-ENDLIST\n",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "segments, ended, expected", [c[1:] for c in FMP4_CASES], ids=[c[0] for c in FMP4_CASES]
+)
+def test_fmp4_media_playlist(segments, ended, expected):
+    assert hls.media_playlist(segments, muri, ended=ended, layout=layout) == expected
+    # Every tag is one RFC 8216 knows, at the version declared.
+    playlist = m3u8.loads(expected)
+    assert playlist.version == 6
+    assert len(playlist.segments) == sum(1 for s in segments if s and layout(s))
+
+
+@pytest.mark.parametrize("case", FMP4_CASES, ids=[c[0] for c in FMP4_CASES])
+def test_fmp4_entries_continue_where_they_left_off(case):
+    _, segments, ended, expected = case
+    for split in range(len(segments) + 1):
+        first = hls.format_entries(segments[:split], muri, layout=layout)
+        both = hls.format_entries(segments[split:], muri, layout=layout, before=first)
+        assert b"".join(hls.assemble(both, ended=ended)).decode() == expected, split
+
+
+def test_ts_only_playlists_need_no_layout():
+    segments = [seg("14", "00:00.000000", "2.000")]
+    assert "VERSION:3" in hls.media_playlist(segments, uri, ended=True)
+    with pytest.raises(ValueError, match="layout"):
+        hls.media_playlist([mseg("14", "00:00.000000", "2.000")], muri, ended=True)

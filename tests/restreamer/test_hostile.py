@@ -84,6 +84,11 @@ BAD_QUERIES = [
     ("start=9999-12-31T23:59:59-01:00", 400),
     ("start=0001-01-01T00:00:00%2B01:00", 400),
     ("start=0001-01-01T00:00:00", 400),  # a live range of 2000 years
+    # Short ranges at the ends of the calendar: the hour scan would overflow.
+    ("start=0001-01-01T00:00:00&end=0001-01-01T00:01:00", 400),
+    ("start=9999-12-31T23:59:00&end=9999-12-31T23:59:30", 400),
+    ("start=9999-12-31T23:00:00", 400),
+    ("start=2026-11-28T20:00:00", 400),  # live, but two hours ahead of now
     ("start=2026-11-28T14:00:00+01:00", 400),  # '+' is a space in a query
     ("start=%00", 400),
     ("start=%EF%BC%92%EF%BC%90%EF%BC%92%EF%BC%96-11-28", 400),  # full-width digits
@@ -163,3 +168,25 @@ def test_hostile_paths_real_server(hostile_store):
         assert (status, body) == (200, b'["chan"]\n')
     finally:
         server.close(timeout=1)
+
+
+def test_hostile_segment_names_are_never_listed_or_served(store_dir, client):
+    """Names a peer could spread: a segment lasting for ever, and an hour in 1970."""
+    forever = "00:00.000000-999999999999.000-full-" + "A" * 43 + ".ts"
+    with open(os.path.join(store_dir, "chan", "source", HOUR, forever), "wb") as f:
+        f.write(b"x")
+    old_hour = "1970-01-01T00"
+    os.makedirs(os.path.join(store_dir, "chan", "source", old_hour))
+    with open(os.path.join(store_dir, "chan", "source", old_hour, GOOD), "wb") as f:
+        f.write(b"x")
+    assert client.get("/files/chan/source").json == ["2026-11-28T13", HOUR]
+    assert forever not in client.get(f"/files/chan/source/{HOUR}").json
+    for query in ("", "?start=2026-11-28T13:59:50&end=2026-11-28T14:00:10"):
+        response = client.get(f"/playlist/chan/source.m3u8{query}")
+        assert response.status_code == 200, response.data
+        assert b"999999999999" not in response.data and b"1970" not in response.data
+    assert client.get("/playlist/chan.m3u8").status_code == 200
+    for url in (f"/segments/chan/source/{HOUR}/{forever}", f"/files/chan/source/{old_hour}"):
+        response = client.get(url)
+        check(response.status_code, response.data, url)
+        assert response.status_code == 400, url

@@ -15,6 +15,7 @@ import urllib.parse
 import gevent
 import gevent.socket
 import gevent.subprocess
+import m3u8
 import pytest
 
 from restreamer.app import create_app
@@ -157,3 +158,78 @@ def test_service_serves_and_stops_on_sigterm(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+# --- fragmented MP4 ----------------------------------------------------------
+
+FMP4_CODECS = ("h264", "hevc", "av1")
+FMP4_SEGMENTS = 3  # of 2 s each (the `fmp4_media` fixture)
+
+
+@pytest.fixture(scope="module")
+def fmp4_server(fmp4_media, media, tmp_path_factory):
+    """A store with each fMP4 codec as a quality of `fmp4`, one codec switching
+    to another mid-range (`switch`), and TS then fMP4 then TS (`mixed`), served."""
+    base = str(tmp_path_factory.mktemp("fmp4-store"))
+    for codec in FMP4_CODECS:
+        add_to_store(base, "fmp4", codec, MEDIA_START, fmp4_media(codec))
+    add_to_store(base, "switch", "source", MEDIA_START, fmp4_media("h264"))
+    add_to_store(base, "switch", "source", MEDIA_START + seconds(6), fmp4_media("hevc"))
+    add_to_store(base, "mixed", "source", MEDIA_START, media[:1])
+    add_to_store(base, "mixed", "source", MEDIA_START + seconds(6), fmp4_media("h264"))
+    add_to_store(base, "mixed", "source", MEDIA_START + seconds(12), media[2:3])
+    app = create_app(base, now=lambda: NOW)
+    server = Server(app, "127.0.0.1", 0)
+    port = server.start()
+    server.app = app
+    server.url = f"http://127.0.0.1:{port}"
+    yield server
+    server.close(timeout=1)
+
+
+def test_fmp4_playlist_points_into_the_files(fmp4_server):
+    """Each byte range the playlist gives is the init section or the media part of
+    a stored file, served as video/mp4 with Range support (so nginx can too)."""
+    client = fmp4_server.app.test_client()
+    path = "/playlist/fmp4/hevc.m3u8"
+    query = {"start": format_time(MEDIA_START), "end": format_time(MEDIA_START + seconds(6))}
+    response = client.get(path, query_string=query)
+    assert response.status_code == 200
+    playlist = m3u8.loads(response.get_data(as_text=True), uri=f"http://x{path}")
+    assert playlist.version == 6
+    assert len(playlist.segment_map) == 1 and len(playlist.segments) == FMP4_SEGMENTS
+    (init_map,) = playlist.segment_map
+
+    def fetch(uri, byterange):
+        length, offset = (int(x) for x in byterange.split("@"))
+        target = urllib.parse.urlsplit(urllib.parse.urljoin(f"http://x{path}", uri)).path
+        got = client.get(
+            urllib.parse.unquote(target),
+            headers={"Range": f"bytes={offset}-{offset + length - 1}"},
+        )
+        assert got.status_code == 206 and got.content_type == "video/mp4"
+        assert len(got.data) == length
+        return got.data, urllib.parse.unquote(target)
+
+    init, first = fetch(init_map.uri, init_map.byterange)
+    assert init[4:8] == b"ftyp"
+    for segment in playlist.segments:
+        data, target = fetch(segment.uri, segment.byterange)
+        whole = client.get(target).data
+        assert whole.startswith(init) and whole == init + data  # init, then the media part
+    assert first == urllib.parse.unquote(
+        urllib.parse.urlsplit(
+            urllib.parse.urljoin(f"http://x{path}", playlist.segments[0].uri)
+        ).path
+    )
+
+
+def test_fmp4_switches_get_a_new_map_and_a_discontinuity(fmp4_server):
+    client = fmp4_server.app.test_client()
+    query = {"start": format_time(MEDIA_START), "end": format_time(MEDIA_START + seconds(18))}
+    switch = client.get("/playlist/switch/source.m3u8", query_string=query).get_data(as_text=True)
+    assert switch.count("#EXT-X-MAP:") == 2 and switch.count("#EXT-X-DISCONTINUITY") == 1
+    mixed = client.get("/playlist/mixed/source.m3u8", query_string=query).get_data(as_text=True)
+    # TS first needs no map; fMP4 gets one; TS after it gets its PAT and PMT as one.
+    assert mixed.count("#EXT-X-MAP:") == 2 and mixed.count("#EXT-X-DISCONTINUITY") == 2
+    assert re.search(r'#EXT-X-MAP:URI="[^"]+\.ts",BYTERANGE="564@0"', mixed)

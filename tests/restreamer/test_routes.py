@@ -1,10 +1,17 @@
 """Route tests with Flask's test client over a real store in tmp_path."""
 
 import os
+import secrets
+import shutil
+import subprocess
 
+import flask
+import prometheus_client
 import pytest
 
+from common import flask_stats
 from common.segments import hash_bytes, parse_segment_path
+from common.stats import LogCountHandler
 from restreamer.app import create_app
 
 from .conftest import NOW, at, write_segment
@@ -59,6 +66,9 @@ def test_listings(client, store_dir):
         ("/files/chan/source/2026-11-28T15", 404, "no hour chan/source/2026-11-28T15"),
         ("/files/chan/source/2026-11-28", 400, "bad hour"),
         ("/files/chan/source/2026-13-28T15", 400, "bad hour"),
+        # Says what an hour looks like, not strptime's "unconverted data remains".
+        ("/files/chan/source/2026-12-02T99", 400, "no such date or hour; expected YYYY-MM-DDTHH"),
+        ("/files/chan/source/1970-01-01T00", 400, "outside the years 2000 to 2099"),
         ("/files/.trash", 403, "starts with '.'"),
         ("/files/chan/..", 403, "starts with '.'"),
         ("/nowhere", 404, "not found"),
@@ -130,7 +140,7 @@ def test_segment_is_streamed_not_read_whole(client, store_dir):
         ("00:00.000000-2.000-temp-abc.ts", 404, "no segment"),
         ("00:00.000000-2.000-full-abc.ts", 400, "bad hash"),
         ("00:00.000000-2.000-weird-" + "A" * 43 + ".ts", 400, "unknown type"),
-        ("index.m3u8", 400, "not a .ts file"),
+        ("index.m3u8", 400, "not a .ts or .mp4 file"),
         (".00:00.000000-2.000-full-" + "A" * 43 + ".ts", 403, "starts with '.'"),
     ],
 )
@@ -191,8 +201,11 @@ def test_cors_and_preflight(client):
     )
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] == "*"
-    assert "GET" in response.headers["Access-Control-Allow-Methods"]
     assert response.headers["Access-Control-Allow-Headers"] == "range"
+    # Only what the route answers: every route is read-only.
+    assert response.headers["Access-Control-Allow-Methods"] == "GET, HEAD, OPTIONS"
+    for response in (client.get("/files"), client.post("/files"), client.get("/nowhere")):
+        assert response.headers["Access-Control-Allow-Methods"] == "GET, HEAD, OPTIONS"
 
 
 def test_method_not_allowed_is_one_line(client):
@@ -223,8 +236,9 @@ def test_metrics(client):
         'http_request_latency_list_qualities_count{channel="chan",method="GET",status="200"} 1.0'
         in text
     )
+    # A channel the store does not have is no label value of its own.
     assert (
-        'http_request_latency_list_qualities_count{channel="nochan",method="GET",status="404"} 1.0'
+        'http_request_latency_list_qualities_count{channel="other",method="GET",status="404"} 1.0'
         in text
     )
     assert (
@@ -261,3 +275,96 @@ def test_segment_requests_are_measured_once(client, store_dir):
     assert (
         'http_requests_in_flight_segment{channel="chan",method="GET",quality="source"} 0.0' in text
     )
+
+
+@pytest.mark.slow  # runs promtool
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is installed by tools/setup")
+def test_real_metrics_pass_promtool_after_every_route(store_dir):
+    """The app's own /metrics, once every route has answered (found and not found)."""
+    registry = prometheus_client.CollectorRegistry()
+    LogCountHandler(registry)
+    app = create_app(store_dir, registry, now=lambda: NOW)
+    client = app.test_client()
+    name = sorted(os.listdir(os.path.join(store_dir, "chan", "source", "2026-11-28T14")))[0]
+    values = {
+        "channel": "chan",
+        "quality": "source",
+        "hour": "2026-11-28T14",
+        "name": name,
+        "path": "editor.js",
+    }
+    # Past the recording: the cut answers 406 (no content) without ffmpeg.
+    query = {"start": "2026-11-28T16:00:00", "end": "2026-11-28T16:00:10"}
+    endpoints = set()
+    with app.test_request_context():
+        urls = [
+            (rule.endpoint, flask.url_for(rule.endpoint, **{a: values[a] for a in rule.arguments}))
+            for rule in app.url_map.iter_rules()
+        ]
+    for endpoint, url in urls:
+        for target in (url, url.replace("chan", "nochan", 1)):
+            client.get(target, query_string=query).close()
+        endpoints.add(endpoint)
+    assert {"list_hour_names", "cut", "segment", "media_playlist"} <= endpoints
+    text = client.get("/metrics").data
+    for endpoint in endpoints - {"metrics"}:
+        suffix = flask_stats.metric_suffix(endpoint)
+        assert f"http_request_latency_{suffix}_bucket".encode() in text, endpoint
+    result = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+
+
+def test_metrics_stay_bounded_under_random_names(client):
+    """Label values come from the store: a flood of made-up names adds no series."""
+    names = []
+
+    def flood(count):
+        for _ in range(count):
+            a, b = f"n{secrets.token_hex(4)}", f"n{secrets.token_hex(4)}"
+            names.extend((a, b))
+            for url in (
+                f"/files/{a}",
+                f"/files/{a}/{b}",
+                f"/files/chan/{b}",
+                f"/files/{a}/{b}/2026-11-28T14",
+                f"/segments/{a}/source/2026-11-28T14/{b}.ts",
+                f"/playlist/{a}.m3u8",
+                f"/playlist/chan/{b}.m3u8",
+                f"/cut/{a}/{b}.ts?start=2026-11-28T14:00:00&end=2026-11-28T14:00:01",
+            ):
+                client.get(url).close()
+            client.open("/files/chan", method=f"X{a}").close()  # any token is a method
+
+    flood(3)
+    before = client.get("/metrics").get_data(as_text=True).splitlines()
+    flood(300)
+    after = client.get("/metrics").get_data(as_text=True)
+    assert len(after.splitlines()) == len(before)
+    assert not [name for name in names if name in after]
+    assert 'channel="other"' in after and 'method="other"' in after
+
+
+@pytest.mark.parametrize(
+    "header, status, body",
+    [
+        ("bytes=0-9", 206, slice(0, 10)),
+        ("bytes=990-", 206, slice(990, 1000)),
+        ("bytes=2000-", 416, None),  # well-formed, but past the end
+        # Malformed, in another unit, or several: ignored (RFC 9110, 14.2).
+        ("bytes=5-1", 200, slice(None)),
+        ("bytes=abc", 200, slice(None)),
+        ("bytes=--1", 200, slice(None)),
+        ("items=0-5", 200, slice(None)),
+        ("bytes=0-1,5-6", 200, slice(None)),
+    ],
+)
+def test_range_headers(client, store_dir, header, status, body):
+    data = os.urandom(1000)
+    path = write_segment(store_dir, "chan", "source", at(14, 1, 0), 2, data=data)
+    url = "/segments/chan/source/2026-11-28T14/" + os.path.basename(path)
+    response = client.get(url, headers={"Range": header})
+    assert response.status_code == status, response.data
+    if body is not None:
+        assert response.data == data[body]

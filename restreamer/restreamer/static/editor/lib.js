@@ -109,7 +109,9 @@ function parsePlaylist(text) {
  * Holes in a window: at every discontinuity (the time between the segments,
  * possibly 0 when an incomplete segment ends a run), at every unmarked jump in
  * program date time, and where the window's edges are not covered. `windowEnd`
- * null means live: the not-yet-recorded future is no hole.
+ * null means live: the not-yet-recorded future is no hole, and neither is the
+ * time before the first segment (a live window reaching back before the
+ * recording began, like the default last 30 minutes of a new recording).
  */
 function findHoles(segments, windowStart, windowEnd) {
   const holes = [];
@@ -118,7 +120,7 @@ function findHoles(segments, windowStart, windowEnd) {
     return holes;
   }
   const first = segments[0];
-  if (first.pdt - windowStart > GAP_TOLERANCE_MS) holes.push({ from: windowStart, to: first.pdt });
+  if (windowEnd !== null && first.pdt - windowStart > GAP_TOLERANCE_MS) holes.push({ from: windowStart, to: first.pdt });
   for (let i = 1; i < segments.length; i++) {
     const prev = segments[i - 1];
     const seg = segments[i];

@@ -1,6 +1,6 @@
 """The built-in test stream: a live HLS origin made by ffmpeg, served over HTTP.
 
-    python -m common.teststream --host 127.0.0.1 --port 8080 --work-dir /tmp/ts \\
+    python -m devtools.teststream --host 127.0.0.1 --port 8080 --work-dir /tmp/ts \\
         [--channel test] [--qualities source,240p]
 
 One ffmpeg encodes a moving test pattern (with a burnt-in UTC clock when ffmpeg
@@ -446,7 +446,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m common.teststream",
+        prog="python -m devtools.teststream",
         description="A live HLS test stream made by ffmpeg, served over HTTP.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")

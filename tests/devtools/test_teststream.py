@@ -8,7 +8,7 @@ import urllib.request
 import m3u8
 import pytest
 
-from common.teststream import TestStream, quality_size
+from devtools.teststream import TestStream, quality_size
 
 
 def fetch(url):
@@ -61,7 +61,7 @@ def test_teststream_serves_live_hls_on_an_exact_time_grid(tmp_path):
 
 def test_teststream_command_prints_its_url_and_stops_on_sigterm(tmp_path):
     process = subprocess.Popen(
-        [sys.executable, "-m", "common.teststream", "--port", "0", "--work-dir", str(tmp_path),
+        [sys.executable, "-m", "devtools.teststream", "--port", "0", "--work-dir", str(tmp_path),
          "--channel", "demo", "--qualities", "source"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip

@@ -1,0 +1,222 @@
+"""Talking to one peer's restreamer: listings and segment bodies, trusting nothing.
+
+`PeerClient` does the HTTP: `get_list` reads one JSON listing, `fetch`
+streams one segment into the store. Every way a peer can fail or lie ends in
+a `PeerError` whose `kind` labels the error metric; deciding what to ask for,
+counting and logging are the worker's (`main.py`).
+
+How it fails, and what it does about it:
+
+- Per-socket-operation timeouts never fire on a peer that sends one byte a
+  second, so every request also runs under a whole-request `deadline`.
+- Redirects are never followed: a peer answering 302 to another host (or to
+  an internal address only it can reach) gets an `http` error, as for any
+  status but 200 and 404. Peers are restreamers, which never redirect.
+- Bodies are read exactly as sent, never decoded (`body_chunks`), and bounded:
+  a listing by MAX_LISTING_BYTES, a segment by MAX_SEGMENT_BYTES, before they
+  fill memory or the disk.
+- A segment is written to a `temp` file while hashed and renamed into place
+  only if the bytes hash to its name (`HashMismatch` otherwise) and parse as
+  their container with the timeline the name says (`media.check_segment`;
+  `bad_media` otherwise); on every other way out the writer removes its temp
+  file.
+"""
+
+import contextlib
+import json
+import urllib.parse
+
+import gevent
+import requests
+import requests.adapters
+import urllib3.exceptions
+
+from common.segments import SegmentWriter
+
+from .media import check_segment
+
+# Listing timeouts: per socket operation (connect, each read), then for the whole
+# listing. An hour of 2 s segments is 1,800 names, ~110 KB of JSON: well under a
+# second from a healthy peer. The whole-listing deadline catches a peer that
+# trickles bytes, which a per-read timeout never would.
+LIST_TIMEOUTS = (5, 30)  # socket, whole; seconds
+# Segment timeouts, likewise. A 6 s 1080p60 segment is ~6 MB: seconds even over
+# a slow link between nodes; two minutes bounds a peer that trickles.
+FETCH_TIMEOUTS = (10, 120)  # socket, whole; seconds
+# Hostile-peer limits: a listing of an hour of 0.5 s segments is ~500 KB. The
+# largest real segments: Twitch's 1080p60 source is ~2 MB a 2 s segment; 10 s
+# segments of a 20 Mb/s origin are ~25 MB. A few times that (the default of
+# --max-segment-mb) bounds what ten hostile fetches at once can put on disk
+# (512 MB each was allowed before: 1.8 GB of temp files in one pass).
+MAX_LISTING_BYTES = 8 * 2**20
+MAX_SEGMENT_BYTES = 64 * 2**20
+# Bytes per read from a segment response: big enough that per-chunk Python work
+# (hashing call, write call) is negligible next to the copy. Measured on 500 KB
+# segments: 64 KB and 256 KB alike, 1 MB slower (more memory traffic).
+CHUNK_SIZE = 256 * 2**10
+USER_AGENT = "streamvault-backfiller"
+
+
+class PeerError(Exception):
+    """A peer failed, or said something we refuse. `kind` labels the error metric."""
+
+    def __init__(self, kind, message):
+        super().__init__(message)
+        self.kind = kind
+
+
+class HashMismatch(PeerError):
+    """A segment's bytes do not hash to its name: the peer lied or the body broke."""
+
+    def __init__(self, message):
+        super().__init__("hash_mismatch", message)
+
+
+@contextlib.contextmanager
+def deadline(seconds, what):
+    """Raise PeerError("timeout") if the block takes longer than `seconds` in all.
+
+    Per-socket-operation timeouts never fire on a peer that sends one byte a
+    second; this does.
+    """
+    timeout = gevent.Timeout(seconds)
+    timeout.start()
+    try:
+        yield
+    except gevent.Timeout as e:
+        if e is not timeout:
+            raise
+        raise PeerError("timeout", f"{what}: not done after {seconds}s") from None
+    finally:
+        timeout.close()
+
+
+def body_chunks(response):
+    """The body of a streamed response exactly as sent, in chunks.
+
+    Never decoded: a `Content-Encoding` the peer adds is not undone, so a
+    compressed body fails its hash (or its JSON) instead of expanding, maybe a
+    thousandfold, in memory. We ask for `identity` anyway.
+    """
+    return response.raw.stream(CHUNK_SIZE, decode_content=False)
+
+
+def request_error(url, e):
+    """A requests or urllib3 exception as a PeerError: `timeout` (also mid-body) or `connection`."""
+    cause = e.args[0] if e.args else None
+    timeouts = (requests.Timeout, urllib3.exceptions.TimeoutError)
+    if isinstance(e, timeouts) or isinstance(cause, timeouts):
+        return PeerError("timeout", f"{url}: {e}")
+    return PeerError("connection", f"{url}: {e}")
+
+
+def make_session(concurrency):
+    """A requests session keeping up to `concurrency` connections to one peer alive."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(
+        pool_connections=1, pool_maxsize=concurrency + 1, max_retries=0
+    )
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    session.headers["Accept-Encoding"] = "identity"
+    # Peers are reached directly. With this left on, requests reads the proxy
+    # and netrc settings from the environment on every request: ~0.4 ms each,
+    # an eighth of the client's time when copying 500 KB segments.
+    session.trust_env = False
+    return session
+
+
+def check_body(data, segment, url):
+    """Raise PeerError("bad_media") unless `data` is the media `segment`'s name says."""
+    container = segment.name.rsplit(".", 1)[-1]
+    try:
+        check_segment(data, container, segment.duration, whole=segment.type == "full")
+    except ValueError as e:
+        raise PeerError("bad_media", f"{url}: {e}") from None
+
+
+class PeerClient:
+    """The HTTP side of one peer: its listings and its segments, `concurrency` at once."""
+
+    def __init__(self, peer, concurrency, max_segment_bytes=None):
+        self.peer = peer
+        # None: MAX_SEGMENT_BYTES as it is when fetching (tests change it).
+        self.max_segment_bytes = max_segment_bytes
+        self.session = make_session(concurrency)
+
+    def close(self):
+        self.session.close()
+
+    def url(self, *parts):
+        return self.peer.url + "/" + "/".join(urllib.parse.quote(p, safe=":") for p in parts)
+
+    def get_list(self, *parts):
+        """GET a JSON list from the peer. A 404 is an empty list; anything odd is PeerError."""
+        url = self.url(*parts)
+        with deadline(LIST_TIMEOUTS[1], url):
+            try:
+                with self.session.get(
+                    url, stream=True, timeout=LIST_TIMEOUTS[0], allow_redirects=False
+                ) as response:
+                    if response.status_code == 404:
+                        return []
+                    if response.status_code != 200:
+                        raise PeerError("http", f"{url}: HTTP {response.status_code}")
+                    body = bytearray()
+                    for chunk in body_chunks(response):
+                        body += chunk
+                        if len(body) > MAX_LISTING_BYTES:
+                            raise PeerError("too_large", f"{url}: over {MAX_LISTING_BYTES} bytes")
+            except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
+                raise request_error(url, e) from None
+        try:
+            value = json.loads(body)
+        except ValueError as e:
+            raise PeerError("bad_json", f"{url}: not JSON: {e}") from None
+        if not isinstance(value, list):
+            raise PeerError("bad_json", f"{url}: expected a JSON list, got {type(value).__name__}")
+        return value
+
+    def fetch(self, segment, base_dir):
+        """Stream one segment into the store under `base_dir`; returns its size.
+
+        None if the peer no longer has it (a 404). Raises PeerError
+        (HashMismatch for a lie), or OSError if our own disk fails; the temp
+        file is removed on every way out but success.
+        """
+        channel, quality, hour, name = segment.channel, segment.quality, segment.hour, segment.name
+        url = self.url("segments", channel, quality, hour, name)
+        limit = self.max_segment_bytes or MAX_SEGMENT_BYTES
+        with deadline(FETCH_TIMEOUTS[1], url):
+            try:
+                with self.session.get(
+                    url, stream=True, timeout=FETCH_TIMEOUTS[0], allow_redirects=False
+                ) as response:
+                    if response.status_code == 404:
+                        return None
+                    if response.status_code != 200:
+                        raise PeerError("http", f"{url}: HTTP {response.status_code}")
+                    length = response.headers.get("Content-Length", "")
+                    if length.isdigit() and int(length) > limit:
+                        raise PeerError("too_large", f"{url}: {length} bytes")
+                    with SegmentWriter(
+                        base_dir, channel, quality, segment.start, segment.duration
+                    ) as writer:
+                        # Kept in memory as well, for check_body: bounded
+                        # by the size limit, and cheaper than reading back.
+                        body = bytearray()
+                        for chunk in body_chunks(response):
+                            writer.write(chunk)
+                            body += chunk
+                            if writer.size > limit:
+                                raise PeerError("too_large", f"{url}: over {limit} bytes")
+                        if writer.hash != segment.hash:
+                            raise HashMismatch(
+                                f"{writer.size} bytes from {url} hash to {writer.hash}"
+                            )
+                        check_body(body, segment, url)
+                        writer.finish(segment.type)
+                        return writer.size
+            except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
+                raise request_error(url, e) from None

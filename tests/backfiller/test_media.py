@@ -1,0 +1,100 @@
+"""The body check: a backfilled segment must be its container, with the timeline its name says.
+
+Real segments from ffmpeg's HLS muxer (MPEG-TS, and fMP4 as init section plus
+media segment, as the store keeps them) must pass; anything that is not one,
+or lasts other than its name says, is refused.
+"""
+
+import datetime
+import subprocess
+
+import pytest
+
+from backfiller.media import check_segment
+from tests.backfiller.peers import media
+
+S = datetime.timedelta(seconds=1)
+MS = datetime.timedelta(milliseconds=1)
+
+
+@pytest.fixture(scope="module")
+def ffmpeg_segments(tmp_path_factory):
+    """{container: [segment bytes]}: 3 two-second segments each, 30 fps video and AAC audio."""
+    out = tmp_path_factory.mktemp("hls")
+    inputs = ["-f", "lavfi", "-i", "testsrc=size=96x64:rate=30",
+              "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "6",
+              "-c:v", "libx264", "-g", "60", "-bf", "2", "-c:a", "aac",
+              "-f", "hls", "-hls_time", "2", "-hls_list_size", "0"]  # fmt: skip
+    run = ["ffmpeg", "-loglevel", "error", "-nostdin", "-y", *inputs]
+    subprocess.run([*run, "-hls_segment_filename", str(out / "t%d.ts"), str(out / "t.m3u8")],
+                   check=True, timeout=60)  # fmt: skip
+    subprocess.run([*run, "-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
+                    "-hls_segment_filename", str(out / "m%d.m4s"), str(out / "m.m3u8")],
+                   check=True, timeout=60)  # fmt: skip
+    init = (out / "init.mp4").read_bytes()
+    return {
+        "ts": [(out / f"t{i}.ts").read_bytes() for i in range(3)],
+        "mp4": [init + (out / f"m{i}.m4s").read_bytes() for i in range(3)],
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("container", ["ts", "mp4"])
+def test_real_segments_pass_and_wrong_durations_do_not(ffmpeg_segments, container):
+    for data in ffmpeg_segments[container]:
+        check_segment(data, container, 2 * S)
+        check_segment(data, container, 2 * S + 30 * MS)  # within a frame (33 ms)
+        for wrong in (2 * S + 40 * MS, 1900 * MS, 4 * S, S):
+            with pytest.raises(ValueError, match="lasts"):
+                check_segment(data, container, wrong)
+
+
+@pytest.mark.slow
+def test_real_segments_cut_short(ffmpeg_segments):
+    ts, mp4 = ffmpeg_segments["ts"][0], ffmpeg_segments["mp4"][0]
+    for container, data in (("ts", ts), ("mp4", mp4)):
+        half = data[: len(data) // 2]
+        with pytest.raises(ValueError):
+            check_segment(half, container, 2 * S)  # as full: refused
+        check_segment(half, container, 2 * S, whole=False)  # as partial: fine
+        # ...but not one lasting longer than its name says
+        with pytest.raises(ValueError, match="lasts"):
+            check_segment(data, container, S, whole=False)
+
+
+@pytest.mark.slow
+def test_mp4_needs_init_section_and_media_segment(ffmpeg_segments):
+    data = ffmpeg_segments["mp4"][1]
+    init_end = data.index(b"moof") - 4
+    with pytest.raises(ValueError, match="init section"):
+        check_segment(data[:init_end], "mp4", 2 * S)
+    with pytest.raises(ValueError, match="init section"):
+        check_segment(data[init_end:], "mp4", 2 * S)
+    with pytest.raises(ValueError):
+        check_segment(ffmpeg_segments["ts"][0], "mp4", 2 * S)
+    with pytest.raises(ValueError):
+        check_segment(data, "ts", 2 * S)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"0123456789", b"\x47" + b"\x00" * 187, b"\x00" * 188 * 4, b"<html></html>" * 100],
+)
+def test_junk_is_refused(body):
+    for container in ("ts", "mp4"):
+        with pytest.raises(ValueError):
+            check_segment(body, container, 2 * S)
+
+
+def test_the_test_streams_own_segments_pass():
+    check_segment(media(b"x"), "ts", 2 * S)
+    check_segment(media(b"x", 6 * S), "ts", 6 * S)
+    with pytest.raises(ValueError, match="lasts"):
+        check_segment(media(b"x", 6 * S), "ts", 2 * S)
+    # PTS wrapping round mid-segment (every ~26.5 hours) is not a jump
+    check_segment(media(b"x", first_pts=(1 << 33) - 3000 * 10), "ts", 2 * S)
+
+
+def test_unknown_container():
+    with pytest.raises(ValueError, match="container"):
+        check_segment(media(), "mkv", 2 * S)
