@@ -274,8 +274,9 @@ local compose(s) = {
           # Like the restreamer: dotfiles are invisible, temp files are unfinished.
           location ~ /\. { return 403; }
           location ~ -temp- { return 404; }
-          types { }
-          default_type video/mp2t;
+          # The two containers the store holds, typed as the restreamer types them.
+          types { video/mp2t ts; video/mp4 mp4; }
+          default_type application/octet-stream;
           add_header Cache-Control "public, max-age=31536000, immutable";
           add_header Access-Control-Allow-Origin *;
         }

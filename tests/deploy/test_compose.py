@@ -283,6 +283,8 @@ def test_nginx_front_serves_segments_from_the_store(tmp_path):
     hour.mkdir(parents=True)
     name = "59:42.000000-6.000-full-AAAA.ts"
     (hour / name).write_bytes(b"\x47" * 188 * 10)
+    mp4_name = "59:48.000000-2.000-full-AAAA.mp4"
+    (hour / mp4_name).write_bytes(b"init" * 10 + b"media" * 20)
     (hour / "59:48.000000-6.000-temp-xyz.ts").write_bytes(b"half")
     (hour / ".hidden.ts").write_bytes(b"secret")
     compose = render()
@@ -325,6 +327,10 @@ def test_nginx_front_serves_segments_from_the_store(tmp_path):
         assert "immutable" in response.headers["Cache-Control"]
         assert response.headers["Access-Control-Allow-Origin"] == "*"
         hour_url = f"{base}/segments/desertbus/source/2026-11-28T13"
+        # fMP4 playlists point players at byte ranges of the files: the media part.
+        part = requests.get(f"{hour_url}/{mp4_name}", headers={"Range": "bytes=40-"}, timeout=5)
+        assert part.status_code == 206 and part.content == b"media" * 20
+        assert part.headers["Content-Type"] == "video/mp4"
         assert (
             requests.get(f"{hour_url}/59:48.000000-6.000-temp-xyz.ts", timeout=5).status_code == 404
         )
