@@ -18,6 +18,7 @@ import pytest
 
 from common.database import Database
 from cutter import api as cutter_api
+from cutter.editors import Editors
 from cutter.jobs import Jobs
 from cutter.main import Cutter
 from cutter.upload_backends import parse_location
@@ -64,7 +65,14 @@ def cutter(database, serve, tmp_path):
             self.out_dir = tmp_path / "uploads"
             self.backends = {"local": parse_location(f"local=local:{self.out_dir}")}
             self.registry = prometheus_client.CollectorRegistry()
-            self.api = serve(cutter_api.create_app(self.jobs, self.backends, self.registry))
+            # The page's origin (the restreamer's), added once it is serving.
+            self.origins = set()
+            self.token = Editors(self.jobs.db).add("tester")
+            self.api = serve(
+                cutter_api.create_app(
+                    self.jobs, self.backends, self.registry, editor_origins=self.origins
+                )
+            )
             self.url = self.api.url
             self.worker = None
 
@@ -109,8 +117,19 @@ def submitted_id(page):
 @pytest.mark.slow
 def test_submitted_cut_reaches_done_with_its_link(page, restreamer, cutter, media, tmp_path):
     server = restreamer(stock(media))
+    cutter.origins.add(server.url)
     page.goto(editor_url(server, MEDIA_START, MEDIA_START + seconds(30), api=cutter.url))
     wait_loaded(page)
+    # Signed out, the page offers to sign in; a wrong token is refused; the right one signs in.
+    page.wait_for_selector("#sign-in-form:not([hidden])")
+    page.fill("#editor-token", "not-a-token")
+    page.click("#sign-in")
+    page.wait_for_selector("#sign-in-status.status-error")
+    assert "401" in page.text_content("#sign-in-status")
+    page.fill("#editor-token", cutter.token)
+    page.click("#sign-in")
+    page.wait_for_selector("#signed-in:not([hidden])")
+    assert page.text_content("#editor-name") == "tester"
     # The cutter's only upload location is offered, and the (empty) list loads.
     wait_for(page, "document.getElementById('upload-location').value === 'local'")
     page.wait_for_selector("#jobs tbody tr.empty")
@@ -135,6 +154,7 @@ def test_submitted_cut_reaches_done_with_its_link(page, restreamer, cutter, medi
     job_row(page, waiting).get_by_role("button", name="Cancel").click()
     job_row(page, waiting).and_(page.locator("[data-state=UNEDITED]")).wait_for()
     assert cutter.jobs.get(waiting).state.value == "UNEDITED"
+    assert cutter.jobs.get(waiting).state_changed_by == "tester"
 
     # With a worker running, the next submission is cut and uploaded.
     cutter.start_worker(str(tmp_path / "store"))
