@@ -143,7 +143,7 @@ local laid = std.foldl(
     {
       y: acc.y + height,
       panels: acc.panels + [
-        group[i] { gridPos: { x: i * width, y: acc.y, w: width, h: height } }
+        group[i] { id: std.length(acc.panels) + i + 1, gridPos: { x: i * width, y: acc.y, w: width, h: height } }
         for i in std.range(0, std.length(group) - 1)
       ],
     },

@@ -1,6 +1,6 @@
 """Running ffmpeg for cuts: one process, its output read as it comes.
 
-`Process` starts one ffmpeg with its stdout piped to us and its stderr kept
+`Process` starts one ffmpeg (at a lower priority: `NICENESS`) with its stdout piped to us and its stderr kept
 (the last `STDERR_LINES` lines) for the error message; `check()` waits for
 it and raises `FFmpegError` if it failed, `kill()` ends it and its readers.
 Nothing here knows about segments or time: `common.cut` plans the pieces
@@ -15,6 +15,7 @@ it needed) stops quietly.
 
 import collections
 import logging
+import os
 
 import gevent
 import gevent.subprocess
@@ -30,6 +31,13 @@ CHUNK_SIZE = 256 * 1024
 KILL_TIMEOUT = 1
 # Lines of ffmpeg's stderr kept for the error message.
 STDERR_LINES = 20
+# How much nicer than us ffmpeg runs: a node flooded with cuts must still
+# record (the downloader, at normal priority, gets the CPU first).
+NICENESS = 10
+
+
+def _lower_priority():
+    os.nice(NICENESS)
 
 
 def base_args():
@@ -50,6 +58,7 @@ class Process:
             stderr=gevent.subprocess.PIPE,
             pass_fds=pass_fds,
             env=env,
+            preexec_fn=_lower_priority,
         )
         self.stderr = collections.deque(maxlen=STDERR_LINES)
         self._stderr_reader = gevent.spawn(self._read_stderr)

@@ -387,20 +387,7 @@ def renumber(data, *, after=None, before=None):
         for pid, cc in before.items():
             if pid in counts:
                 next_counter[pid] = (cc - counts[pid]) & 0x0F
-    for offset in range(0, len(data), PACKET_SIZE):
-        pid = ((data[offset + 1] & 0x1F) << 8) | data[offset + 2]
-        if pid == NULL_PID:
-            continue
-        byte = data[offset + 3]
-        cc = next_counter.get(pid)
-        if cc is None:
-            cc = byte & 0x0F if byte & 0x10 else ((byte & 0x0F) + 1) & 0x0F
-        if byte & 0x10:
-            data[offset + 3] = (byte & 0xF0) | cc
-            next_counter[pid] = (cc + 1) & 0x0F
-        else:
-            data[offset + 3] = (byte & 0xF0) | ((cc - 1) & 0x0F)
-            next_counter[pid] = cc
+    _rewrite(data, next_counter)
     return data
 
 
@@ -415,6 +402,49 @@ def _write_timestamp(data, at, value):
 
 # PES stream ids without the optional header that carries timestamps.
 _NO_PES_HEADER = {0xBC, 0xBE, 0xBF, 0xF0, 0xF1, 0xF2, 0xF8, 0xFF}
+
+
+def _rewrite(data, next_counter, shift=0):
+    """Renumber continuity counters in `data` (a bytearray of whole packets, in
+    place) from `next_counter` (pid -> next counter, updated), and add `shift`
+    to every PTS, DTS and PCR. A PID not in `next_counter` counts on from its
+    own first counter; packets without payload repeat the previous counter,
+    as the standard asks (and as ffmpeg checks)."""
+    modulo = TIMESTAMP_MODULO
+    for offset in range(0, len(data), PACKET_SIZE):
+        pid = ((data[offset + 1] & 0x1F) << 8) | data[offset + 2]
+        if pid == NULL_PID:
+            continue
+        byte = data[offset + 3]
+        cc = next_counter.get(pid)
+        if cc is None:
+            cc = byte & 0x0F if byte & 0x10 else ((byte & 0x0F) + 1) & 0x0F
+        if byte & 0x10:
+            data[offset + 3] = (byte & 0xF0) | cc
+            next_counter[pid] = (cc + 1) & 0x0F
+        else:
+            data[offset + 3] = (byte & 0xF0) | ((cc - 1) & 0x0F)
+            next_counter[pid] = cc
+        if not shift:
+            continue
+        if byte & 0x20 and data[offset + 4] and data[offset + 5] & 0x10:
+            at = offset + 6
+            pcr = _pcr(data, offset)
+            pcr = (pcr + shift) % modulo
+            data[at : at + 4] = (pcr >> 1).to_bytes(4, "big")
+            data[at + 4] = ((pcr & 1) << 7) | (data[at + 4] & 0x7F)
+        if data[offset + 1] & 0x40 and byte & 0x10:
+            p = offset + 4 + (1 + data[offset + 4] if byte & 0x20 else 0)
+            if p + 19 > offset + PACKET_SIZE or data[p : p + 3] != b"\x00\x00\x01":
+                continue
+            if data[p + 3] in _NO_PES_HEADER:
+                continue
+            flags = data[p + 7] >> 6
+            if flags & 2:
+                _write_timestamp(data, p + 9, (_timestamp(data[p + 9 : p + 14]) + shift) % modulo)
+            if flags == 3:
+                dts = (_timestamp(data[p + 14 : p + 19]) + shift) % modulo
+                _write_timestamp(data, p + 14, dts)
 
 
 class Shifter:
@@ -441,43 +471,7 @@ class Shifter:
         data = self.pending[:usable]
         del self.pending[:usable]
         check_packets(data)
-        shift, modulo, next_counter = self.shift, TIMESTAMP_MODULO, self.next_counter
-        for offset in range(0, usable, PACKET_SIZE):
-            pid = ((data[offset + 1] & 0x1F) << 8) | data[offset + 2]
-            if pid == NULL_PID:
-                continue
-            byte = data[offset + 3]
-            cc = next_counter.get(pid)
-            if cc is None:
-                cc = byte & 0x0F if byte & 0x10 else ((byte & 0x0F) + 1) & 0x0F
-            if byte & 0x10:
-                data[offset + 3] = (byte & 0xF0) | cc
-                next_counter[pid] = (cc + 1) & 0x0F
-            else:
-                data[offset + 3] = (byte & 0xF0) | ((cc - 1) & 0x0F)
-                next_counter[pid] = cc
-            if not shift:
-                continue
-            if byte & 0x20 and data[offset + 4] and data[offset + 5] & 0x10:
-                at = offset + 6
-                pcr = _pcr(data, offset)
-                pcr = (pcr + shift) % modulo
-                data[at : at + 4] = (pcr >> 1).to_bytes(4, "big")
-                data[at + 4] = ((pcr & 1) << 7) | (data[at + 4] & 0x7F)
-            if data[offset + 1] & 0x40 and byte & 0x10:
-                p = offset + 4 + (1 + data[offset + 4] if byte & 0x20 else 0)
-                if p + 19 > offset + PACKET_SIZE or data[p : p + 3] != b"\x00\x00\x01":
-                    continue
-                if data[p + 3] in _NO_PES_HEADER:
-                    continue
-                flags = data[p + 7] >> 6
-                if flags & 2:
-                    _write_timestamp(
-                        data, p + 9, (_timestamp(data[p + 9 : p + 14]) + shift) % modulo
-                    )
-                if flags == 3:
-                    dts = (_timestamp(data[p + 14 : p + 19]) + shift) % modulo
-                    _write_timestamp(data, p + 14, dts)
+        _rewrite(data, self.next_counter, self.shift)
         return bytes(data)
 
     def finish(self):

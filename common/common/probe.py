@@ -2,10 +2,11 @@
 
 `stream_format(path)` gives a segment's `StreamFormat`: the video and audio
 parameters that decide whether two pieces can be joined (codec, profile,
-resolution, frame rate, audio layout), where its keyframes are, and the RFC
-6381 CODECS string an HLS master playlist lists for it. It works on MPEG-TS
-and MP4 (init section + media segment) files alike: ffprobe reads both, and
-the codec strings come from the parameter sets ffprobe hands back as the
+resolution, frame rate, audio layout) and where its keyframes are.
+`describe(path)` gives what an HLS master playlist lists for it: the RFC 6381
+CODECS string, resolution and frame rate. Both work on MPEG-TS and MP4 (init
+section + media segment) files alike: ffprobe reads both, and the codec
+strings come from the parameter sets ffprobe hands back as the
 stream's extradata (Annex B NAL units in MPEG-TS, an `hvcC`/`av1C`/`avcC`
 record in MP4).
 
@@ -49,14 +50,13 @@ class FFmpegError(Exception):
 
 
 class StreamFormat(NamedTuple):
-    """The stream parameters that must match for two pieces to be joined, where
-    the segment's keyframes are, and its RFC 6381 codec string (which have
-    nothing to do with joining, but come from the same ffprobe run)."""
+    """The stream parameters that must match for two pieces to be joined, and
+    where the segment's keyframes are (which has nothing to do with joining,
+    but comes from the same ffprobe run)."""
 
     video: dict | None  # codec_name, profile, level, width, height, pix_fmt, frame_rate, sar
     audio: dict | None  # codec_name, profile, sample_rate, channels, channel_layout
     keyframes: tuple = ()  # PTS of the video keyframes, as ffmpeg reads them
-    codecs: str | None = None  # "avc1.64001f,mp4a.40.2"; None when not every codec is known
 
     def key(self):
         """What must be equal for two segments to be joined (the level may differ)."""
@@ -93,7 +93,7 @@ class Description(NamedTuple):
     """What a master playlist says about a variant; None where unknown."""
 
     resolution: tuple[int, int] | None
-    codecs: str | None
+    codecs: str | None  # "avc1.64001f,mp4a.40.2"; None when not every codec is known
     frame_rate: tuple[int, int] | None
 
 
@@ -112,31 +112,35 @@ def stream_format(path):
 
 
 def describe(path):
-    """The segment's `Description` for a master playlist; all None if ffprobe fails."""
+    """The segment's `Description` for a master playlist (cached); all None if
+    ffprobe fails."""
     try:
-        fmt = _probe(path)
+        return _describe(path)
     except FFmpegError as e:
         logger.warning("Could not probe %s: %s", path, e)
         return Description(None, None, None)
-    return Description(fmt.resolution, fmt.codecs, fmt.frame_rate)
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
 def _probe(path):
+    # The packets' flags give the keyframes; streams only, no data (with
+    # -show_data ffprobe formats every packet's bytes too: 7x the CPU).
+    parsed = _ffprobe(path, "-show_streams", "-show_entries", "packet=stream_index,pts,flags")
+    return format_from_probe(parsed)
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _describe(path):
+    # -show_data for the parameter sets (extradata) the codec strings need.
+    parsed = _ffprobe(path, "-show_streams", "-show_data")
+    return describe_streams(parsed.get("streams", []), mp4=path.endswith(".mp4"))
+
+
+def _ffprobe(path, *args):
+    """ffprobe's JSON for `path` with `args`; FFmpegError if it fails."""
     try:
         output = gevent.subprocess.check_output(
-            [
-                FFPROBE,
-                "-v",
-                "error",
-                "-show_streams",
-                "-show_data",
-                "-show_entries",
-                "packet=stream_index,pts,flags",
-                "-of",
-                "json",
-                file_url(path),
-            ],  # fmt: skip
+            [FFPROBE, "-v", "error", *args, "-of", "json", file_url(path)],
             stderr=gevent.subprocess.STDOUT,
             timeout=PROBE_TIMEOUT,
         )
@@ -149,14 +153,19 @@ def _probe(path):
     except OSError as e:
         raise FFmpegError(f"cannot run ffprobe on {path}: {e}") from None
     try:
-        parsed = json.loads(output)
+        return json.loads(output)
     except ValueError:
         raise FFmpegError(f"ffprobe printed no JSON for {path}") from None
-    return format_from_probe(parsed, mp4=path.endswith(".mp4"))
 
 
-def format_from_probe(parsed, mp4=False):
-    """A `StreamFormat` from ffprobe's JSON (`-show_streams -show_data` and packets)."""
+def describe_streams(streams, mp4=False):
+    """A `Description` from ffprobe's streams (with `-show_data` for HEVC and AV1)."""
+    fmt = format_from_probe({"streams": streams})
+    return Description(fmt.resolution, codecs_string(streams, mp4=mp4), fmt.frame_rate)
+
+
+def format_from_probe(parsed):
+    """A `StreamFormat` from ffprobe's JSON (`-show_streams` and packets)."""
     streams = parsed.get("streams", [])
     video = audio = video_index = None
     for stream in streams:
@@ -189,8 +198,7 @@ def format_from_probe(parsed, mp4=False):
         and "K" in packet.get("flags", "")
         and isinstance(packet.get("pts"), int)
     )
-    codecs = codecs_string(streams, mp4=mp4)
-    return StreamFormat(video, audio, tuple(keyframes), codecs)
+    return StreamFormat(video, audio, tuple(keyframes))
 
 
 def _ratio(text):

@@ -1,8 +1,8 @@
 """Cut jobs in PostgreSQL: the schema, the states, and every query, named and documented.
 
 The `events` table is the contract between everything that makes cut jobs
-(the editor page, the CLI) and the cutters that do them (DESIGN §4,
-docs/DATABASE.md). The database itself refuses impossible rows (CHECK
+(the editor page, the CLI) and the cutters that do them (docs/DATABASE.md).
+The database itself refuses impossible rows (CHECK
 constraints) and impossible state changes (a trigger), so a bug in one cutter,
 or an operator's hand-written UPDATE, cannot put a job into a state from which
 it would be cut twice.
@@ -276,7 +276,7 @@ UPDATE events SET error = %(error)s
 WHERE id = %(id)s AND state = 'EDITED' AND error IS DISTINCT FROM %(error)s
 """
 
-# The claim (DESIGN §4): one guarded UPDATE. It succeeds only if the job is
+# The claim: one guarded UPDATE. It succeeds only if the job is
 # still EDITED and still as the cutter read it (so an edit made since is never
 # cut with stale values); 0 rows means another cutter won or the job changed.
 CLAIM = """
@@ -308,7 +308,7 @@ WHERE id = %(id)s AND state = %(from_state)s AND uploader = %(uploader)s
 RETURNING *
 """
 
-# Entered just before the request that cannot be undone (DESIGN §4).
+# Entered just before the request that cannot be undone.
 START_FINALIZING = """
 UPDATE events SET state = 'FINALIZING', finalizing_at = now()
 WHERE id = %(id)s AND state = 'CLAIMED' AND uploader = %(uploader)s

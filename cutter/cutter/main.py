@@ -5,7 +5,7 @@ cuts and uploads jobs; `ProcessingWatcher`, which follows uploaded videos
 until the backend has processed them; then `cutter run`'s command line (the
 operator's commands are in commands.py).
 
-How it fails, and what it does (DESIGN §4):
+How it fails, and what it does (docs/DATABASE.md has the states):
 
 - Two cutters want one job: the claim is a single guarded UPDATE; the loser
   gets no row and moves on. Nothing is cut before the claim succeeds.

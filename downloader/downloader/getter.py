@@ -140,6 +140,28 @@ def _check_status(response, uri):
         )
 
 
+def _spawn_attempt(fn, *args):
+    """Run an attempt in a greenlet whose value is (result, None) or (None, AttemptFailed).
+
+    An expected failure is a value, not an exception: gevent prints a traceback
+    for every greenlet that dies of one, which for a flaky origin would be one
+    per retry. Any other exception (a bug) still kills the greenlet loudly.
+    """
+
+    def run():
+        try:
+            return fn(*args), None
+        except AttemptFailed as e:
+            return None, e
+
+    return gevent.spawn(run)
+
+
+def _attempt_result(greenlet):
+    """A finished `_spawn_attempt` greenlet → (result, None) or (None, exception)."""
+    return greenlet.value if greenlet.successful() else (None, greenlet.exception)
+
+
 class InitSections:
     """fMP4 init sections (EXT-X-MAP) of one channel, fetched once each.
 
@@ -159,6 +181,18 @@ class InitSections:
         self.on_error = on_error  # (kind) -> None: counts a failed attempt
         self._kept = collections.OrderedDict()  # InitSection -> bytes
         self._fetching = {}  # InitSection -> AsyncResult
+
+    def forget(self, section=None):
+        """Drop `section` (or every section) from the kept ones: fetch it again next time.
+
+        For when the same URI may now hold other bytes: an encoder that restarted
+        rewrites its `init.mp4` in place (a new worker, or an EXT-X-DISCONTINUITY).
+        A fetch already under way is not affected.
+        """
+        if section is None:
+            self._kept.clear()
+        else:
+            self._kept.pop(section, None)
 
     def get(self, section, deadline, stopping):
         if section in self._kept:
@@ -192,9 +226,9 @@ class InitSections:
             while True:
                 for entry in [r for r in running if r[0].ready()]:
                     running.remove(entry)
-                    if entry[0].successful():
-                        return entry[0].value
-                    error = entry[0].exception
+                    data, error = _attempt_result(entry[0])
+                    if error is None:
+                        return data
                     self.on_error(getattr(error, "kind", type(error).__name__))
                     self.logger.warning("Init section %s: attempt failed: %s", section.uri, error)
                     failures += 1
@@ -205,13 +239,13 @@ class InitSections:
                 wake = [deadline]
                 if not running:
                     if now >= next_retry:
-                        running.append((gevent.spawn(self._attempt, section), now))
+                        running.append((_spawn_attempt(self._attempt, section), now))
                         continue
                     wake.append(next_retry)
                 elif len(running) < MAX_PARALLEL_ATTEMPTS:
                     newest = max(started for _, started in running)
                     if now - newest >= SEGMENT_TIMEOUTS[0]:
-                        running.append((gevent.spawn(self._attempt, section), now))
+                        running.append((_spawn_attempt(self._attempt, section), now))
                         continue
                     wake.append(newest + SEGMENT_TIMEOUTS[0])
                 gevent.wait(
@@ -341,8 +375,8 @@ class SegmentGetter(Stoppable):
             while True:
                 for greenlet, _ in [r for r in running if r[0].ready()]:
                     running.remove((greenlet, _))
-                    if greenlet.successful():
-                        outcome = greenlet.value
+                    outcome, error = _attempt_result(greenlet)
+                    if error is None:
                         if outcome.type == "full":
                             self._finish(outcome)
                             return
@@ -355,7 +389,6 @@ class SegmentGetter(Stoppable):
                         else:
                             outcome.writer.abort()
                     else:
-                        error = greenlet.exception
                         kind = getattr(error, "kind", type(error).__name__)
                         self.metrics.errors.labels(self.channel, self.quality, kind).inc()
                         self.logger.warning("Attempt failed: %s", error)
@@ -394,7 +427,7 @@ class SegmentGetter(Stoppable):
 
     def _start_attempt(self, running, reason):
         self.metrics.attempts.labels(self.channel, self.quality, reason).inc()
-        running.append((gevent.spawn(self.timed_attempt, reason), time.monotonic()))
+        running.append((_spawn_attempt(self.timed_attempt, reason), time.monotonic()))
 
     def _finish(self, outcome):
         self.path = outcome.writer.finish(outcome.type)

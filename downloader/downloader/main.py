@@ -321,6 +321,8 @@ class ChannelManager(Stoppable):
         # Without the query string: Twitch's carries the access token.
         shown = urllib.parse.urlsplit(url)._replace(query="").geturl()
         self.logger.info("%s %s from %s", "Replacing" if old else "Recording", quality, shown)
+        # A new URL may be a restarted encoder that rewrote its init sections in place.
+        self.init_sections[quality].forget()
         worker = QualityWorker(self, quality, url, self.timelines[quality])
         self.workers[quality] = worker
         self.greenlets.spawn(worker.run)
@@ -493,6 +495,10 @@ class QualityWorker(Stoppable):
                 continue
             if placed.estimated:
                 self.metrics.estimated.labels(self.channel, self.quality).inc()
+            if segment.discontinuity and segment.init is not None:
+                # The encoder may have restarted, rewriting its init section in
+                # place: fetch it again (a few KB; Twitch's spurious ones cost no more).
+                self.manager.init_sections[self.quality].forget(segment.init)
             self.manager.spawn_getter(SegmentGetter(self, placed))
         return new
 

@@ -115,8 +115,10 @@ def name_variants(master):
     `source` is the variant with the highest BANDWIDTH; ties go to the larger
     RESOLUTION (encoders often write one BANDWIDTH for every variant). The others
     are named by their rendition group's NAME, else by resolution (`480p`,
-    `720p60` above 31 fps, `audio_only`). When two variants would get the same
-    name, the one with the higher bandwidth keeps it.
+    `720p60` above 31 fps, `audio_only`); an HEVC or AV1 variant's name gets
+    the codec as a suffix (`480p_h265`), as Twitch's do (`name_twitch_variants`).
+    When two variants would still get the same name, the one with the higher
+    bandwidth keeps it.
     """
     playlists = sorted(
         master.playlists,
@@ -132,12 +134,19 @@ def name_variants(master):
             name = "source"
         else:
             media_name = _media_name(master, playlist)
-            name = (_clean_name(media_name) if media_name else None) or _resolution_name(
-                playlist.stream_info
+            name = _with_codec(
+                (_clean_name(media_name) if media_name else None)
+                or _resolution_name(playlist.stream_info),
+                codec_family(playlist.stream_info.codecs),
             )
         if name and name not in names:
             names[name] = playlist.absolute_uri
     return names
+
+
+def _with_codec(name, family):
+    """H.264 (and unknown) renditions keep their name; HEVC and AV1 ones say so."""
+    return f"{name}_{family}" if name and family in ("h265", "av1") else name
 
 
 # Video codec families by their RFC 6381 CODECS prefix, named as Twitch's
@@ -204,9 +213,9 @@ def name_twitch_variants(master, text=None):
         if source or group == "chunked" or "(source)" in media_name:
             name = "source"
         else:
-            name = _clean_name(media_name) or _resolution_name(playlist.stream_info)
-            if name and family in ("h265", "av1"):
-                name = f"{name}_{family}"
+            name = _with_codec(
+                _clean_name(media_name) or _resolution_name(playlist.stream_info), family
+            )
         if name and name not in names:
             names[name] = playlist.absolute_uri
             codecs[name] = family

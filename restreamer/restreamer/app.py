@@ -44,7 +44,7 @@ from common.segments import (
     validate_name_part,
 )
 from common.stats import timed
-from restreamer import editor, files, hls, params
+from restreamer import cutlimits, editor, files, hls, params
 
 logger = logging.getLogger(__name__)
 
@@ -478,8 +478,9 @@ def master_playlist(channel):
     Each variant's URI carries the resolved start (and end), so that every
     quality plays the same range even when no start was given. BANDWIDTH is
     the peak segment bit rate in range (over up to BANDWIDTH_SAMPLE segments
-    spread evenly across it); RESOLUTION and CODECS come from
-    ffprobe on one segment per quality, when it can tell.
+    spread evenly across it); RESOLUTION, FRAME-RATE and CODECS come from
+    one segment per quality (ffprobe, and for fMP4 the init section's codec
+    configuration, so HEVC and AV1 are named exactly), when it can tell.
     """
     start, end = params.time_range(flask.request.args, start_required=False, max_range=MAX_RANGE)
     s = store()
@@ -509,6 +510,7 @@ def master_playlist(channel):
                 average_bandwidth=average,
                 resolution=facts.resolution,
                 codecs=facts.codecs,
+                frame_rate=facts.frame_rate and facts.frame_rate[0] / facts.frame_rate[1],
             )
         )
     if not variants:
@@ -532,8 +534,11 @@ def cut(channel, quality):
     everything. 400 for bad parameters; 406 if the range has holes (unless
     `allow_holes=true`, which leaves them out) or nothing at all, or if its
     video cannot go in the container (AV1 in MPEG-TS). A client that goes
-    away closes the cut, which kills its ffmpegs. The status waits for the
-    first bytes; an ffmpeg failing after them can only cut the response short.
+    away closes the cut, which kills its ffmpegs. Bounded by `cutlimits`:
+    503/429 with Retry-After when the node or the client runs as many cuts
+    as allowed, 400 for a `type=full` cut that is too long, and a client
+    that stops reading loses its cut. The status waits for the first bytes;
+    an ffmpeg failing after them can only cut the response short.
     """
     return _cut(channel, quality, "ts")
 
@@ -550,9 +555,13 @@ def _cut(channel, quality, container):
     type = args.get("type") or "fast"
     if type not in cutting.TYPES:
         raise BadRequest(f"bad type {type!r}: expected one of {', '.join(cutting.TYPES)}")
+    limits = flask.current_app.extensions["cut_limits"]
+    limits.check_length(type, start, end)
     s = store()
     s.directory(channel, quality)
     segments = s.best_segments(channel, quality, start, end)
+    client = flask.request.remote_addr or "unknown"
+    limits.acquire(client)
     try:
         chunks = cutting.cut(
             segments,
@@ -568,30 +577,21 @@ def _cut(channel, quality, container):
         # a range with no frame in it) instead of a cut-short 200.
         first = next(chunks, b"")
     except cutting.CutError as e:
+        limits.release(client)
         raise NotAcceptable(str(e)) from None
     except ValueError as e:
+        limits.release(client)
         raise BadRequest(str(e)) from None
-    response = flask.Response(_stream(first, chunks), mimetype=CUT_MIMETYPES[container])
+    except BaseException:
+        limits.release(client)
+        raise
+    body, close = limits.stream(client, first, chunks)
+    response = flask.Response(body, mimetype=CUT_MIMETYPES[container])
+    response.call_on_close(close)
     name = f"{channel}-{quality}-{params.format_time(start)}.{container}"
     name = re.sub(r"[^A-Za-z0-9._-]", "_", name)
     response.headers["Content-Disposition"] = f'inline; filename="{name}"'
     return response
-
-
-def _stream(first, chunks):
-    """Yield `first`, then the rest of `chunks`; closing this closes `chunks`
-    (which kills its ffmpegs when the client goes away).
-
-    A cut failing after the status went out raises through here on purpose:
-    the server then drops the connection without the chunked body's final
-    chunk, so every client sees a failed transfer, never a short file that
-    looks whole. Never turn that error into a normal end of the body.
-    """
-    try:
-        yield first
-        yield from chunks
-    finally:
-        chunks.close()
 
 
 # (rule, view function, options): every route of the API. The endpoint name is
@@ -666,19 +666,22 @@ def server_error(error):
     )
 
 
-def create_app(base_dir, registry=None, *, now=utc_now):
+def create_app(base_dir, registry=None, *, now=utc_now, cut_limits=None):
     """The restreamer's WSGI app, serving the store at `base_dir`.
 
     `registry` receives the app's metrics and is served at `/metrics`; a fresh
     one is made when none is given (tests), the service passes the global one
     so log counts show too. `now()` gives the current time as an aware
     datetime; tests fix it to make live and finished ranges deterministic.
+    `cut_limits` (a `cutlimits.CutLimits`) bounds `/cut`; by default one cut
+    per core, `cutlimits`' other defaults.
     """
     if registry is None:
         registry = prometheus_client.CollectorRegistry()
     app = flask.Flask(__name__, static_folder=None)
     app.json.sort_keys = False
     app.extensions["restreamer"] = Store(base_dir, registry, now)
+    app.extensions["cut_limits"] = cut_limits or cutlimits.CutLimits(registry)
     for rule, view, options in ROUTES:
         app.add_url_rule(rule, view_func=view, **options)
     app.register_blueprint(editor.blueprint)

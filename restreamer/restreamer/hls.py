@@ -301,7 +301,8 @@ class Variant(NamedTuple):
 
     `bandwidth` is the peak bit rate of a segment (bits/s, which §4.3.4.2
     requires), `average_bandwidth` the whole range's; `resolution` is
-    `(width, height)` and `codecs` an RFC 6381 string, both None when unknown.
+    `(width, height)`, `codecs` an RFC 6381 string and `frame_rate` frames a
+    second, each None when unknown.
     """
 
     quality: str
@@ -310,6 +311,7 @@ class Variant(NamedTuple):
     average_bandwidth: int | None = None
     resolution: tuple[int, int] | None = None
     codecs: str | None = None
+    frame_rate: float | None = None
 
 
 def master_playlist(variants):
@@ -324,6 +326,9 @@ def master_playlist(variants):
             attributes.append(f"RESOLUTION={int(width)}x{int(height)}")
         if variant.codecs:
             attributes.append(f'CODECS="{variant.codecs}"')
+        if variant.frame_rate:
+            # §4.3.4.2: "a decimal-floating-point ... rounded to three decimal places"
+            attributes.append(f"FRAME-RATE={variant.frame_rate:.3f}")
         lines.append(f"#EXT-X-STREAM-INF:{','.join(attributes)}")
         lines.append(variant.uri)
     return "\n".join(lines) + "\n"

@@ -13,7 +13,7 @@ from itertools import pairwise
 
 import gevent
 
-from common import mpegts
+from common import ffmpeg, mpegts
 
 MARKER_BITS = 12
 MARKER_HEIGHT = 16
@@ -29,6 +29,16 @@ def marker_filter(width):
             f":enable='mod(floor(n/{2**bit}),2)'"
         )
     return ",".join(boxes)
+
+
+def wrap_ffmpeg(tmp_path, monkeypatch, action):
+    """Make cuts run an ffmpeg that does `action` (shell) for the fast cut's
+    remux of its last segment (the only one choosing video packets up to a
+    DTS), and is the real one otherwise."""
+    script = tmp_path / "ffmpeg"
+    script.write_text(f'#!/bin/sh\ncase "$*" in *"gte(dts"*) {action};; esac\nexec ffmpeg "$@"\n')
+    script.chmod(0o755)
+    monkeypatch.setattr(ffmpeg, "FFMPEG", str(script))
 
 
 def write_cut(path, chunks):

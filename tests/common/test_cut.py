@@ -16,7 +16,6 @@ import prometheus_client
 import pytest
 
 from common import cut as cutmod
-from common import ffmpeg
 from common.cut import ContainsHoles, NoContent, cut
 from common.segments import get_best_segments
 from tests.common.cutcheck import (
@@ -27,6 +26,7 @@ from tests.common.cutcheck import (
     frame_numbers,
     new_children_after,
     packets,
+    wrap_ffmpeg,
     write_cut,
 )
 from tests.conftest import MEDIA_START
@@ -276,15 +276,9 @@ def test_bad_requests_are_refused(store, registry):
 
 @pytest.fixture
 def stalling_last_piece(tmp_path, monkeypatch):
-    """Make the fast cut's remux of the last segment (the only ffmpeg choosing
-    video packets up to a DTS) hang, so that it is surely still running when
-    the cut is closed."""
-    script = tmp_path / "ffmpeg"
-    script.write_text(
-        '#!/bin/sh\ncase "$*" in *"gte(dts"*) exec sleep 60;; esac\nexec ffmpeg "$@"\n'
-    )
-    script.chmod(0o755)
-    monkeypatch.setattr(ffmpeg, "FFMPEG", str(script))
+    """Make the fast cut's remux of the last segment hang, so that it is surely
+    still running when the cut is closed."""
+    wrap_ffmpeg(tmp_path, monkeypatch, "exec sleep 60")
 
 
 @pytest.mark.parametrize("type", ["fast", "full"])

@@ -104,8 +104,7 @@ def test_describe_streams():
     odd = {"codec_type": "audio", "codec_name": "opus"}
 
     def describe_streams(streams):
-        fmt = probe.format_from_probe({"streams": streams})
-        return fmt.resolution, fmt.codecs
+        return probe.describe_streams(streams)[:2]
 
     assert describe_streams([video, data, audio]) == ((320, 180), "avc1.64000d,mp4a.40.2")
     # One codec we cannot name: no CODECS at all (the RFC wants all or none).

@@ -81,7 +81,7 @@ def test_transitions(shared_jobs, old, new):
 
 
 def test_transition_table_matches_design():
-    # DESIGN §4's diagram, spelled out: a change here must be a deliberate one.
+    # docs/DATABASE.md's transition table, spelled out: a change here must be a deliberate one.
     assert set(TRANSITIONS) == {
         (State.UNEDITED, State.EDITED),
         (State.EDITED, State.UNEDITED),

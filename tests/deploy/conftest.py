@@ -18,7 +18,7 @@ def fake_docker(tmp_path):
     the recorded command lines (one list of arguments per call). Set
     `FAKE_DOCKER_ENGINE=up` in `env` to make `docker info` answer (the engine is
     "there"); by default it fails like a client with no engine. `docker run` prints
-    `FAKE_DOCKER_OUTPUT`.
+    `FAKE_DOCKER_OUTPUT`; `docker build` fails when `FAKE_DOCKER_BUILD=fail`.
     """
     bin_dir = tmp_path / "fake-bin"
     bin_dir.mkdir()
@@ -33,6 +33,7 @@ def fake_docker(tmp_path):
             case "$1" in
               info) [ "${{FAKE_DOCKER_ENGINE:-}}" = up ] || {{ echo "Cannot connect" >&2; exit 1; }} ;;
               image) exit 1 ;;
+              build) [ "${{FAKE_DOCKER_BUILD:-}}" != fail ] || {{ echo "no base image" >&2; exit 1; }} ;;
               run) printf '%s\\n' "${{FAKE_DOCKER_OUTPUT:-}}" ;;
             esac
             exit 0

@@ -85,6 +85,22 @@ def test_a_new_map_mid_stream_is_used_from_its_segment_on(rig, origin, fmp4_part
     assert origin.requests_for("/ch/source/init-1.mp4") == [200]
 
 
+def test_an_init_section_rewritten_in_place_is_fetched_again_after_a_discontinuity(
+    rig, origin, fmp4_parts
+):
+    stream, poll = rig
+    publish_fmp4(stream, fmp4_parts("h264"), "init.mp4")
+    poll()
+    # The encoder restarts as HEVC, writing the same names again.
+    hevc_init, hevc_media = fmp4_parts("hevc")
+    stream.set_init("init.mp4", hevc_init)
+    stream.publish(1, data=hevc_media[0], tags=["#EXT-X-DISCONTINUITY"])
+    stream.publish(1, data=hevc_media[1])
+    segments = poll()
+    assert [decodes(s.path)[0] for s in segments] == ["h264"] * 3 + ["hevc"] * 2
+    assert origin.requests_for("/ch/source/init.mp4") == [200, 200]
+
+
 def test_an_init_section_that_fails_is_retried(rig, origin, fmp4_parts):
     stream, poll = rig
     stream.init_faults = [("status", 503), ("reset", 100), ("truncate", 50)]

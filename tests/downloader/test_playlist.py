@@ -77,6 +77,16 @@ MASTER_CASES = [
         ],
         {"source": "0", "480p": "1", "audio_only": "3"},
     ),
+    (
+        "one resolution in three codecs: HEVC and AV1 say so, H.264 keeps the plain name",
+        [
+            'BANDWIDTH=4000000,RESOLUTION=1280x720,CODECS="hvc1.1.6.L93.B0,mp4a.40.2"',
+            'BANDWIDTH=1500000,RESOLUTION=854x480,CODECS="hvc1.1.6.L90.B0,mp4a.40.2"',
+            'BANDWIDTH=1400000,RESOLUTION=854x480,CODECS="av01.0.04M.08,mp4a.40.2"',
+            'BANDWIDTH=2000000,RESOLUTION=854x480,CODECS="avc1.64001E,mp4a.40.2"',
+        ],
+        {"source": "0", "480p_h265": "1", "480p_av1": "2", "480p": "3"},
+    ),
 ]
 
 

@@ -177,3 +177,66 @@ def test_submitted_cut_reaches_done_with_its_link(page, restreamer, cutter, medi
     page.screenshot(path=str(picture), full_page=True)
     if os.environ.get(SCREENSHOT_ENV):
         shutil.copyfile(picture, os.environ[SCREENSHOT_ENV])
+
+
+EVIL_PAGE = """<!doctype html>
+<html><body>
+<iframe name="sink"></iframe>
+<form id="forged" method="POST" action="{api}/jobs/{job_id}/cancel" target="sink">
+  <input name="reason" value="forged">
+</form>
+<script>
+  window.fetchResult = "pending";
+  fetch("{api}/jobs", {{
+    method: "POST", credentials: "include",
+    headers: {{"Content-Type": "application/json"}},
+    body: JSON.stringify({{channel: "desertbus", quality: "source", title: "forged",
+                           start: "2026-11-28T13:59:45", end: "2026-11-28T13:59:50"}}),
+  }}).then((r) => {{ window.fetchResult = "answered " + r.status; }},
+           (e) => {{ window.fetchResult = "refused: " + e.message; }});
+</script>
+</body></html>"""
+
+
+@pytest.mark.slow
+def test_another_sites_form_and_fetch_change_nothing(page, cutter, serve):
+    """A signed-in editor visits a hostile page: its form post and its fetch are refused.
+
+    The hostile page is on 127.0.0.1 too (another port: the same *site*), so
+    the SameSite=Strict cookie is sent with both; what refuses them is the
+    API's own check of the Origin and content type, and the lack of a CORS grant.
+    """
+    job = cutter.jobs.submit(
+        channel="desertbus", quality="source", title="Keep me", upload_location="local",
+        start="2026-11-28T13:59:45", end="2026-11-28T13:59:50",
+    )  # fmt: skip
+
+    def evil_app(environ, start_response):
+        body = EVIL_PAGE.format(api=cutter.url, job_id=job.id).encode()
+        start_response(
+            "200 OK", [("Content-Type", "text/html"), ("Content-Length", str(len(body)))]
+        )
+        return [body]
+
+    evil = serve(evil_app)
+    # Sign in as the editor would (same origin as the API), so the browser holds the cookie.
+    page.goto(f"{cutter.url}/locations")
+    signed = page.evaluate(
+        """async (token) => (await fetch("/session", {method: "POST",
+             headers: {"Content-Type": "application/json"},
+             body: JSON.stringify({token})})).status""",
+        cutter.token,
+    )
+    assert signed == 200
+    assert page.context.cookies(cutter.url)[0]["sameSite"] == "Strict"
+
+    page.goto(evil.url + "/")
+    page.wait_for_function("window.fetchResult !== 'pending'")
+    assert page.evaluate("window.fetchResult").startswith("refused"), page.evaluate(
+        "window.fetchResult"
+    )
+    with page.expect_response(f"{cutter.url}/jobs/{job.id}/cancel") as answer:
+        page.evaluate("document.getElementById('forged').submit()")
+    assert answer.value.status == 403
+    assert cutter.jobs.get(job.id).state.value == "EDITED"
+    assert [j.title for j in cutter.jobs.list()] == ["Keep me"]

@@ -11,7 +11,6 @@ import gevent.subprocess
 import prometheus_client
 import pytest
 
-from common import ffmpeg
 from restreamer.app import create_app
 from restreamer.main import Server
 from tests.common.cutcheck import (
@@ -19,6 +18,7 @@ from tests.common.cutcheck import (
     decode_warnings,
     new_children_after,
     packets,
+    wrap_ffmpeg,
     write_cut,
 )
 from tests.conftest import MEDIA_START
@@ -143,15 +143,8 @@ def test_406_times_are_written_with_z(cut_client):
 
 @pytest.fixture
 def failing_last_piece(tmp_path, monkeypatch):
-    """ffmpeg for the fast cut's remux of the last segment (the only one
-    choosing video packets up to a DTS) writes a little, then fails."""
-    script = tmp_path / "ffmpeg"
-    script.write_text(
-        '#!/bin/sh\ncase "$*" in *"gte(dts"*) head -c 18800 /dev/zero; exit 1;; esac\n'
-        'exec ffmpeg "$@"\n'
-    )
-    script.chmod(0o755)
-    monkeypatch.setattr(ffmpeg, "FFMPEG", str(script))
+    """The fast cut's remux of the last segment writes a little, then fails."""
+    wrap_ffmpeg(tmp_path, monkeypatch, "head -c 18800 /dev/zero; exit 1")
 
 
 @pytest.mark.slow
@@ -178,3 +171,38 @@ def test_a_cut_failing_midway_is_a_failed_transfer(tmp_path, media, registry, fa
     assert curl.returncode in (18, 56), curl.stderr
     error = {"type": "fast", "method": "fast", "outcome": "error"}
     assert registry.get_sample_value("cuts_total", error) == 1
+
+
+@pytest.fixture
+def stalling_last_piece(tmp_path, monkeypatch):
+    """The fast cut's remux of the last segment hangs: the cut is still running."""
+    wrap_ffmpeg(tmp_path, monkeypatch, "exec sleep 60")
+
+
+@pytest.mark.slow
+def test_a_cut_cut_short_by_the_server_stopping_is_a_failed_transfer(
+    tmp_path, media, registry, stalling_last_piece
+):
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", MEDIA_START, media[:3])
+    server = Server(create_app(base, registry, now=lambda: NOW), "127.0.0.1", 0)
+    port = server.start()
+    out = tmp_path / "out.ts"
+    url = f"http://127.0.0.1:{port}/cut/chan/source.ts?start={at(1)}&end={at(17)}"
+    before = child_processes()
+    curl = gevent.subprocess.Popen(
+        ["curl", "-sS", "-o", str(out), url], stderr=gevent.subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (out.exists() and out.stat().st_size) and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        assert out.stat().st_size, "expected the first bytes"
+        server.close(timeout=0.5)
+        curl.wait(timeout=30)
+    finally:
+        if curl.poll() is None:
+            curl.kill()
+    # 18: transfer closed with outstanding read data; 56: failure receiving data.
+    assert curl.returncode in (18, 56), curl.stderr.read()
+    assert new_children_after(before | {curl.pid}, timeout=5) == set()

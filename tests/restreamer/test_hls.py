@@ -7,6 +7,7 @@ import pytest
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest
 
+from common import probe
 from common.layout import Layout
 from common.segments import hash_bytes, parse_segment_path
 from restreamer import hls, params
@@ -135,6 +136,15 @@ def test_bandwidths():
     # a: 1 Mbit/s, b: 0.5 Mbit/s; average over 6 s: 500 kB * 8 / 6 s.
     assert hls.bandwidths([a, None, b, partial, gone], sizes.get) == (1_000_000, 666_667)
     assert hls.bandwidths([None, partial], sizes.get) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "codec, expected",
+    [("h264", "avc1.64000d"), ("hevc", "hvc1.1.6.L60.90"), ("av1", "av01.0.00M.08")],
+)
+def test_codecs_of_real_fmp4_files(fmp4_media, codec, expected):
+    path, _ = fmp4_media(codec)[0]
+    assert probe.describe(path).codecs.split(",")[0] == expected
 
 
 def t(*args):

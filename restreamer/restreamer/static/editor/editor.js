@@ -738,7 +738,14 @@ async function preview() {
   setStatus("preview-status", "busy", "Cutting…");
   $("preview").disabled = true;
   try {
-    const response = await fetch(url, { signal: previewAbort.signal });
+    const signal = previewAbort.signal;
+    let response = await fetch(url, { signal });
+    for (let delay; (delay = busyRetryDelay(response.status, response.headers.get("Retry-After"))) !== null; ) {
+      setStatus("preview-status", "busy", `The restreamer is busy, retrying in ${delay} s…`);
+      await sleepUnlessAborted(delay * 1000, signal);
+      setStatus("preview-status", "busy", "Cutting…");
+      response = await fetch(url, { signal });
+    }
     if (!response.ok) {
       setStatus("preview-status", "error", `The restreamer could not cut this range: ${await describeResponse(response)}`);
       return;
@@ -765,6 +772,17 @@ async function preview() {
   } finally {
     $("preview").disabled = false;
   }
+}
+
+/** Resolve after `ms`, or reject with an AbortError as soon as `signal` aborts. */
+function sleepUnlessAborted(ms, signal) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => {
+      clearTimeout(timer);
+      reject(new DOMException("aborted", "AbortError"));
+    }, { once: true });
+  });
 }
 
 function showPreview(blob, duration, wanted) {
