@@ -5,7 +5,8 @@
 Three real processes on 127.0.0.1 share one store: the built-in test stream
 (`python -m devtools.teststream`, one quality), a downloader recording it, and
 a restreamer (`python -m restreamer`, its cut bounds at their defaults: one
-cut per core for the node, two per client address). The store also holds
+cut per core for the node, two per client address; `--max-cuts` sets the
+node's). The store also holds
 24 s of tiny generated media (320x180, 2 s segments) to cut from.
 
 For each N (0, the baseline, then each of `--levels`), for `--seconds`:
@@ -16,8 +17,9 @@ For each N (0, the baseline, then each of `--levels`), for `--seconds`:
   bound (429) does not hide the node's bound (503). A refused client waits
   `REFUSED_WAIT` (shorter than the Retry-After it is sent: the pressure stays
   on) and tries again;
-- one client lists `/files/...` (the recording's and the media's hours and
-  segments, a new connection each time, `LISTING_PAUSE` apart), timed;
+- one client, a process of its own, lists `/files/...` (the recording's and
+  the media's hours and segments, a new connection each time,
+  `LISTING_PAUSE` apart), timed;
 - a sampler counts the restreamer's ffmpeg children and sums the RSS of the
   restreamer and those children.
 
@@ -33,6 +35,7 @@ cores, so read the columns against the N = 0 one, not as absolute numbers.
 import argparse
 import datetime
 import http.client
+import multiprocessing
 import os
 import re
 import shutil
@@ -149,8 +152,9 @@ def get(port, path, source="127.0.0.1"):
 class Node:
     """The test stream, a downloader and a restreamer over one store in `work`."""
 
-    def __init__(self, work):
+    def __init__(self, work, max_cuts=None):
         self.work = work
+        self.max_cuts = max_cuts
         self.store = os.path.join(work, "store")
         self.processes = []
         self.published = {}  # segment start -> when the playlist first listed it
@@ -194,7 +198,8 @@ class Node:
         (self.port,) = free_ports(1)
         restreamer = self._spawn(
             [sys.executable, "-m", "restreamer", "--base-dir", self.store,
-             "--host", "127.0.0.1", "--port", str(self.port)],
+             "--host", "127.0.0.1", "--port", str(self.port)]
+            + (["--max-cuts", str(self.max_cuts)] if self.max_cuts else []),
         )  # fmt: skip
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while True:
@@ -292,8 +297,14 @@ def cut_client(node, index, source, until, results):
             time.sleep(REFUSED_WAIT)
 
 
-def listing_client(node, until, latencies, failures):
+def listing_client(port, until, queue):
+    """Time `/files` listings until `until`; put (latencies, failures) on `queue`.
+
+    Runs in a process of its own, so the cut clients' threads in this one
+    (and its GIL) do not delay it: what it measures is the restreamer.
+    """
     hour = MEDIA_START.strftime("%Y-%m-%dT%H")
+    latencies, failures = [], []
     count = 0
     while time.monotonic() < until:
         now_hour = datetime.datetime.now(UTC).strftime("%Y-%m-%dT%H")
@@ -306,20 +317,25 @@ def listing_client(node, until, latencies, failures):
         count += 1
         began = time.monotonic()
         try:
-            status, _ = get(node.port, path)
+            status, _ = get(port, path)
         except OSError:
             status = "error"
         latencies.append(time.monotonic() - began)
         if status != 200:
             failures.append(status)
         time.sleep(LISTING_PAUSE)
+    queue.put((latencies, failures))
 
 
 def measure(node, level, seconds, addresses):
     began = time.monotonic()
     until = began + seconds
-    results, latencies, failures = [], [], []
-    threads = [threading.Thread(target=listing_client, args=(node, until, latencies, failures))]
+    results = []
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    lister = context.Process(target=listing_client, args=(node.port, until, queue), daemon=True)
+    lister.start()
+    threads = []
     for i in range(level):
         source = addresses[i % len(addresses)]
         threads.append(threading.Thread(target=cut_client, args=(node, i, source, until, results)))
@@ -328,6 +344,8 @@ def measure(node, level, seconds, addresses):
         thread.start()
     for thread in threads:
         thread.join(timeout=max(0, until - time.monotonic()) + DRAIN_TIMEOUT)
+    latencies, failures = queue.get(timeout=max(0, until - time.monotonic()) + DRAIN_TIMEOUT)
+    lister.join()
     ended = time.monotonic()
     window = [s for s in node.samples if began <= s[0] <= ended]
     statuses = [r[0] for r in results]
@@ -357,6 +375,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20, help="per level (default 20)")
     parser.add_argument("--levels", default="4,16,64", help="concurrent cuts, beside N = 0")
+    parser.add_argument(
+        "--max-cuts",
+        type=int,
+        default=None,
+        help="the restreamer's --max-cuts (default: its own, one per core); above its "
+        "two per client, the per-client bound (429) shows too",
+    )
     args = parser.parse_args()
     try:
         levels = [0] + [int(n) for n in args.levels.split(",") if n]
@@ -365,7 +390,7 @@ def main():
 
     addresses = client_addresses()
     work = tempfile.mkdtemp(prefix="cut-load-bench-")
-    node = Node(work)
+    node = Node(work, args.max_cuts)
     try:
         node.start()
         results = {}
@@ -398,8 +423,9 @@ def main():
     width = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     print(
         f"cut_load: {args.seconds:g} s per level, cuts of 3-5 s of 320x180 (full and fast "
-        f"in turn) from {len(addresses)} client address(es), restreamer's cut bounds at "
-        f"their defaults ({os.cpu_count()} cores); the test stream recorded beside"
+        f"in turn) from {len(addresses)} client address(es); restreamer --max-cuts "
+        f"{args.max_cuts or f'default ({os.cpu_count()} cores)'}, other cut bounds at their "
+        "defaults; the test stream recorded beside"
     )
     for row in rows:
         print("  ".join(cell.ljust(width[i]) for i, cell in enumerate(row)))
