@@ -5,16 +5,17 @@
 Three real processes on 127.0.0.1 share one store: the built-in test stream
 (`python -m devtools.teststream`, one quality), a downloader recording it, and
 a restreamer (`python -m restreamer`, its cut bounds at their defaults: one
-cut per core for the node, two per client address; `--max-cuts` sets the
-node's). The store also holds
+cut per core for the node, two per client address). The store also holds
 24 s of tiny generated media (320x180, 2 s segments) to cut from.
+`--max-cuts` sets the node's bound: with `--max-cuts 8 --addresses 3` the
+per-client bound (3 x 2 cuts) answers first, 429s instead of 503s.
 
 For each N (0, the baseline, then each of `--levels`), for `--seconds`:
 
 - N clients each loop on a cut of 3-5 s of the generated media, `type=full`
   and `type=fast` in turn, reading the whole body. Client i connects from
-  127.0.0.(2 + i mod 16) when those addresses can be bound, so the per-client
-  bound (429) does not hide the node's bound (503). A refused client waits
+  127.0.0.(2 + i mod `--addresses`) when those addresses can be bound, so
+  the per-client bound (429) does not hide the node's bound (503). A refused client waits
   `REFUSED_WAIT` (shorter than the Retry-After it is sent: the pressure stays
   on) and tries again;
 - one client, a process of its own, lists `/files/...` (the recording's and
@@ -108,9 +109,9 @@ def children(pid, name="ffmpeg"):
     return found
 
 
-def client_addresses():
+def client_addresses(count):
     """127.0.0.2… if this machine lets us bind them (Linux routes all of 127/8), else 127.0.0.1."""
-    addresses = [f"127.0.0.{2 + i}" for i in range(CLIENT_ADDRESSES)]
+    addresses = [f"127.0.0.{2 + i}" for i in range(count)]
     try:
         for address in addresses:
             with socket.socket() as s:
@@ -376,6 +377,14 @@ def main():
     parser.add_argument("--seconds", type=float, default=20, help="per level (default 20)")
     parser.add_argument("--levels", default="4,16,64", help="concurrent cuts, beside N = 0")
     parser.add_argument(
+        "--addresses",
+        type=int,
+        default=CLIENT_ADDRESSES,
+        choices=range(1, 250),
+        metavar="1-249",
+        help=f"client addresses the cut clients share (default {CLIENT_ADDRESSES})",
+    )
+    parser.add_argument(
         "--max-cuts",
         type=int,
         default=None,
@@ -388,7 +397,7 @@ def main():
     except ValueError:
         parser.error("--levels: comma-separated integers")
 
-    addresses = client_addresses()
+    addresses = client_addresses(args.addresses)
     work = tempfile.mkdtemp(prefix="cut-load-bench-")
     node = Node(work, args.max_cuts)
     try:
