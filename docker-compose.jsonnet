@@ -384,8 +384,15 @@ local compose(s) = {
           alias %(uploads)s/;
           location ~ /\. { return 404; }
         }
-        location ~ ^/(jobs|locations)(/|$) {
+        # The cutter's job API, for the editor page on the same origin.
+        # The cutter's sign-in is here too; it checks a change's Origin against
+        # the Host it is given, so pass the Host as the browser sent it (with
+        # its port) and the scheme the browser used.
+        location ~ ^/(jobs|locations|session)(/|$) {
           proxy_pass http://$cutter;
+          proxy_set_header Host $http_host;
+          proxy_set_header X-Forwarded-Proto $scheme;
+          proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         }
         location ~ ^/(files|editor)(/|$) {
           proxy_pass http://$restreamer;

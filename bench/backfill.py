@@ -1,9 +1,12 @@
 """How fast the backfiller copies a peer's hour, against the floor of `curl` doing the same.
 
-A peer restreamer (the real service, `python -m restreamer`) serves one hour of 2-second segments of about 500 KB each (1,800
-files, ~900 MB), built once under bench/.cache. Then, in one run, alternating:
+A peer restreamer (the real service, `python -m restreamer`) serves 600
+2-second MPEG-TS segments of about 500 KB each (~300 MB): one real segment made
+by ffmpeg (noise, so that it is that big at 2 Mb/s), stored under 600 start
+times, as the backfiller checks every body's container and timeline. Built
+once under bench/.cache. Then, in one run, alternating:
 
-- the floor: the same 1,800 URLs fetched by `curl` into a directory,
+- the floor: the same 600 URLs fetched by `curl` into a directory,
   `--concurrency` at a time (`xargs -P`, a batch of URLs per curl so that it
   reuses its connection, as the backfiller does);
 - the backfiller: `python -m backfiller --run-once` into an empty store, with
@@ -18,6 +21,7 @@ Run: .venv/bin/python bench/backfill.py [--repeat N] [--concurrency N]
 import argparse
 import datetime
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -33,25 +37,42 @@ sys.path.insert(0, os.path.join(ROOT, "common"))
 
 from common.segments import SegmentWriter, list_segments  # noqa: E402
 
-CACHE = os.path.join(ROOT, "bench", ".cache", "backfill")
+CACHE = os.path.join(ROOT, "bench", ".cache", "backfill-ts")
 CHANNEL, QUALITY = "bench", "source"
 START = datetime.datetime(2026, 1, 10, 10, 0, tzinfo=datetime.UTC)
 HOUR = "2026-01-10T10"
 SEGMENT = datetime.timedelta(seconds=2)
-COUNT = 1800
-SIZE = 500_000
+COUNT = 600
+SIZE = 500_000  # about: what ffmpeg makes of 2 s at 2 Mb/s
 CURL_BATCH = 25  # URLs per curl process
 
 
+def make_segment():
+    """One real 2-second MPEG-TS segment of about SIZE bytes (ffmpeg, noise at 2 Mb/s)."""
+    with tempfile.TemporaryDirectory() as out:
+        path = os.path.join(out, "segment.ts")
+        subprocess.run(
+            ["ffmpeg", "-loglevel", "error", "-nostdin", "-f", "lavfi",
+             "-i", "nullsrc=size=320x180:rate=30,geq=lum='random(1)*255':cb=128:cr=128",
+             "-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-g", "60",
+             "-b:v", "2000k", "-minrate", "2000k", "-maxrate", "2000k", "-bufsize", "500k",
+             "-f", "mpegts", path],
+            check=True,
+        )  # fmt: skip
+        with open(path, "rb") as f:
+            return f.read()
+
+
 def build_store():
-    """One hour of COUNT random SIZE-byte segments, made once."""
+    """COUNT segments, one real segment's bytes under COUNT start times, made once."""
     marker = os.path.join(CACHE, ".complete")
     if not os.path.exists(marker):
         shutil.rmtree(CACHE, ignore_errors=True)
-        print(f"building {COUNT} segments of {SIZE} bytes under {CACHE} ...", file=sys.stderr)
+        data = make_segment()
+        print(f"building {COUNT} segments of {len(data)} bytes under {CACHE} ...", file=sys.stderr)
         for i in range(COUNT):
             with SegmentWriter(CACHE, CHANNEL, QUALITY, START + i * SEGMENT, SEGMENT) as writer:
-                writer.write(os.urandom(SIZE))
+                writer.write(data)
                 writer.finish("full")
         open(marker, "w").close()
     return [s.name for s in list_segments(os.path.join(CACHE, CHANNEL, QUALITY, HOUR))]
@@ -114,15 +135,19 @@ def main():
     parser.add_argument("--concurrency", type=int, default=5)
     args = parser.parse_args()
     names = build_store()
-    total_bytes = COUNT * SIZE
+    total_bytes = sum(
+        os.path.getsize(os.path.join(CACHE, CHANNEL, QUALITY, HOUR, name)) for name in names
+    )
     peer, url = start_peer()
     times = {"curl": [], "backfiller": []}
+    cpu = {"curl": [], "backfiller": []}  # user + system seconds of the client processes
     try:
         for _ in range(args.repeat):
             for method in times:
                 dest = tempfile.mkdtemp(
                     prefix=f"bench-backfill-{method}-", dir=ROOT + "/bench/.cache"
                 )
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 try:
                     if method == "curl":
                         elapsed = run_curl(url, names, dest, args.concurrency)
@@ -131,6 +156,10 @@ def main():
                     if count_files(dest) != COUNT:
                         raise SystemExit(f"{method} fetched {count_files(dest)} of {COUNT} files")
                     times[method].append(elapsed)
+                    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    cpu[method].append(
+                        after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+                    )
                 finally:
                     shutil.rmtree(dest)
     finally:
@@ -138,10 +167,14 @@ def main():
         peer.wait()
     floor = statistics.median(times["curl"])
     print(
-        f"\nbackfill of {COUNT} segments x {SIZE // 1000} KB ({total_bytes / 1e6:.0f} MB) "
-        f"from one restreamer, concurrency {args.concurrency}, median of {args.repeat}\n"
+        f"\nbackfill of {COUNT} segments x {total_bytes // COUNT // 1000} KB ({total_bytes / 1e6:.0f} MB) "
+        f"from one restreamer, concurrency {args.concurrency}, median of {args.repeat}; "
+        f"target: backfiller at 0.8 of the floor or better\n"
     )
-    print(f"{'method':<34} {'seconds':>8} {'MB/s':>8} {'segments/s':>11} {'vs floor':>9}")
+    print(
+        f"{'method':<34} {'seconds':>8} {'MB/s':>8} {'segments/s':>11} {'vs floor':>9} "
+        f"{'CPU s':>6}  runs (s)"
+    )
     for method, label in (
         ("curl", "floor: curl, xargs -P"),
         ("backfiller", "backfiller --run-once"),
@@ -149,7 +182,8 @@ def main():
         elapsed = statistics.median(times[method])
         print(
             f"{label:<34} {elapsed:8.2f} {total_bytes / elapsed / 1e6:8.0f} "
-            f"{COUNT / elapsed:11.0f} {floor / elapsed:9.2f}"
+            f"{COUNT / elapsed:11.0f} {floor / elapsed:9.2f} "
+            f"{statistics.median(cpu[method]):6.2f}  " + " ".join(f"{t:.2f}" for t in times[method])
         )
 
 

@@ -13,6 +13,11 @@ mid-GOP and crossing an hour boundary, runs in one go:
 - fast: `common.cut.cut(type="fast")`;
 - full: `common.cut.cut(type="full")`.
 
+Then, with `--restarts` (the default), 60 s fast cuts (`allow_holes`) across
+a stream restart: the first 30 s of the store, a 13.7 s hole, then 30 s more
+whose timestamps start over: of the same format (the first 30 s again), or
+of another (640x360, made once): beside a plain 60 s fast cut in one run.
+
 Each writes its output to a file; wall and CPU time (this process plus its
 children) are measured around that. The start error is read off the first
 frame's marker (frames), the duration error from the video timestamps.
@@ -59,6 +64,55 @@ def make_store(minutes):
     return os.path.join(store, "bench", "source")
 
 
+# The restart cases: the hole between the two recordings.
+RESTART_HOLE = datetime.timedelta(seconds=13.7)
+RESTART_SECONDS = 30  # of each recording
+
+
+def make_restart_store(store, kind):
+    """A store with a restart in it: 30 s of `store`, a hole, then 30 s more that
+    start their timestamps over, of the same format or (`kind="format"`) not."""
+    path = os.path.join(CACHE, f"restart-{kind}")
+    done = os.path.join(path, ".done")
+    if not os.path.exists(done):
+        span = datetime.timedelta(seconds=RESTART_SECONDS)
+        first = [(s.path, s.duration) for s in get_best_segments(store, START, START + span)]
+        second = first
+        if kind == "format":
+            second = make_media(
+                os.path.join(CACHE, "media-restart-640x360"),
+                seconds=RESTART_SECONDS,
+                size="640x360",
+                rate=RATE,
+                extra_video_filter=marker_filter(640),
+            )
+        add_to_store(path, "bench", "source", START, first)
+        add_to_store(path, "bench", "source", START + span + RESTART_HOLE, second)
+        open(done, "w").close()
+    return os.path.join(path, "bench", "source")
+
+
+def restart_rows(store, out_dir):
+    """[(case, wall, cpu, duration, expected duration)] for the restart cuts."""
+    start = START + datetime.timedelta(seconds=3.2345)
+    end = start + datetime.timedelta(seconds=60)
+    cases = [
+        ("plain fast cut", store, False),
+        ("across a restart, same format", make_restart_store(store, "same"), True),
+        ("across a restart, new format", make_restart_store(store, "format"), True),
+    ]
+    rows = []
+    for name, path, holes in cases:
+        segments = get_best_segments(path, start, end)
+        out = os.path.join(out_dir, "restart.ts")
+        run_cat([s for s in segments if s], os.devnull)()
+        wall, cpu = measure(run_cut(segments, start, end, "fast", out, allow_holes=holes))
+        expected = 60 - (RESTART_HOLE.total_seconds() if holes else 0)
+        rows.append((name, wall, cpu, timing(out)[0], expected))
+        print(f"  {name}: {wall:.2f} s", file=sys.stderr)
+    return rows
+
+
 def measure(fn):
     """Run fn(); return (wall, cpu) seconds, CPU counting waited-for children."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -72,10 +126,10 @@ def measure(fn):
     return wall, cpu
 
 
-def run_cut(segments, start, end, type, out):
+def run_cut(segments, start, end, type, out, allow_holes=False):
     def go():
         with open(out, "wb") as f:
-            for chunk in cut(segments, start, end, type=type):
+            for chunk in cut(segments, start, end, type=type, allow_holes=allow_holes):
                 f.write(chunk)
 
     return go
@@ -166,13 +220,17 @@ def main():
     parser.add_argument("--minutes", type=int, default=21, help="media to make (default 21)")
     parser.add_argument("--lengths", default="1,5,15", help="cut lengths in minutes")
     parser.add_argument("--no-full", action="store_true", help="skip the (slow) full re-encodes")
+    parser.add_argument(
+        "--no-restarts", action="store_true", help="skip the cuts across stream restarts"
+    )
     args = parser.parse_args()
     store = make_store(args.minutes)
     out_dir = os.path.join(CACHE, "out")
     os.makedirs(out_dir, exist_ok=True)
 
     rows = []
-    for minutes in [float(x) for x in args.lengths.split(",")]:
+    lengths = [float(x) for x in args.lengths.split(",") if x]
+    for minutes in lengths:
         start = START + datetime.timedelta(seconds=OFFSET)
         end = start + datetime.timedelta(minutes=minutes)
         segments = get_best_segments(store, start, end)
@@ -220,6 +278,19 @@ def main():
             f"{'' if start_error is None else start_error} | "
             f"{'' if duration_error is None else f'{duration_error:+.3f}'} | "
             f"{'' if sync[0] is None else f'{sync[0]:+.1f}, {sync[1]:+.1f}'} | {ratio} | {extra} |"
+        )
+
+    if args.no_restarts:
+        return
+    restarts = restart_rows(store, out_dir)
+    plain = restarts[0][1]
+    print()
+    print("| 60 s fast cut | wall s | CPU s | duration (s) | expected (s) | wall / plain |")
+    print("|---|---|---|---|---|---|")
+    for name, wall, cpu, duration, expected in restarts:
+        print(
+            f"| {name} | {wall:.2f} | {cpu:.2f} | {duration:.3f} | {expected:.3f} "
+            f"| {wall / plain:.2f}x |"
         )
 
 

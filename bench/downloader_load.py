@@ -1,12 +1,14 @@
 """Benchmark: one downloader recording 20 channels × 3 qualities of live 2 s segments.
 
-    .venv/bin/python bench/downloader_load.py [--seconds 60] [--channels 20]
+    .venv/bin/python bench/downloader_load.py [--seconds 60] [--channels 20] [--runs ts,fmp4]
 
 A local origin (the tests' synthetic origin: playlists written by this
-process, segments real MPEG-TS bytes made by ffmpeg) publishes one segment on
-every stream every 2 s, all at once, as a live encoder farm would. The
-downloader runs as its own process (`python -m downloader`) for `--seconds`.
-The table puts what was recorded beside what the origin published:
+process, segments real bytes made by ffmpeg) publishes one segment on every
+stream every 2 s, all at once, as a live encoder farm would. The downloader
+runs as its own process (`python -m downloader`) for `--seconds`, once per
+run: `ts` (MPEG-TS, H.264) and `fmp4` (fragmented MP4, HEVC: each stored file
+is the init section, fetched once per stream, plus the segment). The table
+puts each run's recording beside what the origin published:
 
 - segments: published vs recorded `full`, and missed;
 - lateness: from the moment a segment was listed in its playlist to the moment
@@ -16,8 +18,8 @@ The table puts what was recorded beside what the origin published:
 - machine noise: how late the publisher thread itself woke up, and the load
   average; on a busy shared machine lateness grows with them.
 
-Targets (issue 3): nothing missed, p99 lateness under 1 s, downloader under
-half a core.
+Targets (issues 3 and 13): nothing missed, p99 lateness under 1 s, downloader
+under half a core, for either container.
 """
 
 import argparse
@@ -35,7 +37,7 @@ sys.path.insert(0, ROOT)
 
 from common.segments import parse_segment_path  # noqa: E402
 from tests.downloader.origin import Origin  # noqa: E402
-from tests.media import make_media  # noqa: E402
+from tests.media import make_fmp4_media, make_media  # noqa: E402
 
 QUALITIES = ["source", "480p", "360p"]
 SEGMENT_SECONDS = 2.0
@@ -55,25 +57,31 @@ def percentile(values, fraction):
     return values[min(len(values) - 1, int(round(fraction * (len(values) - 1))))]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--channels", type=int, default=20)
-    parser.add_argument("--per-batch", action="store_true", help="print lateness per batch")
-    args = parser.parse_args()
+def media_for(kind, work):
+    """(init section or None, [segment bytes]) of real 2 s segments for a run."""
+    if kind == "ts":
+        media = make_media(os.path.join(work, "media-ts"), seconds=6, segment_seconds=2)
+        return None, [open(path, "rb").read() for path, _ in media]
+    out = os.path.join(work, "media-fmp4")
+    media = make_fmp4_media(out, "hevc", seconds=6, segment_seconds=2)
+    init = open(os.path.join(out, "init.mp4"), "rb").read()
+    return init, [open(path[: -len(".mp4")] + ".m4s", "rb").read() for path, _ in media]
 
-    work = tempfile.mkdtemp(prefix="downloader-bench-")
-    media = make_media(os.path.join(work, "media"), seconds=6, segment_seconds=2)
-    data = [open(path, "rb").read() for path, _ in media]
+
+def measure(kind, args, work):
+    """One run of the downloader against `args.channels` × QUALITIES of `kind`."""
+    init, data = media_for(kind, work)
     origin = Origin(data).start()
     names = [f"ch{i:02d}" for i in range(args.channels)]
     streams = []
     for name in names:
         for stream in origin.add_channel(name, QUALITIES).values():
             stream.window = 6
+            if init is not None:
+                stream.set_init("init-0.mp4", init)
             streams.append(stream)
 
-    store = os.path.join(work, "store")
+    store = os.path.join(work, f"store-{kind}")
     command = [sys.executable, "-m", "downloader", "--base-dir", store, "--metrics-port", "0"]
     command += ["--qualities", ",".join(QUALITIES)]
     command += [f"{name}={origin.master_url(name)}" for name in names]
@@ -119,7 +127,6 @@ def main():
             if segment.type == "full":
                 recorded[(segment.channel, segment.quality, segment.start)] = os.stat(path).st_ctime
     published = 0
-    by_batch = {}
     lateness = []
     missed = 0
     for stream in streams:
@@ -130,37 +137,56 @@ def main():
                 missed += 1
             else:
                 lateness.append(ctime - entry.published)
-                by_batch.setdefault(entry.sequence, []).append(ctime - entry.published)
+    init_fetches = len(origin.requests_for("init-0.mp4"))
+    return {
+        "streams": f"{len(streams)}",
+        "published": f"{published}",
+        "recorded": f"{len(lateness)} full, {types}",
+        "missed": f"{missed}",
+        "init fetches": f"{init_fetches}" if init is not None else "-",
+        "lateness p50 (s)": f"{percentile(lateness, 0.5):.3f}",
+        "lateness p99 (s)": f"{percentile(lateness, 0.99):.3f}",
+        "lateness max (s)": f"{max(lateness, default=float('nan')):.3f}",
+        "lateness mean (s)": f"{statistics.fmean(lateness) if lateness else float('nan'):.3f}",
+        "publisher wake-up p99 (s)": f"{percentile(tardiness, 0.99):.3f}",
+        "load average (1 min)": f"{os.getloadavg()[0]:.1f}",
+        "origin CPU (share of a core)": f"{origin_cpu / wall:.3f}",
+        "downloader CPU (share of a core)": f"{downloader_cpu / wall:.3f}",
+        "_missed": missed,
+        "_errors": errors,
+    }
 
-    rows = [
-        ("", "origin (published)", "downloader (recorded)"),
-        ("streams", f"{len(streams)}", f"{len(streams)}"),
-        ("segments", f"{published}", f"{len(lateness)} full, {types}"),
-        ("missed", "-", f"{missed}"),
-        ("lateness p50 (s)", "0 (listed)", f"{percentile(lateness, 0.5):.3f}"),
-        ("lateness p99 (s)", "0 (listed)", f"{percentile(lateness, 0.99):.3f}"),
-        ("lateness max (s)", "0 (listed)", f"{max(lateness, default=float('nan')):.3f}"),
-        (
-            "lateness mean (s)",
-            "0 (listed)",
-            f"{statistics.fmean(lateness) if lateness else float('nan'):.3f}",
-        ),
-        ("publisher wake-up p99 (s)", f"{percentile(tardiness, 0.99):.3f}", "(machine noise)"),
-        ("load average (1 min)", f"{os.getloadavg()[0]:.1f}", ""),
-        ("CPU (share of a core)", f"{origin_cpu / wall:.3f}", f"{downloader_cpu / wall:.3f}"),
-    ]
-    width = [max(len(r[i]) for r in rows) for i in range(3)]
+
+RUN_TITLES = {"ts": "MPEG-TS H.264", "fmp4": "fMP4 HEVC"}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--channels", type=int, default=20)
+    parser.add_argument("--runs", default="ts,fmp4", help="comma-separated: ts, fmp4")
+    args = parser.parse_args()
+    kinds = [k for k in args.runs.split(",") if k]
+    if not kinds or set(kinds) - set(RUN_TITLES):
+        parser.error(f"--runs: some of {','.join(RUN_TITLES)}")
+
+    work = tempfile.mkdtemp(prefix="downloader-bench-")
+    results = {kind: measure(kind, args, work) for kind in kinds}
+    rows = [[""] + [RUN_TITLES[k] for k in kinds]]
+    for key in results[kinds[0]]:
+        if not key.startswith("_"):
+            rows.append([key] + [results[k][key] for k in kinds])
+    width = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     print(f"downloader_load: {args.channels} channels x {len(QUALITIES)} qualities, "
-          f"{SEGMENT_SECONDS:g} s segments, {args.seconds:g} s; lateness = listed -> on disk")  # fmt: skip
+          f"{SEGMENT_SECONDS:g} s segments, {args.seconds:g} s per run; "
+          "lateness = listed -> on disk; each run after the other")  # fmt: skip
     for row in rows:
         print("  ".join(cell.ljust(width[i]) for i, cell in enumerate(row)))
-    if args.per_batch:
-        for sequence, values in sorted(by_batch.items()):
-            print(sequence, f"{max(values):.3f}", f"{statistics.fmean(values):.3f}")
-    if errors.strip():
-        print("\ndownloader stderr (last lines):")
-        print("\n".join(errors.strip().splitlines()[-10:]))
-    return 0 if missed == 0 else 1
+    for kind in kinds:
+        if results[kind]["_errors"].strip():
+            print(f"\n{kind}: downloader stderr (last lines):")
+            print("\n".join(results[kind]["_errors"].strip().splitlines()[-10:]))
+    return 0 if all(results[k]["_missed"] == 0 for k in kinds) else 1
 
 
 if __name__ == "__main__":

@@ -6,9 +6,10 @@ backfiller makes every node's store the union of what all nodes recorded, by
 reading the peers' restreamers (`GET /files/...`, `GET /segments/...`) and writing what is missing here.
 
 The pure rules (which hours, which segments, the node file) are in `plan.py`,
-the peer's HTTP client in `client.py`; this module holds the workers and the
-command line. Read top to bottom: `Manager` keeps one `PeerWorker` per peer node, following
-`--nodes` and the periodically re-read `--node-file`. A worker runs passes: for
+the peer's HTTP client in `client.py`, the body check in `media.py`, the
+metrics in `metrics.py`; this module holds the workers and the command line.
+Read top to bottom: `Manager` keeps one `PeerWorker` per peer node, following
+`--nodes` and `--node-file` (re-read when it changes). A worker runs passes: for
 each channel it lists the peer's hours (`hours_to_backfill`: the union over
 qualities, newest first, from `--start` on), then each hour's segment names,
 decides what this node lacks (`segments_to_fetch`), and fetches those in random
@@ -44,21 +45,20 @@ import random
 import shutil
 import socket
 import sys
+import time
 from argparse import ArgumentTypeError
 
 import gevent
 import gevent.event
 import gevent.pool
-import prometheus_client
-from prometheus_client import Counter, Gauge
 
 from common.backoff import Backoff, jitter
 from common.segments import list_segments, parse_hour, parse_segment_path, validate_name_part
 from common.service import STOP_TIMEOUT, Stoppable, base_parser, run_service, setup_logging
-from common.stats import timed
 from common.times import UTC, parse_time
 
 from .client import MAX_SEGMENT_BYTES, HashMismatch, PeerClient, PeerError
+from .metrics import Metrics
 from .plan import (
     hours_to_backfill,
     normalize_url,
@@ -78,7 +78,26 @@ PASS_INTERVAL = 60
 # pass in a row up to BACKOFF[1]. A peer that restarts is back within seconds;
 # one that is down for hours is asked every 5 minutes.
 BACKOFF = (2, 300)  # first, longest; seconds
-# Seconds between two reads of --node-file: adding a node is not urgent.
+# Seconds a segment another worker (peer) is fetching may take before this one
+# fetches it too (a hedged fetch): a healthy peer sends even a 6 MB segment in
+# well under a second between nodes, while one trickling a byte a second took
+# every segment it had started with it to its 120 s deadline, and with them
+# the good peer's pass (121 s instead of 2.5 s).
+HEDGE_AFTER = 5
+# Waits between hours whose listings were all empty (404 or []), doubling from
+# the first to the last while they keep coming. An honest peer has a few (an
+# hour whose segments retention removed); a peer listing 200,000 such hours
+# made ~630 requests a second without this, and now makes about one.
+EMPTY_BACKOFF = (0.01, 1)  # first, longest; seconds
+# Seconds after a worker starts during which a peer that has never answered
+# may refuse connections quietly (INFO): nodes start together (run-local
+# --nodes 2, a compose project), and a backfiller is often up before its peers'
+# restreamers. After that, or once the peer has answered, it is a WARNING.
+STARTUP_GRACE = 60
+# Seconds between two looks (a stat) at --node-file: it is re-read as soon as
+# it changes, in place or replaced by a rename (an editor saving), and in any
+# case every NODE_FILE_INTERVAL, which also restarts crashed workers.
+NODE_FILE_POLL = 2
 NODE_FILE_INTERVAL = 60
 # Flag defaults (also PeerWorker's). Segments younger than this are left to
 # the local downloader, which is probably still fetching them: it retries a
@@ -92,66 +111,6 @@ DEFAULT_CONCURRENCY = 5
 # has less free than this: the downloader writes ~1 GB an hour per channel at
 # source quality, and must never be starved of space by backfilling.
 DEFAULT_MIN_FREE_BYTES = 2 * 2**30
-# --- metrics ---------------------------------------------------------------
-
-
-class Metrics:
-    """The backfiller's metrics, registered in `registry` (a fresh one in tests).
-
-    Labels are peers, channels, qualities and error kinds: a few values each.
-    Never an hour or a segment name. Error kinds: `connection` (refused, reset,
-    cut short), `timeout`, `http` (a status other than 200, or 404), `bad_json`,
-    `too_large`, `bad_listing` (one per refused hour or name), `hash_mismatch`,
-    `bad_media` (a body that is not the segment its name says), `low_disk`
-    (our own disk is below --min-free-mb: fetching stopped),
-    `local` (our own disk failed), `unexpected` (a bug: logged with a traceback).
-    """
-
-    def __init__(self, registry=prometheus_client.REGISTRY):
-        labels = ["peer", "channel", "quality"]
-        self.segments = Counter(
-            "backfiller_segments", "Segments backfilled", labels, registry=registry
-        )
-        self.bytes = Counter(
-            "backfiller_bytes", "Bytes of segments backfilled", labels, registry=registry
-        )
-        self.hash_mismatches = Counter(
-            "backfiller_hash_mismatches",
-            "Segments whose bytes did not hash to their name (deleted)",
-            labels,
-            registry=registry,
-        )
-        self.errors = Counter(
-            "backfiller_errors",
-            "Peer failures and refused answers, by kind",
-            ["peer", "kind"],
-            registry=registry,
-        )
-        self.node_file_errors = Counter(
-            "backfiller_node_file_errors",
-            "Node file reads that failed or had bad lines",
-            registry=registry,
-        )
-        self.peers = Gauge("backfiller_peers", "Peers being backfilled from", registry=registry)
-        self.backoff = Gauge(
-            "backfiller_backoff_seconds",
-            "Current wait before a peer's next pass (0 after a good pass)",
-            ["peer"],
-            registry=registry,
-        )
-        self.run_pass = timed(
-            "backfiller_pass",
-            registry=registry,
-            peer=lambda result, worker: worker.peer.name,
-            normalize=lambda result, worker: result,
-        )(_run_pass)
-
-
-def _run_pass(worker):
-    """One pass of `worker`; returns the number of segments fetched (timed by Metrics)."""
-    return worker.backfill_pass()
-
-
 # --- one peer ---------------------------------------------------------------
 
 
@@ -200,6 +159,8 @@ class PeerWorker(Stoppable):
         self.client = PeerClient(peer, concurrency, max_segment_bytes)
         self.pool = gevent.pool.Pool(concurrency)
         self.backoff = Backoff(BACKOFF)
+        self.started = time.monotonic()
+        self.answered = False  # has the peer ever answered a listing?
         self.passes = 0
         self.fetched = 0
         self.errors = 0
@@ -253,7 +214,12 @@ class PeerWorker(Stoppable):
         try:
             self.metrics.run_pass(self)
         except PeerError as e:
-            self.error(e.kind, "Pass abandoned: %s", e)
+            if e.kind == "connection" and self.not_up_yet():
+                self.errors += 1
+                self.metrics.errors.labels(self.peer.name, e.kind).inc()
+                self.logger.info("Peer not up yet, will retry: %s", e)
+            else:
+                self.error(e.kind, "Pass abandoned: %s", e)
         except Exception:
             self.errors += 1
             self.metrics.errors.labels(self.peer.name, "unexpected").inc()
@@ -263,6 +229,10 @@ class PeerWorker(Stoppable):
             self.log_refused()
         self.logger.info("Pass done: %d segments fetched, %d errors", self.fetched, self.errors)
         return self.errors == 0
+
+    def not_up_yet(self):
+        """True while a connection failure is the expected one of a peer still starting."""
+        return not self.answered and time.monotonic() - self.started < STARTUP_GRACE
 
     def refuse(self, kind, name, error):
         """Count a segment the peer failed to give us; logged once per kind and pass.
@@ -304,32 +274,43 @@ class PeerWorker(Stoppable):
         finish. Fetches are counted in `self.fetched`/`self.errors` as they
         finish; all are done on return.
         """
+        empty = Backoff(EMPTY_BACKOFF)
         try:
             for channel in self.channels:
                 hour_lists = [self.list_hours(channel, quality) for quality in self.qualities]
+                self.answered = True
                 for hour in hours_to_backfill(hour_lists, self.start_time()):
+                    listed = 0
                     for quality in self.qualities:
                         if self.stopping.is_set():
                             return self.fetched
-                        self.backfill_hour(channel, quality, hour)
+                        listed += self.backfill_hour(channel, quality, hour)
+                    if listed:
+                        empty.success()
+                    else:
+                        empty.failure()
+                        if empty.wait(self.stopping):
+                            return self.fetched
         except PeerError:
             self.pool.join()
             raise
         self.pool.join()
-        # Segments another worker was fetching: once it is done (its own
-        # deadline bounds the wait), fetch those it did not get.
-        while self.deferred and not self.stopping.is_set():
+        # Segments another worker was fetching: once it is done, or has taken
+        # HEDGE_AFTER (that peer is slow), fetch those still missing from here
+        # too. Two fetches of one name are harmless: same bytes, same name.
+        if self.deferred and not self.stopping.is_set():
             deferred, self.deferred = self.deferred, []
-            for segment, other in deferred:
-                other.wait()
-                self.pool.spawn(self.fetch_segment, segment)
+            gevent.wait([other for _, other in deferred], timeout=HEDGE_AFTER)
+            for segment, _ in deferred:
+                self.pool.spawn(self.fetch_segment, segment, hedged=True)
             self.pool.join()
         return self.fetched
 
     def backfill_hour(self, channel, quality, hour):
+        """Fetch what this node lacks of one hour; returns how many names the peer listed."""
         remote = self.list_remote_segments(channel, quality, hour)
         if not remote:
-            return
+            return 0
         local = list_segments(os.path.join(self.base_dir, channel, quality, hour))
         wanted = segments_to_fetch(remote, local, datetime.datetime.now(UTC), self.recent_cutoff)
         # Random order, so that workers on different nodes (and this node's
@@ -340,6 +321,7 @@ class PeerWorker(Stoppable):
                 return
             self.check_free_space()
             self.pool.spawn(self.fetch_segment, segment)  # waits for a free slot
+        return len(remote)
 
     def check_free_space(self):
         """Raise PeerError("low_disk") if the store's disk is below min_free_bytes.
@@ -411,11 +393,11 @@ class PeerWorker(Stoppable):
 
     # Fetching one segment.
 
-    def fetch_segment(self, segment):
+    def fetch_segment(self, segment, hedged=False):
         """Fetch one segment into the store, or log and count why not. Never raises."""
         labels = (self.peer.name, segment.channel, segment.quality)
         try:
-            size = self._fetch(segment)
+            size = self._fetch(segment, hedged)
         except HashMismatch as e:
             self.metrics.hash_mismatches.labels(*labels).inc()
             self.refuse(e.kind, segment.name, e)
@@ -436,12 +418,13 @@ class PeerWorker(Stoppable):
                 self.metrics.segments.labels(*labels).inc()
                 self.metrics.bytes.labels(*labels).inc(size)
 
-    def _fetch(self, segment):
+    def _fetch(self, segment, hedged=False):
         """Stream one segment into a temp file; rename it into place only if its hash matches.
 
         Returns its size, or None if it is here already, is no longer on the
         peer, or is being fetched by another worker of this node (see
-        `in_flight`): then it is put in `deferred`, for the end of the pass.
+        `in_flight`): then it is put in `deferred`, for the end of the pass,
+        unless `hedged` (fetched anyway, beside the other worker's fetch).
         Raises PeerError (HashMismatch for a lie), or OSError if our own disk
         fails; the temp file is removed on every way out but success.
         """
@@ -449,6 +432,8 @@ class PeerWorker(Stoppable):
         path = os.path.join(self.base_dir, channel, quality, hour, name)
         if os.path.exists(path):
             return None
+        if hedged:
+            return self._fetch_from_peer(segment)
         other = self.in_flight.get(path)
         if other is not None:
             self.deferred.append((segment, other))
@@ -456,10 +441,13 @@ class PeerWorker(Stoppable):
         done = gevent.event.Event()
         self.in_flight[path] = done
         try:
-            size = self.client.fetch(segment, self.base_dir)
+            return self._fetch_from_peer(segment)
         finally:
             del self.in_flight[path]
             done.set()
+
+    def _fetch_from_peer(self, segment):
+        size = self.client.fetch(segment, self.base_dir)
         if size is None:
             # Listed a moment ago, gone now: the peer's retention got there
             # first. Nobody's fault, so no backoff.
@@ -473,11 +461,15 @@ class PeerWorker(Stoppable):
 class Manager(Stoppable):
     """Keeps one PeerWorker running per peer, following --nodes and --node-file.
 
-    The node file is re-read every NODE_FILE_INTERVAL: workers are started for
-    new peers and stopped for removed ones, without a restart. An unreadable
-    node file keeps the peers we have (a file being rewritten must not stop
-    every worker). This node itself (by `node_name` or one of `self_urls`) is
-    never a peer. With `once`, each worker makes one pass and `run` returns.
+    The node file is re-read when it changes (looked at every NODE_FILE_POLL)
+    and every NODE_FILE_INTERVAL: workers are started for new peers and
+    stopped for removed ones, without a restart. An unreadable node file keeps
+    the peers we have (a file being rewritten must not stop every worker), and
+    says so in one line, once until it changes. With no peers at all (none
+    given, or an empty or missing file) the manager idles, waiting for the
+    file, rather than exiting: a service restarted on exit would crash-loop.
+    This node itself (by `node_name` or one of `self_urls`) is never a peer.
+    With `once`, each worker makes one pass and `run` returns.
     """
 
     def __init__(
@@ -508,17 +500,48 @@ class Manager(Stoppable):
         self.workers = {}  # Peer -> (PeerWorker, greenlet)
         self.in_flight = {}  # shared by the workers: see PeerWorker
         self._file_peers = []
+        self._file_state = None  # what the node file's last stat (or error) said
+        self._file_problem = None  # the last read error logged, so it is logged once
+        self._idle_logged = False
+
+    def node_file_state(self):
+        """What changes when the node file does: (inode, mtime, size), or the error."""
+        try:
+            stat = os.stat(self.node_file)
+        except OSError as e:
+            return type(e).__name__
+        return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+    def read_node_file(self):
+        """The node file's text, or None (logged once per distinct problem, counted)."""
+        try:
+            if os.path.isdir(self.node_file):
+                raise IsADirectoryError(
+                    f"{self.node_file} is a directory, not a node file (a Docker bind "
+                    "mount of a host file that did not exist makes one: mount the "
+                    "file's directory instead)"
+                )
+            with open(self.node_file) as f:
+                text = f.read()
+        except OSError as e:
+            self.metrics.node_file_errors.inc()
+            problem = str(e) if isinstance(e, IsADirectoryError) else f"{e.strerror}: {e.filename}"
+            if problem != self._file_problem:
+                logger.warning("Could not read node file, keeping the peers we have: %s", problem)
+                self._file_problem = problem
+            return None
+        if self._file_problem is not None:
+            logger.info("Node file %s readable again", self.node_file)
+            self._file_problem = None
+        return text
 
     def read_peers(self):
         """The current peers: --nodes plus the node file, minus this node, each URL once."""
         if self.node_file is not None:
-            try:
-                with open(self.node_file) as f:
-                    peers, errors = parse_node_lines(f.read())
-            except OSError as e:
-                self.metrics.node_file_errors.inc()
-                logger.warning("Could not read node file, keeping the peers we have: %s", e)
-            else:
+            self._file_state = self.node_file_state()
+            text = self.read_node_file()
+            if text is not None:
+                peers, errors = parse_node_lines(text)
                 for error in errors:
                     self.metrics.node_file_errors.inc()
                     logger.warning("Skipping bad line in %s: %s", self.node_file, error)
@@ -554,6 +577,10 @@ class Manager(Stoppable):
                 )
                 self.workers[peer] = worker, gevent.spawn(worker.run, once=self.once)
         self.metrics.peers.set(len(self.workers))
+        if not self.workers and not self._idle_logged:
+            waiting = f"waiting for peers in {self.node_file}" if self.node_file else "idle"
+            logger.info("No peers to backfill from (give --nodes or --node-file): %s", waiting)
+        self._idle_logged = not self.workers
 
     def run(self):
         try:
@@ -562,8 +589,14 @@ class Manager(Stoppable):
                 greenlets = [greenlet for _, greenlet in self.workers.values()]
                 gevent.wait([gevent.spawn(gevent.joinall, greenlets), self.stopping], count=1)
                 return
-            while not self.stopping.wait(jitter(NODE_FILE_INTERVAL)):
-                self.refresh()
+            last_refresh = time.monotonic()
+            while not self.stopping.wait(jitter(NODE_FILE_POLL)):
+                changed = self.node_file is not None and (
+                    self.node_file_state() != self._file_state
+                )
+                if changed or time.monotonic() - last_refresh >= NODE_FILE_INTERVAL:
+                    self.refresh()
+                    last_refresh = time.monotonic()
         finally:
             for worker, _ in self.workers.values():
                 worker.stop()
@@ -659,7 +692,7 @@ def parse_args(argv=None):
         "--node-file",
         metavar="FILE",
         help="file of peers, one 'NAME URL' or 'URL' a line, '#' comments; "
-        f"re-read every {NODE_FILE_INTERVAL}s",
+        "re-read when it changes; may be missing or empty at first (then we wait)",
     )
     parser.add_argument(
         "--node-name",
@@ -718,8 +751,6 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if not args.channels or not args.qualities:
         parser.error("give at least one channel and one quality")
-    if not args.nodes and not args.node_file:
-        parser.error("give peers with --nodes or --node-file")
     return args
 
 

@@ -25,14 +25,20 @@ How it fails, and what it does about it:
   `ContainsHoles` unless `allow_holes`; nothing in range at all is `NoContent`;
   a bad `type` or `end <= start` is `ValueError`. All raised by `cut` itself,
   before any ffmpeg starts, so a web route can answer 4xx.
-- Segments that cannot be joined byte for byte — a stream restart that changed
-  the resolution, codec, frame rate or audio layout, or restarted timestamps
-  — are found by reading a few packets of every segment in range (`mpegts.
-  scan_head`, cached). The range is then split into runs of joinable segments,
-  and (also across holes allowed by `allow_holes`) cut through ffmpeg's concat
-  filter, every run scaled/padded and resampled to the first segment's format,
-  so that the hole or the restart is simply absent from the output. A fast cut
-  that has to do this logs and counts it (`cut_fallbacks_total`).
+- Segments that cannot be joined byte for byte — a stream restart (timestamps
+  starting over), possibly with another resolution, codec, frame rate or
+  audio layout — are found by reading a few packets of every segment in range
+  (`mpegts.scan_head`, cached). The range is then split into runs of joinable
+  segments. Runs of one format (a restart of the same encoder setup, or the
+  two sides of a hole allowed by `allow_holes`) are each cut fast and joined
+  as they are (method `joined`): later runs' timestamps are shifted so the
+  timeline runs on one frame after the previous run, their continuity
+  counters follow on, and nothing is re-encoded beyond each run's ends; at a
+  join the audio may pause for up to 60 ms (see the last point). Runs of
+  different formats go through ffmpeg's concat filter, every run scaled/padded
+  and resampled to the first segment's format; a fast cut that has to do
+  this logs and counts it (`cut_fallbacks_total`). Either way the hole or the
+  restart is simply absent from the output.
 - An ffmpeg that fails raises `FFmpegError` from the iterator, with its last
   lines of stderr; the output so far is then incomplete.
 - Closing the iterator early (a client went away) kills every ffmpeg it
@@ -42,6 +48,10 @@ How it fails, and what it does about it:
   a recording, or a range ending on a segment boundary) has its audio stop
   that much before the video; anywhere else audio and video end together.
 
+ffprobe runs in `common.probe` (segment formats, keyframes, cached) and the
+ffmpeg processes in `common.ffmpeg`; this module plans the pieces and builds
+their arguments.
+
 Timestamps are 90 kHz ticks as in the segments: broadcast time `t` in a segment
 that starts at broadcast time `s` is `first_video_pts + (t - s)` — a segment
 starts with the keyframe its broadcast start time stamps. A cut keeps the
@@ -50,31 +60,27 @@ at or just after `start`, its last the one just before `end`, and its length
 within one frame of `end - start`.
 """
 
-import collections
 import datetime
-import json
+import functools
 import logging
 import math
 import os
 import time
 import weakref
-from typing import NamedTuple
 
 import gevent
 import gevent.event
 import gevent.fileobject
-import gevent.subprocess
 import prometheus_client
 from prometheus_client import Counter, Histogram
 
-from . import mpegts
+from . import ffmpeg, mpegts, probe
+from .probe import FFmpegError, StreamFormat  # noqa: F401 -- part of this module's API
 from .stats import NORMALIZED_BUCKETS
 from .times import format_time, to_utc
 
 logger = logging.getLogger(__name__)
 
-FFMPEG = "ffmpeg"
-FFPROBE = "ffprobe"
 TYPES = ("fast", "full")
 
 # x264 settings for re-encoded video. The encodes of a fast cut's two ends are
@@ -86,28 +92,17 @@ ENCODE_PRESET = "superfast"
 ENCODE_CRF = 18
 # Audio bitrate for cuts that re-encode audio (full, and the concat fallback).
 AUDIO_BITRATE = "160k"
-# Bytes read from a segment or from ffmpeg at a time while streaming.
-CHUNK_SIZE = 256 * 1024
-# How long a killed ffmpeg gets to exit before we stop waiting for it (seconds).
-KILL_TIMEOUT = 1
-# How long ffprobe may take on one segment before it counts as broken (seconds).
-PROBE_TIMEOUT = 30
 # Two neighbouring segments whose first video timestamps differ from their
 # broadcast start times' difference by more than this (90 kHz ticks: 0.1 s)
 # come from different encoder sessions: a restart, not a continuous stream.
 # Live sources put timestamps and program date-times a few ms apart at most.
 TIMESTAMP_TOLERANCE = 9000
-# Segment facts are keyed by path; a path names its content (hash), so entries
-# never go stale. Bounded so a long-running restreamer does not grow forever.
-CACHE_SIZE = 20000
 # libavformat's reference for undoing timestamp wraps: this long (90 kHz ticks)
 # before a file's first timestamp (see `_as_ffmpeg_sees`).
 WRAP_MARGIN = 60 * mpegts.CLOCK
 # How far past a piece's last packet ffmpeg is told to stop reading (90 kHz
 # ticks: 0.2 s), so that no packet it should keep is cut off.
 STOP_MARGIN = 18000
-# Lines of ffmpeg's stderr kept for the error message.
-STDERR_LINES = 20
 
 # ffprobe profile names -> libx264 -profile:v values.
 X264_PROFILES = {
@@ -130,10 +125,6 @@ class NoContent(CutError):
     """Nothing at all was recorded in the range."""
 
 
-class FFmpegError(Exception):
-    """An ffmpeg or ffprobe run failed; the message ends with its last stderr lines."""
-
-
 # --- metrics -----------------------------------------------------------------
 
 
@@ -141,7 +132,7 @@ class _Metrics:
     def __init__(self, registry):
         self.cuts = Counter(
             "cuts",
-            "Cuts by requested type, method used (fast, full, concat) and outcome",
+            "Cuts by requested type, method used (fast, joined, full, concat) and outcome",
             ["type", "method", "outcome"],
             registry=registry,
         )
@@ -173,135 +164,17 @@ def _metrics(registry):
 # --- facts about segments ----------------------------------------------------
 
 
-class _Cache:
-    def __init__(self, size):
-        self.size = size
-        self.items = collections.OrderedDict()
-
-    def get(self, key, compute):
-        try:
-            self.items.move_to_end(key)
-            return self.items[key]
-        except KeyError:
-            pass
-        value = compute(key)
-        self.items[key] = value
-        if len(self.items) > self.size:
-            self.items.popitem(last=False)
-        return value
-
-
-_heads = _Cache(CACHE_SIZE)
-_formats = _Cache(CACHE_SIZE)
-
-
+@functools.lru_cache(maxsize=probe.CACHE_SIZE)
 def segment_head(path):
-    """The segment's `mpegts.SegmentHead` (cached). ValueError if it is not MPEG-TS."""
-    return _heads.get(path, mpegts.scan_head)
+    """The segment's `mpegts.SegmentHead` (cached by path, which names the content).
+
+    ValueError if it is not MPEG-TS.
+    """
+    return mpegts.scan_head(path)
 
 
-class StreamFormat(NamedTuple):
-    """The stream parameters that must match for two pieces to be joined, and
-    where the segment's keyframes are (which has nothing to do with joining,
-    but comes from the same ffprobe run)."""
-
-    video: dict | None  # codec_name, profile, level, width, height, pix_fmt, frame_rate, sar
-    audio: dict | None  # codec_name, profile, sample_rate, channels, channel_layout
-    keyframes: tuple = ()  # PTS of the video keyframes, as ffmpeg reads them
-
-    def key(self):
-        video = self.video and {k: v for k, v in self.video.items() if k != "level"}
-        return json.dumps([video, self.audio], sort_keys=True)
-
-    @property
-    def frame_ticks(self):
-        """One frame's duration in 90 kHz ticks (a float)."""
-        num, den = self.video["frame_rate"]
-        return mpegts.CLOCK * den / num
-
-    @property
-    def audio_frame_ticks(self):
-        """One AAC frame (1024 samples) in 90 kHz ticks, 0 without audio."""
-        if not self.audio or not self.audio["sample_rate"]:
-            return 0
-        return mpegts.CLOCK * 1024 / self.audio["sample_rate"]
-
-
-def _ratio(text):
-    try:
-        num, den = (int(x) for x in str(text).split("/"))
-    except ValueError:
-        return None
-    return (num, den) if num > 0 and den > 0 else None
-
-
-def _probe(path):
-    try:
-        output = gevent.subprocess.check_output(
-            [
-                FFPROBE,
-                "-v",
-                "error",
-                "-show_streams",
-                "-show_entries",
-                "packet=stream_index,pts,flags",
-                "-of",
-                "json",
-                _file_url(path),
-            ],  # fmt: skip
-            stderr=gevent.subprocess.STDOUT,
-            timeout=PROBE_TIMEOUT,
-        )
-    except gevent.subprocess.CalledProcessError as e:
-        raise FFmpegError(
-            f"ffprobe failed on {path}: {e.output.decode(errors='replace')}"
-        ) from None
-    except gevent.subprocess.TimeoutExpired:
-        raise FFmpegError(f"ffprobe timed out on {path}") from None
-    video = audio = video_index = None
-    parsed = json.loads(output)
-    for stream in parsed.get("streams", []):
-        if stream.get("codec_type") == "video" and video is None:
-            video_index = stream.get("index")
-            video = {
-                "codec_name": stream.get("codec_name"),
-                "profile": stream.get("profile"),
-                "level": stream.get("level"),
-                "width": stream.get("width"),
-                "height": stream.get("height"),
-                "pix_fmt": stream.get("pix_fmt"),
-                "frame_rate": _ratio(stream.get("r_frame_rate")),
-                "sar": stream.get("sample_aspect_ratio") or "1:1",
-            }
-        elif stream.get("codec_type") == "audio" and audio is None:
-            audio = {
-                "codec_name": stream.get("codec_name"),
-                "profile": stream.get("profile"),
-                "sample_rate": int(stream.get("sample_rate") or 0),
-                "channels": stream.get("channels"),
-                "channel_layout": stream.get("channel_layout"),
-            }
-    if video is None or video["frame_rate"] is None or not video["width"]:
-        raise FFmpegError(f"{path}: no usable video stream")
-    keyframes = sorted(
-        packet["pts"]
-        for packet in parsed.get("packets", [])
-        if packet.get("stream_index") == video_index
-        and "K" in packet.get("flags", "")
-        and isinstance(packet.get("pts"), int)
-    )
-    return StreamFormat(video, audio, tuple(keyframes))
-
-
-def segment_format(path):
-    """The segment's `StreamFormat`, from ffprobe (cached). FFmpegError if unusable."""
-    return _formats.get(path, _probe)
-
-
-def _file_url(path):
-    # Segment names contain ':' ("50:12.000000-..."), which ffmpeg would take for a
-    # protocol name: always hand it an absolute file: URL.
-    return "file:" + os.path.abspath(path)
+segment_format = probe.stream_format
+_file_url = probe.file_url
 
 
 def _ticks(delta):
@@ -414,70 +287,7 @@ def _reorder_delay(head, fmt):
     return round(((head.video_pts - head.video_dts) % mpegts.TIMESTAMP_MODULO) / fmt.frame_ticks)
 
 
-# --- running ffmpeg ----------------------------------------------------------
-
-
-class _Process:
-    """One ffmpeg, its stdout to read, its stderr kept for error messages."""
-
-    def __init__(self, args, pass_fds=()):
-        logger.debug("Running %s", args)
-        self.args = args
-        self.proc = gevent.subprocess.Popen(
-            args,
-            stdin=gevent.subprocess.DEVNULL,
-            stdout=gevent.subprocess.PIPE,
-            stderr=gevent.subprocess.PIPE,
-            pass_fds=pass_fds,
-        )
-        self.stderr = collections.deque(maxlen=STDERR_LINES)
-        self._stderr_reader = gevent.spawn(self._read_stderr)
-        # Greenlets reading this process's pipes: `kill` ends them before it
-        # closes the pipes, since closing a pipe under a reader blocked in it
-        # raises "reentrant call" in that reader's buffered file.
-        self.readers = [self._stderr_reader]
-
-    def _read_stderr(self):
-        for line in self.proc.stderr:
-            self.stderr.append(line.decode(errors="replace").rstrip())
-
-    def chunks(self):
-        while True:
-            chunk = self.proc.stdout.read1(CHUNK_SIZE)
-            if not chunk:
-                return
-            yield chunk
-
-    def check(self):
-        """Wait for the exit; FFmpegError if it failed."""
-        returncode = self.proc.wait()
-        self._stderr_reader.join()
-        tail = " | ".join(self.stderr)
-        if returncode != 0:
-            raise FFmpegError(f"ffmpeg exited with {returncode}: {tail}")
-        if tail:
-            # It worked, but said something at error level (a damaged packet
-            # in a segment, say): worth a look, not worth failing the cut.
-            source = next((a for a in self.args if a.startswith("file:")), "piped segments")
-            logger.warning("ffmpeg reading %s said: %s", source, tail)
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            try:
-                self.proc.wait(timeout=KILL_TIMEOUT)
-            except gevent.subprocess.TimeoutExpired:
-                logger.warning("ffmpeg %d did not exit after being killed", self.proc.pid)
-        gevent.killall(self.readers, timeout=KILL_TIMEOUT)
-        for f in (self.proc.stdout, self.proc.stderr):
-            try:
-                f.close()
-            except OSError:
-                pass
-
-
-def _ffmpeg_base():
-    return [FFMPEG, "-hide_banner", "-nostdin", "-nostats", "-v", "error"]
+# --- ffmpeg arguments --------------------------------------------------------
 
 
 def _video_encode_args(fmt, delay=None):
@@ -579,7 +389,7 @@ def _encode_piece_args(segment, start_pts, end_pts, audio_start=None, audio_end=
         if audio_end is None:
             audio_end = _next_frame(_first_pts(head), end_pts, fmt.frame_ticks) - half_audio
     chain = f"trim={':'.join(trims)}" if trims else "null"
-    args = _ffmpeg_base() + ["-copyts", "-i", _file_url(segment.path)]
+    args = ffmpeg.base_args() + ["-copyts", "-i", _file_url(segment.path)]
     args += ["-filter_complex", f"[0:v:0]{chain}[v]", "-map", "[v]", "-map", "0:a:0?"]
     delay = _reorder_delay(head, fmt)
     args += _video_encode_args(fmt, delay)
@@ -606,7 +416,7 @@ def _remux_piece_args(segment, video_dts, audio_pts):
     keyframe's DTS splits the GOPs before and after it.
     """
     head = segment_head(segment.path)
-    args = _ffmpeg_base() + ["-copyts", "-i", _file_url(segment.path)]
+    args = ffmpeg.base_args() + ["-copyts", "-i", _file_url(segment.path)]
     args += ["-map", "0:v:0", "-map", "0:a:0?", "-c", "copy"]
     args += _drop_args("v", "dts", *video_dts) + _drop_args("a", "pts", *audio_pts)
     if video_dts[1] is not None and audio_pts[1] is not None:
@@ -617,15 +427,6 @@ def _remux_piece_args(segment, video_dts, audio_pts):
 def segment_keyframes(path):
     """PTS of every keyframe in a segment (90 kHz, as ffmpeg reads them; cached)."""
     return segment_format(path).keyframes
-
-
-def _copy_file(path):
-    with open(path, "rb") as f:
-        while True:
-            chunk = f.read(CHUNK_SIZE)
-            if not chunk:
-                return
-            yield chunk
 
 
 def _plan_fast(run, start, end):
@@ -696,32 +497,43 @@ def _plan_fast(run, start, end):
 
 
 def _fast_cut(run, start, end, processes):
-    """Yield the fast cut of one joinable run (see the module docstring and `_plan_fast`).
+    """Yield the fast cut of one joinable run (see the module docstring and `_plan_fast`)."""
+    return (yield from _made_groups(_start_fast(run, start, end, processes)))
 
-    Every ffmpeg starts at once (they are independent). Consecutive made
-    pieces are joined into a group whose continuity counters are renumbered
-    as one: backwards from the copied segment after it (so the group is held
-    until done), or on from the copied segment before it.
+
+def _start_fast(run, start, end, processes):
+    """Start every ffmpeg of a run's fast cut at once (they are independent).
+
+    Returns its groups: ("copy", segments) or ("made", [AsyncResult, ...]),
+    consecutive made pieces joined in one group.
     """
-    pieces = _plan_fast(run, start, end)
-    groups = []  # ("copy", segments) or ("made", [AsyncResult, ...])
-    for kind, what in pieces:
+    groups = []
+    for kind, what in _plan_fast(run, start, end):
         if kind == "copy":
             groups.append((kind, what))
             continue
         result = gevent.event.AsyncResult()
-        processes.append(_Process(what))
-        processes[-1].readers.append(gevent.spawn(_collect, processes[-1], result))
+        processes.append(ffmpeg.Process(what))
+        processes[-1].readers.append(gevent.spawn(ffmpeg.collect, processes[-1], result))
         if groups and groups[-1][0] == "made":
             groups[-1][1].append(result)
         else:
             groups.append(("made", [result]))
+    return groups
 
+
+def _made_groups(groups):
+    """Yield the groups' bytes; returns the last continuity counters yielded.
+
+    A made group's continuity counters are renumbered as one: backwards from
+    the copied segment after it (so the group is held until done), or on
+    from the copied segment before it.
+    """
     previous_counters = None  # last continuity counters of what was yielded so far
     for i, (kind, what) in enumerate(groups):
         if kind == "copy":
             for segment in what:
-                yield from _copy_file(segment.path)
+                yield from ffmpeg.copy_file(segment.path)
             previous_counters = mpegts.file_last_counters(what[-1].path)
             continue
         data = bytearray().join(result.get() for result in what)
@@ -732,17 +544,70 @@ def _fast_cut(run, start, end, processes):
         else:
             mpegts.renumber(data)
         previous_counters = mpegts.last_counters(data)
-        for offset in range(0, len(data), CHUNK_SIZE):
-            yield bytes(data[offset : offset + CHUNK_SIZE])
+        for offset in range(0, len(data), ffmpeg.CHUNK_SIZE):
+            yield bytes(data[offset : offset + ffmpeg.CHUNK_SIZE])
+    return previous_counters
 
 
-def _collect(process, result):
-    try:
-        data = bytearray().join(process.chunks())
-        process.check()
-        result.set(data)
-    except BaseException as e:  # noqa: B036 -- hand every outcome to the reader
-        result.set_exception(e)
+def _join_blocker(runs):
+    """Why these runs cannot each be cut fast and joined as they are, or None.
+
+    They can when every run can be cut fast and all have one format, the
+    same PIDs and the same B-frame reorder delay (so decode timestamps step
+    evenly across a join): a stream that restarted, or resumed after a hole,
+    with its encoder set up as before.
+    """
+    for run in runs:
+        reason = _fast_blocker(run)
+        if reason:
+            return reason
+    first = segment_head(runs[0][0].path)
+    fmt = segment_format(runs[0][0].path)
+    for run in runs:
+        for segment in (run[0], run[-1]):
+            head = segment_head(segment.path)
+            if segment_format(segment.path).key() != fmt.key():
+                return "format"
+            pids = (head.pmt_pid, head.video_pid, head.audio_pid)
+            if pids != (first.pmt_pid, first.video_pid, first.audio_pid):
+                return "format"
+            if _reorder_delay(head, fmt) != _reorder_delay(first, fmt):
+                return "format"
+    return None
+
+
+def _run_frames(run, start, end):
+    """(first frame, frame slot after the last) of a run's part of the range:
+    90 kHz timestamps as ffmpeg reads the run's first and last segments."""
+    first, last = run[0], run[-1]
+    first_pts, last_pts = _first_pts(segment_head(first.path)), _first_pts(segment_head(last.path))
+    ticks = segment_format(first.path).frame_ticks
+    start_pts = first_pts + _ticks(max(start, first.start) - first.start)
+    end_pts = last_pts + _ticks(min(end, last.end) - last.start)
+    return _next_frame(first_pts, start_pts, ticks), _next_frame(last_pts, end_pts, ticks)
+
+
+def _joined_fast_cut(runs, start, end, processes):
+    """Yield the fast cuts of several runs as one stream, nothing re-encoded
+    beyond each run's ends.
+
+    Each later run's timestamps (PTS, DTS, PCR) are shifted so that its first
+    frame comes one frame after the previous run's last, and its continuity
+    counters follow on (`mpegts.Shifter`): the hole or the restart is simply
+    absent from the output. Audio keeps its packets, so at a join it may
+    leave a gap of less than one audio frame.
+    """
+    started = [_start_fast(run, start, end, processes) for run in runs]
+    counters = yield from _made_groups(started[0])
+    out_end = _run_frames(runs[0], start, end)[1]
+    for run, groups in zip(runs[1:], started[1:], strict=True):
+        first_frame, end_frame = _run_frames(run, start, end)
+        shifter = mpegts.Shifter(out_end - first_frame, after=counters)
+        for chunk in _made_groups(groups):
+            yield shifter.feed(chunk)
+        shifter.finish()
+        counters = shifter.last_counters
+        out_end = end_frame + out_end - first_frame
 
 
 def _concat_cut(runs, start, end, processes, pipes):
@@ -761,7 +626,7 @@ def _concat_cut(runs, start, end, processes, pipes):
     layout = audio["channel_layout"] or ("stereo" if audio["channels"] == 2 else "mono")
 
     read_fds, filters = [], []
-    args = _ffmpeg_base() + ["-copyts"]
+    args = ffmpeg.base_args() + ["-copyts"]
     try:
         for i, run in enumerate(runs):
             # The write end belongs to `pipes` at once, so that it is closed
@@ -813,41 +678,22 @@ def _concat_cut(runs, start, end, processes, pipes):
         args += ["-enc_time_base:v", f"1:{mpegts.CLOCK}", "-fps_mode", "passthrough"]
         args += ["-c:a", "aac", "-b:a", AUDIO_BITRATE, "-ar", str(audio["sample_rate"])]
         args += ["-f", "mpegts", "pipe:1"]
-        process = _Process(args, pass_fds=read_fds)
+        process = ffmpeg.Process(args, pass_fds=read_fds)
         processes.append(process)
     finally:
         for fd in read_fds:
             os.close(fd)
-    writers = [gevent.spawn(_feed, run, pipe) for run, pipe in zip(runs, pipes, strict=True)]
+    writers = [
+        gevent.spawn(ffmpeg.feed, [s.path for s in run], pipe)
+        for run, pipe in zip(runs, pipes, strict=True)
+    ]
     try:
         yield from process.chunks()
         process.check()
         for writer in writers:
             writer.get()
     finally:
-        gevent.killall(writers, timeout=KILL_TIMEOUT)
-
-
-def _feed(run, pipe):
-    """Write a run's segments into a pipe to ffmpeg, then close it.
-
-    ffmpeg stops reading once it has all it needs (the rest of the last
-    segment is past the cut); the broken pipe that gives is expected.
-    """
-    try:
-        for segment in run:
-            for chunk in _copy_file(segment.path):
-                pipe.write(chunk)
-        pipe.close()
-    except BrokenPipeError:
-        pass
-
-
-def _close_quietly(pipe):
-    try:
-        pipe.close()
-    except OSError:
-        pass
+        gevent.killall(writers, timeout=ffmpeg.KILL_TIMEOUT)
 
 
 # --- the entry point ---------------------------------------------------------
@@ -902,7 +748,13 @@ def _cut(segments, start, end, type, metrics):
         )
         if type == "fast":
             if len(runs) > 1:
-                reason = next(r for r in ("format", "restart", "hole") if r in reasons)
+                reason = "format" if "format" in reasons else _join_blocker(runs)
+                if reason is None:
+                    method = "joined"
+                    logger.info(
+                        "Cut %s to %s: joining %d runs (%s) without re-encoding",
+                        start.isoformat(), end.isoformat(), len(runs), ", ".join(sorted(reasons)),
+                    )  # fmt: skip
             else:
                 reason = _fast_blocker(runs[0])
             if reason:
@@ -914,6 +766,8 @@ def _cut(segments, start, end, type, metrics):
                 )  # fmt: skip
         if method == "fast":
             yield from _fast_cut(runs[0], start, end, processes)
+        elif method == "joined":
+            yield from _joined_fast_cut(runs, start, end, processes)
         else:
             yield from _concat_cut(runs, start, end, processes, pipes)
         outcome = "ok"
@@ -927,7 +781,7 @@ def _cut(segments, start, end, type, metrics):
         for process in processes:
             process.kill()
         for pipe in pipes:
-            _close_quietly(pipe)
+            ffmpeg.close_quietly(pipe)
         metrics.cuts.labels(type=type, method=method, outcome=outcome).inc()
         if outcome == "ok" and video_seconds > 0:
             metrics.latency.labels(type=type, method=method).observe(

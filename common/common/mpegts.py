@@ -387,6 +387,30 @@ def renumber(data, *, after=None, before=None):
         for pid, cc in before.items():
             if pid in counts:
                 next_counter[pid] = (cc - counts[pid]) & 0x0F
+    _rewrite(data, next_counter)
+    return data
+
+
+def _write_timestamp(data, at, value):
+    """Write a 33-bit PES timestamp at `data[at:at + 5]`, keeping its prefix nibble."""
+    data[at] = (data[at] & 0xF0) | ((value >> 29) & 0x0E) | 1
+    data[at + 1] = (value >> 22) & 0xFF
+    data[at + 2] = ((value >> 14) & 0xFE) | 1
+    data[at + 3] = (value >> 7) & 0xFF
+    data[at + 4] = ((value << 1) & 0xFE) | 1
+
+
+# PES stream ids without the optional header that carries timestamps.
+_NO_PES_HEADER = {0xBC, 0xBE, 0xBF, 0xF0, 0xF1, 0xF2, 0xF8, 0xFF}
+
+
+def _rewrite(data, next_counter, shift=0):
+    """Renumber continuity counters in `data` (a bytearray of whole packets, in
+    place) from `next_counter` (pid -> next counter, updated), and add `shift`
+    to every PTS, DTS and PCR. A PID not in `next_counter` counts on from its
+    own first counter; packets without payload repeat the previous counter,
+    as the standard asks (and as ffmpeg checks)."""
+    modulo = TIMESTAMP_MODULO
     for offset in range(0, len(data), PACKET_SIZE):
         pid = ((data[offset + 1] & 0x1F) << 8) | data[offset + 2]
         if pid == NULL_PID:
@@ -401,4 +425,59 @@ def renumber(data, *, after=None, before=None):
         else:
             data[offset + 3] = (byte & 0xF0) | ((cc - 1) & 0x0F)
             next_counter[pid] = cc
-    return data
+        if not shift:
+            continue
+        if byte & 0x20 and data[offset + 4] and data[offset + 5] & 0x10:
+            at = offset + 6
+            pcr = _pcr(data, offset)
+            pcr = (pcr + shift) % modulo
+            data[at : at + 4] = (pcr >> 1).to_bytes(4, "big")
+            data[at + 4] = ((pcr & 1) << 7) | (data[at + 4] & 0x7F)
+        if data[offset + 1] & 0x40 and byte & 0x10:
+            p = offset + 4 + (1 + data[offset + 4] if byte & 0x20 else 0)
+            if p + 19 > offset + PACKET_SIZE or data[p : p + 3] != b"\x00\x00\x01":
+                continue
+            if data[p + 3] in _NO_PES_HEADER:
+                continue
+            flags = data[p + 7] >> 6
+            if flags & 2:
+                _write_timestamp(data, p + 9, (_timestamp(data[p + 9 : p + 14]) + shift) % modulo)
+            if flags == 3:
+                dts = (_timestamp(data[p + 14 : p + 19]) + shift) % modulo
+                _write_timestamp(data, p + 14, dts)
+
+
+class Shifter:
+    """Shift every timestamp of a stream (PTS, DTS, PCR) and renumber its
+    continuity counters to follow on from what came before it.
+
+    Used to append a run of packets from another encoder session (a stream
+    restart, the far side of a hole) so that the result reads as one stream:
+    its timeline continues where the previous one stopped and no PID's counter
+    jumps. `feed` takes bytes in any pieces and returns the rewritten whole
+    packets so far (the rest is kept for the next call); `finish` raises
+    ValueError if bytes are left over (not a whole number of packets).
+    `last_counters` is pid -> last counter written, for whatever follows.
+    """
+
+    def __init__(self, shift, after=None):
+        self.shift = shift % TIMESTAMP_MODULO
+        self.next_counter = {pid: (cc + 1) & 0x0F for pid, cc in (after or {}).items()}
+        self.pending = bytearray()
+
+    def feed(self, chunk):
+        self.pending += chunk
+        usable = len(self.pending) - len(self.pending) % PACKET_SIZE
+        data = self.pending[:usable]
+        del self.pending[:usable]
+        check_packets(data)
+        _rewrite(data, self.next_counter, self.shift)
+        return bytes(data)
+
+    def finish(self):
+        if self.pending:
+            raise ValueError(f"{len(self.pending)} bytes left: not a whole number of packets")
+
+    @property
+    def last_counters(self):
+        return {pid: (cc - 1) & 0x0F for pid, cc in self.next_counter.items()}

@@ -1,4 +1,5 @@
-"""The operator's commands: `cutter init-db`, `submit`, `list`, `show`, `cancel`, `reset`, `mark-done`.
+"""The operator's commands: `cutter init-db`, `submit`, `list`, `show`, `cancel`, `reset`,
+`mark-done`, and `cutter editors add|list|revoke`.
 
 Each command is a function of the parsed arguments returning the exit
 status, registered on its subparser with `set_defaults(func=...)`; `main.py`
@@ -14,18 +15,41 @@ import sys
 
 from common.database import CONNECTION_ERRORS, Database, one_line
 
+from .editors import Editors
 from .jobs import BadJob, JobError, Jobs, State, format_time
 
 DEFAULT_DSN = "dbname=streamvault"
 
 
 def add_db(parser):
-    parser.add_argument(
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
         "--db",
         default=DEFAULT_DSN,
         help=f"PostgreSQL connection string (libpq DSN or URL; default: {DEFAULT_DSN!r}, "
-        "which uses the local socket as the current user)",
+        "which uses the local socket as the current user). Visible in `ps`: for a DSN "
+        "with a password, use --db-file",
     )
+    group.add_argument(
+        "--db-file",
+        metavar="PATH",
+        help="read the connection string from this file (mode 0600; surrounding whitespace "
+        "ignored), so a password stays out of the command line",
+    )
+
+
+def dsn(args):
+    """The DSN from --db-file (read now) or --db. ValueError with a one-line reason."""
+    if not getattr(args, "db_file", None):
+        return args.db
+    try:
+        with open(args.db_file) as f:
+            text = f.read().strip()
+    except OSError as e:
+        raise ValueError(f"cannot read --db-file {args.db_file}: {e.strerror}") from None
+    if not text:
+        raise ValueError(f"--db-file {args.db_file} is empty")
+    return text
 
 
 def _print_job(job, as_json=False):
@@ -92,11 +116,35 @@ def mark_done(jobs, args):
     print(f"job {args.id} is now {job.state}: {job.video_link}")
 
 
+def editors_add(jobs, args):
+    token = Editors(jobs.db).add(args.name)
+    print(f"editor {args.name} added; their token (shown only this once):", file=sys.stderr)
+    print(token)
+
+
+def editors_list(jobs, args):
+    print(f"{'NAME':24}  {'ADDED':24}  {'SESSIONS':>8}  STATUS")
+    for editor in Editors(jobs.db).list():
+        status = f"revoked {format_time(editor.revoked_at)}" if editor.revoked_at else "active"
+        print(
+            f"{editor.name:24}  {format_time(editor.created_at):24}  {editor.sessions:8}  {status}"
+        )
+
+
+def editors_revoke(jobs, args):
+    Editors(jobs.db).revoke(args.name)
+    print(f"editor {args.name} revoked; their sessions are ended")
+
+
 def with_jobs(command):
     """Wrap `command(jobs, args)` as `func(args)`: open the database, report failures."""
 
     def run(args):
-        jobs = Jobs(Database(args.db))
+        try:
+            jobs = Jobs(Database(dsn(args)))
+        except ValueError as e:
+            print(f"cutter {args.command}: {e}", file=sys.stderr)
+            return 2
         try:
             command(jobs, args)
         except (JobError, BadJob) as e:
@@ -164,3 +212,17 @@ def add_commands(commands):
     p.add_argument("--video-id", required=True, help="e.g. the YouTube video id, or file name")
     p.add_argument("--video-link", required=True, help="the video's URL")
     p.set_defaults(func=with_jobs(mark_done))
+
+    p = commands.add_parser("editors", help="editor accounts: add, list, revoke")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = actions.add_parser("add", help="add an editor; prints their sign-in token once")
+    add_db(a)
+    a.add_argument("name", help="letters, digits, _ . @ or - (e.g. an e-mail address)")
+    a.set_defaults(func=with_jobs(editors_add))
+    a = actions.add_parser("list", help="list editors")
+    add_db(a)
+    a.set_defaults(func=with_jobs(editors_list))
+    a = actions.add_parser("revoke", help="revoke an editor's token and end their sessions")
+    add_db(a)
+    a.add_argument("name")
+    a.set_defaults(func=with_jobs(editors_revoke))

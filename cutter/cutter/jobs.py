@@ -1,8 +1,8 @@
 """Cut jobs in PostgreSQL: the schema, the states, and every query, named and documented.
 
 The `events` table is the contract between everything that makes cut jobs
-(the editor page, the CLI) and the cutters that do them (DESIGN §4,
-docs/DATABASE.md). The database itself refuses impossible rows (CHECK
+(the editor page, the CLI) and the cutters that do them (docs/DATABASE.md).
+The database itself refuses impossible rows (CHECK
 constraints) and impossible state changes (a trigger), so a bug in one cutter,
 or an operator's hand-written UPDATE, cannot put a job into a state from which
 it would be cut twice.
@@ -25,6 +25,8 @@ from common import times
 from common.database import Database, query, transaction
 from common.segments import validate_name_part
 from common.times import format_time, to_utc
+
+from .redact import redact
 
 
 class State(enum.StrEnum):
@@ -79,6 +81,16 @@ MAX_DESCRIPTION_BYTES = 5000
 # not a clip (and would tie a cutter up for a long time).
 MAX_DURATION = datetime.timedelta(hours=12)
 _LOCATION_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Times a job may cover: nothing was recorded before 2000, and a range more
+# than a day ahead is a typo (year 0001 once crashed every cutter's pass).
+EARLIEST_START = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
+MAX_AHEAD = datetime.timedelta(days=1)
+# Never storable (PostgreSQL text refuses NUL; UTF-8 cannot encode a lone surrogate).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Not in a title: control characters (newlines, tabs, escapes) and the
+# bidirectional embeddings, overrides and isolates that make a title read
+# differently from what it is (U+202E shows "evil.exe" reversed).
+_NOT_IN_TITLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 # Columns a job is cut from. Once claimed they are frozen (the trigger refuses
 # edits), and a claim only succeeds if they are still as the cutter read them.
@@ -100,17 +112,11 @@ def _column(name):
     return f'"{name}"' if name == "end" else name
 
 
-# An arbitrary constant for the advisory lock that serialises schema changes,
-# so that three cutters starting at once do not race to create the type.
-SCHEMA_LOCK_ID = 0x5354_5641  # "STVA"
-
 # --- schema -----------------------------------------------------------------
 
-# Idempotent: applied by `cutter init-db` and by every cutter on start. A
-# later change must stay idempotent and keep old rows valid: add to this
-# script (`ALTER TABLE events ADD COLUMN IF NOT EXISTS ...`, `ALTER TYPE
-# event_state ADD VALUE IF NOT EXISTS ...`) rather than editing the CREATE
-# TABLE, which an existing database never runs again.
+# Migration 1 (see migrations.py), idempotent because databases older than
+# the migrations table run it again. Never edit it: a change is a new
+# numbered migration in migrations.py.
 SCHEMA = r"""
 DO $$ BEGIN
     CREATE TYPE event_state AS ENUM
@@ -228,9 +234,9 @@ NOTIFY_CHANNEL = "events_edited"
 # A new job. Returns the row.
 INSERT_JOB = """
 INSERT INTO events (channel, quality, start, "end", title, description, allow_holes,
-                    upload_location, state)
+                    upload_location, state, created_by, state_changed_by)
 VALUES (%(channel)s, %(quality)s, %(start)s, %(end)s, %(title)s, %(description)s,
-        %(allow_holes)s, %(upload_location)s, %(state)s)
+        %(allow_holes)s, %(upload_location)s, %(state)s, %(created_by)s, %(created_by)s)
 RETURNING *
 """
 
@@ -270,7 +276,7 @@ UPDATE events SET error = %(error)s
 WHERE id = %(id)s AND state = 'EDITED' AND error IS DISTINCT FROM %(error)s
 """
 
-# The claim (DESIGN §4): one guarded UPDATE. It succeeds only if the job is
+# The claim: one guarded UPDATE. It succeeds only if the job is
 # still EDITED and still as the cutter read it (so an edit made since is never
 # cut with stale values); 0 rows means another cutter won or the job changed.
 CLAIM = """
@@ -302,7 +308,7 @@ WHERE id = %(id)s AND state = %(from_state)s AND uploader = %(uploader)s
 RETURNING *
 """
 
-# Entered just before the request that cannot be undone (DESIGN §4).
+# Entered just before the request that cannot be undone.
 START_FINALIZING = """
 UPDATE events SET state = 'FINALIZING', finalizing_at = now()
 WHERE id = %(id)s AND state = 'CLAIMED' AND uploader = %(uploader)s
@@ -361,7 +367,8 @@ RETURNING id
 # User: take a job back before it is finalised. A claimed job's cutter finds
 # out at its next guarded update and drops it.
 CANCEL = """
-UPDATE events SET state = 'UNEDITED', uploader = NULL, error = %(error)s
+UPDATE events SET state = 'UNEDITED', uploader = NULL, error = %(error)s,
+    state_changed_by = %(by)s
 WHERE id = %(id)s AND state IN ('EDITED', 'CLAIMED')
 RETURNING *
 """
@@ -369,7 +376,8 @@ RETURNING *
 # User: submit a draft, or submit again a job that stopped for a person
 # (UNEDITED only: anything further along is an operator's `reset`).
 RESUBMIT = """
-UPDATE events SET state = 'EDITED', error = NULL, attempts = 0, retry_at = NULL
+UPDATE events SET state = 'EDITED', error = NULL, attempts = 0, retry_at = NULL,
+    state_changed_by = %(by)s
 WHERE id = %(id)s AND state = 'UNEDITED'
 RETURNING *
 """
@@ -380,7 +388,8 @@ RETURNING *
 # an EDITED one waiting out a retry delay.
 RESET = """
 UPDATE events
-SET state = 'EDITED', uploader = NULL, error = NULL, attempts = 0, retry_at = NULL
+SET state = 'EDITED', uploader = NULL, error = NULL, attempts = 0, retry_at = NULL,
+    state_changed_by = %(by)s
 WHERE id = %(id)s AND state IN ('UNEDITED', 'EDITED', 'CLAIMED', 'FINALIZING')
 RETURNING *
 """
@@ -391,9 +400,22 @@ RETURNING *
 MARK_DONE = """
 UPDATE events
 SET state = 'DONE', uploader = NULL, error = NULL, video_id = %(video_id)s,
-    video_link = %(video_link)s, uploaded_at = coalesce(uploaded_at, now()), done_at = now()
+    video_link = %(video_link)s, uploaded_at = coalesce(uploaded_at, now()), done_at = now(),
+    state_changed_by = %(by)s
 WHERE id = %(id)s AND state = 'FINALIZING'
 RETURNING *
+"""
+
+
+# Submission quota: the `count`th most recent job `created_by` this editor
+# within `seconds`, if there is one (then the editor is at the limit), and
+# how many seconds until it leaves the window.
+NTH_RECENT_SUBMISSION = """
+SELECT extract(epoch FROM created_at + %(seconds)s * interval '1 second' - now()) AS wait
+FROM events
+WHERE created_by = %(by)s AND created_at > now() - %(seconds)s * interval '1 second'
+ORDER BY created_at DESC
+OFFSET %(count)s - 1 LIMIT 1
 """
 
 
@@ -414,6 +436,14 @@ class JobGone(JobError):
 
 class BadJob(JobError, ValueError):
     """A submitted job's fields are not acceptable (the message says which and why)."""
+
+
+class QuotaExceeded(JobError):
+    """An editor submitted as many jobs as a limit allows; `retry_after` seconds to wait."""
+
+    def __init__(self, message, retry_after):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 # --- jobs -------------------------------------------------------------------
@@ -444,6 +474,8 @@ class Job(NamedTuple):
     finalizing_at: datetime.datetime | None
     uploaded_at: datetime.datetime | None
     done_at: datetime.datetime | None
+    created_by: str | None  # the editor who made it (None: the operator's CLI, or older)
+    state_changed_by: str | None  # the last editor or operator to change its state
 
     @classmethod
     def from_row(cls, row):
@@ -505,6 +537,11 @@ def validate_job(
     of upload locations that exist (the cutter's API knows them; the CLI does not).
     """
     fields = {}
+    for name, value in (("channel", channel), ("quality", quality), ("title", title),
+                        ("description", description), ("upload_location", upload_location),
+                        ("start", start), ("end", end)):  # fmt: skip
+        if isinstance(value, str) and _UNSTORABLE.search(value):
+            raise BadJob(f"{name} contains a NUL character or an unpaired surrogate")
     for name, value in (("channel", channel), ("quality", quality)):
         try:
             fields[name] = validate_name_part(value, name)
@@ -514,6 +551,11 @@ def validate_job(
     fields["end"] = parse_time(end, "end")
     if fields["end"] <= fields["start"]:
         raise BadJob("end must be after start")
+    if fields["start"] < EARLIEST_START:
+        raise BadJob(f"start {format_time(fields['start'])} is before {EARLIEST_START.year}")
+    latest = datetime.datetime.now(datetime.UTC) + MAX_AHEAD
+    if fields["end"] > latest:
+        raise BadJob(f"end {format_time(fields['end'])} is more than {MAX_AHEAD} from now")
     if fields["end"] - fields["start"] > MAX_DURATION:
         raise BadJob(f"a job may last at most {MAX_DURATION} (this one: {end} - {start})")
     for name, value in (("title", title), ("description", description)):
@@ -521,6 +563,8 @@ def validate_job(
             raise BadJob(f"{name} must be a string")
         if "<" in value or ">" in value:
             raise BadJob(f"{name} must not contain '<' or '>' (YouTube refuses them)")
+    if _NOT_IN_TITLE.search(title):
+        raise BadJob("title must not contain control characters or bidirectional overrides")
     title = title.strip()
     if not title:
         raise BadJob("title is required")
@@ -552,10 +596,10 @@ class Jobs:
         self.db = db if isinstance(db, Database) else Database(db)
 
     def init_schema(self):
-        """Create or update the schema (idempotent, safe with concurrent callers)."""
-        with self.db.connection() as conn, transaction(conn):
-            query(conn, "SELECT pg_advisory_xact_lock(%(id)s)", {"id": SCHEMA_LOCK_ID})
-            query(conn, SCHEMA)
+        """Create or upgrade the schema (idempotent, safe with concurrent callers)."""
+        from .migrations import migrate
+
+        return migrate(self.db)
 
     def _rows(self, sql, params):
         return [Job.from_row(row) for row in self.db.query(sql, params).rows]
@@ -564,12 +608,35 @@ class Jobs:
         rows = self._rows(sql, params)
         return rows[0] if rows else None
 
-    def submit(self, state=State.EDITED, **fields):
-        """Validate and insert a job (`validate_job`'s arguments); returns it."""
+    def submit(self, state=State.EDITED, created_by=None, limits=(), **fields):
+        """Validate and insert a job (`validate_job`'s arguments); returns it.
+
+        `limits` are (count, seconds) pairs: `created_by` may have made at most
+        `count` jobs in any `seconds`; beyond it, QuotaExceeded. The count and
+        the insert run under a lock per editor, so concurrent submissions
+        cannot slip past it together.
+        """
         if state not in (State.UNEDITED, State.EDITED):
             raise BadJob("a new job is UNEDITED or EDITED")
         fields = validate_job(**fields)
-        return self._one(INSERT_JOB, dict(fields, state=State(state).value))
+        params = dict(fields, state=State(state).value, created_by=created_by)
+        if not limits or created_by is None:
+            return self._one(INSERT_JOB, params)
+        with self.db.connection() as conn, transaction(conn):
+            query(conn, "SELECT pg_advisory_xact_lock(hashtext(%(by)s))", {"by": created_by})
+            for count, seconds in limits:
+                rows = query(
+                    conn,
+                    NTH_RECENT_SUBMISSION,
+                    {"by": created_by, "count": count, "seconds": seconds},
+                ).fetchall()
+                if rows:
+                    raise QuotaExceeded(
+                        f"{created_by} has submitted {count} jobs in {seconds:g} s, the limit; "
+                        "try again later",
+                        max(1, int(rows[0]["wait"]) + 1),
+                    )
+            return Job.from_row(query(conn, INSERT_JOB, params).fetchone())
 
     def get(self, job_id):
         job = self._one(GET_JOB, {"id": job_id})
@@ -596,40 +663,40 @@ class Jobs:
             raise JobError(refusal.format(job=current))
         return job
 
-    def cancel(self, job_id, reason="cancelled"):
+    def cancel(self, job_id, reason="cancelled", by=None):
         """EDITED or CLAIMED → UNEDITED. Refused once finalising has begun."""
         return self._change(
             CANCEL,
-            {"id": job_id, "error": reason},
+            {"id": job_id, "error": redact(reason), "by": by},
             job_id,
             "job {job.id} is {job.state}: only EDITED or CLAIMED jobs can be cancelled",
         )
 
-    def resubmit(self, job_id):
+    def resubmit(self, job_id, by=None):
         """UNEDITED → EDITED (a draft, or a job that failed for a person to fix)."""
         return self._change(
             RESUBMIT,
-            {"id": job_id},
+            {"id": job_id, "by": by},
             job_id,
             "job {job.id} is {job.state}: only UNEDITED jobs can be submitted again",
         )
 
-    def reset(self, job_id):
+    def reset(self, job_id, by="operator"):
         """UNEDITED, EDITED, CLAIMED or FINALIZING → EDITED, to be done now (see RESET)."""
         return self._change(
             RESET,
-            {"id": job_id},
+            {"id": job_id, "by": by},
             job_id,
             "job {job.id} is {job.state}: TRANSCODING and DONE jobs cannot be reset",
         )
 
-    def mark_done(self, job_id, video_id, video_link):
+    def mark_done(self, job_id, video_id, video_link, by="operator"):
         """FINALIZING → DONE with a video an operator found (see MARK_DONE)."""
         if not video_id or not video_link:
             raise BadJob("give both the video id and its link")
         return self._change(
             MARK_DONE,
-            {"id": job_id, "video_id": video_id, "video_link": video_link},
+            {"id": job_id, "video_id": video_id, "video_link": video_link, "by": by},
             job_id,
             "job {job.id} is {job.state}: only FINALIZING jobs can be marked done by hand",
         )
@@ -643,7 +710,7 @@ class Jobs:
         )
 
     def note_skip(self, job, error):
-        return self.db.query(NOTE_SKIP, {"id": job.id, "error": error}).rowcount == 1
+        return self.db.query(NOTE_SKIP, {"id": job.id, "error": redact(error)}).rowcount == 1
 
     def claim(self, job, uploader):
         """Claim `job` as read; None if another cutter won or the job changed."""
@@ -657,12 +724,22 @@ class Jobs:
 
     def release(self, job, uploader, error=None, retry_seconds=0):
         return self._guarded(
-            RELEASE, job, "released", uploader=uploader, error=error, retry_seconds=retry_seconds
+            RELEASE,
+            job,
+            "released",
+            uploader=uploader,
+            error=redact(error),
+            retry_seconds=retry_seconds,
         )
 
     def fail(self, job, uploader, error, from_state=State.CLAIMED):
         return self._guarded(
-            FAIL, job, "failed", uploader=uploader, error=error, from_state=State(from_state).value
+            FAIL,
+            job,
+            "failed",
+            uploader=uploader,
+            error=redact(error),
+            from_state=State(from_state).value,
         )
 
     def start_finalizing(self, job, uploader):
@@ -682,7 +759,9 @@ class Jobs:
         )
 
     def flag_finalizing(self, job, uploader, error):
-        return self._guarded(FLAG_FINALIZING, job, "flagged", uploader=uploader, error=error)
+        return self._guarded(
+            FLAG_FINALIZING, job, "flagged", uploader=uploader, error=redact(error)
+        )
 
     def finish_transcoding(self, job, uploader):
         return self._guarded(FINISH_TRANSCODING, job, "marked done", uploader=uploader)

@@ -5,7 +5,7 @@ cuts and uploads jobs; `ProcessingWatcher`, which follows uploaded videos
 until the backend has processed them; then `cutter run`'s command line (the
 operator's commands are in commands.py).
 
-How it fails, and what it does (DESIGN §4):
+How it fails, and what it does (docs/DATABASE.md has the states):
 
 - Two cutters want one job: the claim is a single guarded UPDATE; the loser
   gets no row and moves on. Nothing is cut before the claim succeeds.
@@ -28,6 +28,7 @@ How it fails, and what it does (DESIGN §4):
 
 import argparse
 import contextlib
+import datetime
 import logging
 import os
 import sys
@@ -37,6 +38,7 @@ import gevent
 import gevent.event
 import gevent.socket
 import prometheus_client
+import psycopg2.errors
 from prometheus_client import Counter, Gauge
 
 import common.cut
@@ -48,6 +50,8 @@ from common.service import Stoppable, base_parser, run_service, setup_logging
 from common.stats import timed
 
 from . import commands
+from .api import DEFAULT_LIMITS
+from .editors import SESSION_LIFETIME, Editors
 from .jobs import (
     NOTIFY_CHANNEL,
     JobGone,
@@ -56,6 +60,7 @@ from .jobs import (
     State,
     format_time,
 )
+from .redact import redact
 from .upload_backends import (
     PermanentUploadError,
     RetryableUploadError,
@@ -241,6 +246,9 @@ class Cutter(DatabaseUser):
         # may share a location's directory).
         self._spool_prefix = f".cut-{name}-"
         self.wake = gevent.event.Event()
+        # Set once the schema is applied and recovery done (see `start`):
+        # whatever else reads the database waits for it.
+        self.ready = gevent.event.Event()
         self.logger = logging.getLogger(f"cutter.cutter({name})")
         self.cut_to_file = timed(
             "cutter_cut",
@@ -296,6 +304,7 @@ class Cutter(DatabaseUser):
         """Apply the schema, recover this cutter's jobs and spool files from its last run."""
         self._remove_stale_spool_files()
         self._read(self.jobs.init_schema)
+        self.ready.set()
         returned, flagged = self._read(self.jobs.recover, self.name)
         if returned:
             self.logger.info("Returned jobs %s, claimed before a restart, to EDITED", returned)
@@ -339,8 +348,21 @@ class Cutter(DatabaseUser):
             after_id = page[-1].id
 
     def try_job(self, job):
-        """Claim and do `job` if this node can; True if it was claimed."""
-        segments = self.check_store(job)
+        """Claim and do `job` if this node can; True if it was claimed.
+
+        A job whose range cannot even be looked up (a time the store's hour
+        arithmetic cannot handle, from a database written by hand or an older
+        version) fails alone: it is claimed and stopped for a person with the
+        reason, and the pass goes on to the next job.
+        """
+        try:
+            segments = self.check_store(job)
+        except Exception as e:
+            self.logger.exception("Job %d: cannot look up its range", job.id)
+            claimed = self._write(self.jobs.claim, job, self._is_mine(State.CLAIMED), self.name)
+            if claimed is not None:
+                self._fail(claimed, f"cannot cut this range: {one_line(e)}", State.CLAIMED)
+            return False
         if segments is None:
             return False
         claimed = self._write(self.jobs.claim, job, self._is_mine(State.CLAIMED), self.name)
@@ -532,7 +554,11 @@ class Cutter(DatabaseUser):
         )
 
     def _guarded_outcome(self, fn, job, new_state, error, *args, **kwargs):
-        """Record a failure; log and count it. A job that moved meanwhile is left alone."""
+        """Record a failure; log and count it. A job that moved meanwhile is left alone.
+
+        The error is stored (and logged) redacted: no URL query strings or tokens.
+        """
+        error = redact(error)
         expect = lambda row: row.state == new_state and row.error == error  # noqa: E731
         try:
             self._write(fn, job, expect, *args, **kwargs)
@@ -550,20 +576,27 @@ class ProcessingWatcher(DatabaseUser):
 
     def __init__(
         self, jobs, name, backends, registry=prometheus_client.REGISTRY,
-        interval=PROCESSING_POLL_INTERVAL, metrics=None,
+        interval=PROCESSING_POLL_INTERVAL, metrics=None, ready=None,
     ):  # fmt: skip
         super().__init__(jobs, metrics or Metrics(registry))
+        # On a first start with a new database the cutter is still creating
+        # the schema: polling before then was an UndefinedTable traceback.
+        self.ready = ready
         self.name = name
         self.backends = backends
         self.interval = interval
         self.logger = logging.getLogger(f"cutter.processing({name})")
 
     def run(self):
+        if self.ready is not None:
+            gevent.wait([self.ready, self.stopping], count=1)
         while not self.stopping.is_set():
             try:
                 self.run_once()
             except Stopping:
                 break
+            except psycopg2.errors.UndefinedTable as e:
+                self.logger.warning("The job schema is not there (%s); waiting for it", one_line(e))
             except Exception:
                 self.logger.exception("Unexpected error checking processing; carrying on")
             self.stopping.wait(jitter(self.interval))
@@ -646,6 +679,37 @@ def parse_args(argv=None):
         help="seconds between checks on videos the backend is processing "
         f"(default: {PROCESSING_POLL_INTERVAL})",
     )
+    run.add_argument(
+        "--editor-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="an origin (scheme://host[:port]) whose editor page may use the job API across "
+        "origins (CORS with the session cookie); repeatable. Not needed when the page is "
+        "served from the API's own origin (the node's front door)",
+    )
+    run.add_argument(
+        "--editor-jobs-per-minute",
+        type=int,
+        default=DEFAULT_LIMITS[0][0],
+        metavar="N",
+        help=f"jobs one editor may submit in any minute (default: {DEFAULT_LIMITS[0][0]})",
+    )
+    run.add_argument(
+        "--editor-jobs-per-day",
+        type=int,
+        default=DEFAULT_LIMITS[1][0],
+        metavar="N",
+        help="jobs one editor may submit in any 24 hours; keep editors x N within the "
+        f"upload location's daily quota (default: {DEFAULT_LIMITS[1][0]})",
+    )
+    run.add_argument(
+        "--session-hours",
+        type=float,
+        default=SESSION_LIFETIME.total_seconds() / 3600,
+        help="how long an editor's sign-in lasts "
+        f"(default: {SESSION_LIFETIME.total_seconds() / 3600:g})",
+    )
     run.set_defaults(func=run_cutter)
     commands.add_commands(subparsers)
     return parser.parse_args(argv)
@@ -668,7 +732,11 @@ def run_cutter(args):
     except ValueError as e:
         print(f"cutter run: {e}", file=sys.stderr)
         return 2
-    jobs = Jobs(Database(args.db))
+    try:
+        jobs = Jobs(Database(commands.dsn(args)))
+    except ValueError as e:
+        print(f"cutter run: {e}", file=sys.stderr)
+        return 2
     cutter = Cutter(
         jobs,
         args.base_dir,
@@ -679,11 +747,25 @@ def run_cutter(args):
         spool_dir=args.spool_dir,
     )
     watcher = ProcessingWatcher(
-        jobs, args.name, backends, interval=args.processing_interval, metrics=cutter.metrics
+        jobs,
+        args.name,
+        backends,
+        interval=args.processing_interval,
+        metrics=cutter.metrics,
+        ready=cutter.ready,
     )
     workers = [cutter, watcher]
     if args.metrics_port:
-        app = create_app(jobs, backends, registry)
+        limits = ((args.editor_jobs_per_minute, 60), (args.editor_jobs_per_day, 24 * 3600))
+        editors = Editors(jobs.db, datetime.timedelta(hours=args.session_hours))
+        app = create_app(
+            jobs,
+            backends,
+            registry,
+            editor_origins=set(args.editor_origin),
+            limits=limits,
+            editors=editors,
+        )
         workers.append(
             WSGIServer(app, args.host, args.metrics_port, name="cutter.api", stop_timeout=1)
         )

@@ -43,6 +43,7 @@ import common.cut
 from common.backoff import Backoff
 
 from .jobs import State
+from .redact import redact
 
 logger = logging.getLogger(__name__)
 
@@ -114,12 +115,20 @@ class UploadBackend:
         return CheckResult(done=True)
 
 
+# Uploaded files are served by a web server running as another user (nginx's
+# worker), but the spool file starts as mkstemp's 0600: nginx answered 403.
+# Readable by all, writable by the cutter only.
+LOCAL_FILE_MODE = 0o644
+
 # errno values meaning "this filesystem cannot make hard links".
 NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
 
 
 class LocalBackend(UploadBackend):
     """A directory (perhaps served by a web server at `url_prefix`).
+
+    Uploads are made readable by everyone (`LOCAL_FILE_MODE`, 0644), so the web
+    server that serves the directory can read them.
 
     The cut is spooled as a hidden file in the directory itself, so putting it
     in place is a hard link on one filesystem: atomic, and refused if the name
@@ -147,6 +156,7 @@ class LocalBackend(UploadBackend):
         name = video_name(job)
         final = os.path.join(self.directory, name)
         with open(path, "rb") as f:
+            os.fchmod(f.fileno(), LOCAL_FILE_MODE)
             os.fsync(f.fileno())
         if os.path.exists(final):
             raise PermanentUploadError(
@@ -300,7 +310,7 @@ class YouTubeBackend(UploadBackend):
                     timeout=self.timeouts,
                 )
             except requests.RequestException as e:
-                raise RetryableUploadError(f"YouTube token refresh failed: {e}") from None
+                raise RetryableUploadError(redact(f"YouTube token refresh failed: {e}")) from None
             if response.status_code >= 500:
                 raise RetryableUploadError(f"YouTube token refresh: HTTP {response.status_code}")
             if response.status_code != 200:
@@ -349,7 +359,9 @@ class YouTubeBackend(UploadBackend):
                 data=json.dumps(body).encode(),
             )
         except requests.RequestException as e:
-            raise RetryableUploadError(f"YouTube: starting the upload failed: {e}") from None
+            raise RetryableUploadError(
+                redact(f"YouTube: starting the upload failed: {e}")
+            ) from None
         if response.status_code >= 500:
             raise RetryableUploadError(f"YouTube: starting the upload: {_error_reason(response)}")
         if response.status_code != 200 or "Location" not in response.headers:
@@ -411,7 +423,7 @@ class YouTubeBackend(UploadBackend):
                         data=data,
                     )
                 except requests.RequestException as e:
-                    problem = f"connection failed: {e}"
+                    problem = redact(f"connection failed: {e}")
                 else:
                     problem = _error_reason(response)
                 # Find out where we are: from this response, or by asking.
@@ -464,7 +476,7 @@ class YouTubeBackend(UploadBackend):
                             data=b"",
                         )
                     except requests.RequestException as e:
-                        problem = f"status query failed: {e}"
+                        problem = redact(f"status query failed: {e}")
                     else:
                         problem = _error_reason(response)
 
@@ -476,7 +488,9 @@ class YouTubeBackend(UploadBackend):
                 params={"part": "status,processingDetails", "id": job.video_id},
             )
         except (requests.RequestException, UploadError) as e:
-            logger.warning("Job %d: cannot ask YouTube about %s: %s", job.id, job.video_id, e)
+            logger.warning(
+                "Job %d: cannot ask YouTube about %s: %s", job.id, job.video_id, redact(str(e))
+            )
             return None
         if response.status_code != 200:
             logger.warning(

@@ -1,17 +1,21 @@
 """The built-in test stream: a live HLS origin made by ffmpeg, served over HTTP.
 
     python -m devtools.teststream --host 127.0.0.1 --port 8080 --work-dir /tmp/ts \\
-        [--channel test] [--qualities source,240p]
+        [--channel test] [--qualities source,240p] [--container fmp4 --codec hevc]
 
 One ffmpeg encodes a moving test pattern (with a burnt-in UTC clock when ffmpeg
 has `drawtext` and a font can be found, else without) and a tone that beeps
 every second, in real time, into one HLS rendition per quality: H.264 with
 B-frames and 2 s closed GOPs, AAC, 2 s MPEG-TS segments, a sliding window of
-playlist entries, old segments deleted. An HTTP server serves
+playlist entries, old segments deleted. With `--container fmp4` the segments are
+fragmented MP4 (`EXT-X-MAP` init section + `.m4s` segments, as Twitch's enhanced
+broadcasting serves them), in H.264, HEVC (`--codec hevc`) or AV1 (`--codec av1`).
+An HTTP server serves
 
     http://HOST:PORT/CHANNEL/master.m3u8            one entry per quality
     http://HOST:PORT/CHANNEL/QUALITY/index.m3u8     the live media playlist
-    http://HOST:PORT/CHANNEL/QUALITY/segNNNNNN.ts   the segments
+    http://HOST:PORT/CHANNEL/QUALITY/segNNNNNN.ts   the segments (.m4s for fMP4,
+    http://HOST:PORT/CHANNEL/QUALITY/init_N.mp4     with this init section)
 
 and the command prints `teststream: serving <master URL>` once the playlists
 exist. SIGTERM (or SIGINT) stops ffmpeg and the server; if ffmpeg dies by itself
@@ -60,6 +64,20 @@ SOURCE_VIDEO_BITRATE = 800_000
 AUDIO_BITRATE = 64_000
 # All renditions use one profile and level so the master playlist's CODECS is right.
 CODECS = "avc1.64001e,mp4a.40.2"
+CONTAINERS = ("ts", "fmp4")
+# Video encoders per codec, all in Debian's ffmpeg: closed GOPs of exactly one
+# segment, fast presets (x265 ultrafast and SVT-AV1 preset 12 keep 640x360 at
+# 30 fps in real time on a fraction of a core). HEVC is tagged hvc1, as
+# Twitch serves it. Only H.264 has a fixed level, so only its master
+# playlist entry can say CODECS; the restreamer reads the real ones from the
+# recorded init sections.
+VIDEO_CODECS = {
+    "h264": ["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-level:v", "3.0",
+             "-bf", "2", "-sc_threshold", "0"],
+    "hevc": ["-c:v", "libx265", "-preset", "ultrafast", "-tag:v", "hvc1",
+             "-x265-params", "log-level=error:open-gop=0:scenecut=0"],
+    "av1": ["-c:v", "libsvtav1", "-preset", "12"],
+}  # fmt: skip
 # How long start() waits for ffmpeg's first playlists: a segment's length plus
 # ffmpeg's start-up, with room for a loaded machine.
 START_TIMEOUT = 20
@@ -71,7 +89,9 @@ FONT_CANDIDATES = (
 )
 
 _QUALITY_RE = re.compile(r"(source|[1-9][0-9]{1,3}p)")
-_SEGMENT_RE = re.compile(r"seg[0-9]{6,}\.ts")
+_SEGMENT_RE = re.compile(r"seg([0-9]{6,})\.(?:ts|m4s)")
+# ffmpeg names each rendition's fMP4 init section after its index.
+_INIT_RE = re.compile(r"init_[0-9]+\.mp4")
 _PDT_PREFIX = "#EXT-X-PROGRAM-DATE-TIME:"
 
 
@@ -143,11 +163,23 @@ class TestStream:
         qualities=("source", "240p"),
         segment_seconds=SEGMENT_SECONDS,
         ffmpeg="ffmpeg",
+        container="ts",
+        codec="h264",
     ):
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", channel):
             raise ValueError(f"bad channel {channel!r}: letters, digits, '_' and '-' only")
         if "source" not in qualities:
             raise ValueError("qualities must include 'source'")
+        if container not in CONTAINERS:
+            raise ValueError(
+                f"bad container {container!r}: expected one of {', '.join(CONTAINERS)}"
+            )
+        if codec not in VIDEO_CODECS:
+            raise ValueError(f"bad codec {codec!r}: expected one of {', '.join(VIDEO_CODECS)}")
+        if container == "ts" and codec != "h264":
+            raise ValueError("MPEG-TS test streams are H.264 only; use --container fmp4")
+        self.container = container
+        self.codec = codec
         self.sizes = {quality: quality_size(quality) for quality in qualities}
         self.work_dir = os.path.abspath(work_dir)
         self.host = host
@@ -252,15 +284,20 @@ class TestStream:
             command += [f"-b:v:{i}", str(self._video_bitrate(quality))]
         stream_map = " ".join(f"v:{i},a:{i},name:{q}" for i, q in enumerate(self.qualities))
         command += [
-            "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-level:v", "3.0",
-            "-pix_fmt", "yuv420p", "-bf", "2",
-            "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
+            *VIDEO_CODECS[self.codec],
+            "-pix_fmt", "yuv420p",
+            "-g", str(gop), "-keyint_min", str(gop),
             "-c:a", "aac", "-ar", "48000", "-ac", "2", "-b:a", str(AUDIO_BITRATE),
             "-f", "hls", "-hls_time", str(self.segment_seconds),
             "-hls_list_size", str(LIST_SIZE), "-hls_delete_threshold", str(DELETE_THRESHOLD),
             "-hls_flags", "delete_segments+program_date_time+temp_file+independent_segments",
             "-var_stream_map", stream_map,
-            "-hls_segment_filename", os.path.join(channel_dir, "%v", "seg%06d.ts"),
+        ]  # fmt: skip
+        if self.container == "fmp4":
+            command += ["-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4"]
+        extension = "m4s" if self.container == "fmp4" else "ts"
+        command += [
+            "-hls_segment_filename", os.path.join(channel_dir, "%v", f"seg%06d.{extension}"),
             os.path.join(channel_dir, "%v", "index.m3u8"),
         ]  # fmt: skip
         return command
@@ -320,8 +357,8 @@ class TestStream:
         for line in text.splitlines():
             if line.startswith(_PDT_PREFIX):
                 pdt = _parse_ffmpeg_pdt(line[len(_PDT_PREFIX) :])
-            elif _SEGMENT_RE.fullmatch(line) and pdt is not None:
-                number = int(line[3:-3])
+            elif (match := _SEGMENT_RE.fullmatch(line)) and pdt is not None:
+                number = int(match[1])
                 wanted = self.epoch + datetime.timedelta(seconds=number * self.segment_seconds)
                 with self._lock:
                     self._shifts[quality] = wanted - pdt
@@ -356,10 +393,10 @@ class TestStream:
         lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-INDEPENDENT-SEGMENTS"]
         for quality in self.qualities:
             width, height = self.sizes[quality]
+            codecs = f',CODECS="{CODECS}"' if self.codec == "h264" else ""
             lines.append(
                 f"#EXT-X-STREAM-INF:BANDWIDTH={self._bandwidth(quality)},"
-                f"RESOLUTION={width}x{height},FRAME-RATE={FRAME_RATE:.3f},"
-                f'CODECS="{CODECS}"'
+                f"RESOLUTION={width}x{height},FRAME-RATE={FRAME_RATE:.3f}{codecs}"
             )
             lines.append(f"{quality}/index.m3u8")
         return "\n".join(lines) + "\n"
@@ -422,13 +459,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if text is None:
                 return self._send(404, b"no playlist yet\n", "text/plain")
             return self._send(200, text.encode(), "application/vnd.apple.mpegurl")
-        if _SEGMENT_RE.fullmatch(name):
+        if _SEGMENT_RE.fullmatch(name) or _INIT_RE.fullmatch(name):
             try:
                 with open(os.path.join(stream.quality_dir(quality), name), "rb") as f:
                     body = f.read()
             except FileNotFoundError:
                 return self._send(404, b"no such segment\n", "text/plain")
-            return self._send(200, body, "video/mp2t")
+            return self._send(200, body, "video/mp2t" if name.endswith(".ts") else "video/mp4")
         return self._send(404, b"not found\n", "text/plain")
 
     def _send(self, status, body, content_type):
@@ -458,12 +495,30 @@ def main(argv=None):
         default="source,240p",
         help="comma-separated: 'source' (640x360) and heights like '240p' (default: source,240p)",
     )
+    parser.add_argument(
+        "--container",
+        choices=CONTAINERS,
+        default="ts",
+        help="segment container: MPEG-TS or fragmented MP4 (default: ts)",
+    )
+    parser.add_argument(
+        "--codec",
+        choices=sorted(VIDEO_CODECS),
+        default="h264",
+        help="video codec; hevc and av1 need --container fmp4 (default: h264)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     qualities = [q.strip() for q in args.qualities.split(",") if q.strip()]
     try:
         stream = TestStream(
-            args.work_dir, host=args.host, port=args.port, channel=args.channel, qualities=qualities
+            args.work_dir,
+            host=args.host,
+            port=args.port,
+            channel=args.channel,
+            qualities=qualities,
+            container=args.container,
+            codec=args.codec,
         )
     except ValueError as e:
         parser.error(str(e))

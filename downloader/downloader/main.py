@@ -11,18 +11,17 @@ Reads top to bottom as manager → worker → getter:
 - `QualityWorker` polls one media playlist about every half target duration
   and starts a `SegmentGetter` per segment never seen before (a `Timeline`
   shared by the quality's workers decides what is new and when it starts).
-- `SegmentGetter` downloads one segment into the store, hashing as it writes:
-  a soft timeout starts a second attempt in parallel, a hard timeout abandons
-  an attempt, failures are retried with backoff until a long give-up time.
+- `SegmentGetter` (getter.py) downloads one segment into the store.
 
-Ads are never stored; fMP4 and encrypted playlists are refused. Everything that
+MPEG-TS segments are stored as received, fMP4 ones behind their init section
+(`getter.py`). Ads are never stored; encrypted playlists are refused. Everything that
 goes wrong is logged and counted in `downloader_errors{kind}`.
 """
 
 import datetime
+import functools
 import logging
 import sys
-import time
 import urllib.parse
 
 import gevent
@@ -31,16 +30,16 @@ import gevent.pool
 import prometheus_client
 import requests
 import requests.adapters
-import urllib3.exceptions
 from prometheus_client import Counter, Gauge
 
-from common.backoff import jitter
-from common.segments import SegmentWriter, validate_name_part
+from common.backoff import backoff_delay, jitter, sleep
+from common.segments import validate_name_part
 from common.service import STOP_TIMEOUT, Stoppable, base_parser, run_service, setup_logging
 from common.stats import timed
 
 from . import playlist as playlists
-from .providers import ChannelOffline, provider_for
+from .getter import InitSections, SegmentGetter
+from .providers import TWITCH_CODECS, ChannelOffline, parse_supported_codecs, provider_for
 
 logger = logging.getLogger(__name__)
 
@@ -68,26 +67,6 @@ PLAYLIST_TIMEOUTS = (5, 5)
 # After this many playlist fetches in a row fail (5xx, timeouts, garbage), ask
 # the manager for a fresh URL too; the worker keeps trying until handed over.
 PLAYLIST_FAILURES_BEFORE_REFRESH = 5
-# Soft and hard timeouts for one download attempt of a segment, in seconds. A 2 s
-# segment normally arrives in well under a second; at 5 s an attempt is stuck
-# behind a slow CDN node and a parallel one usually wins. At 60 s it is dead.
-SEGMENT_TIMEOUTS = (5, 60)
-# Connect and read (between bytes) timeouts of a segment request, in seconds.
-SEGMENT_REQUEST_TIMEOUTS = (5, 30)
-# At most this many attempts of one segment run at once.
-MAX_PARALLEL_ATTEMPTS = 2
-# Waits between failed attempts: first and longest, in seconds, doubling.
-SEGMENT_RETRY = (0.5, 15)
-# Give up on a segment this long after first seeing it: CDNs drop live segments
-# minutes after they leave the playlist, and by then the backfiller can fetch it
-# from a peer. What did arrive is kept as `partial`/`suspect`.
-GIVE_UP_TIMEOUT = 5 * 60
-# A body that went quiet for this long and then ended without a Content-Length is
-# `suspect`: observed on Twitch, whose CDN closes a stalled transfer cleanly,
-# leaving a truncated segment that looks complete.
-STALL_SUSPECT_TIME = 5
-CHUNK_SIZE = 64 * 1024
-TS_PACKET_SIZE = 188
 
 
 class Metrics:
@@ -132,44 +111,66 @@ class Metrics:
             ["channel", "quality"],
             registry=registry,
         )
+        self.codec = Gauge(
+            "downloader_quality_codec_info",
+            "1 for the video codec family (h264, h265, av1, audio, unknown) each quality"
+            " is offered in, from the master playlist's CODECS",
+            ["channel", "quality", "codec"],
+            registry=registry,
+        )
         self.attempts = Counter(
             "downloader_segment_attempts",
             "Download attempts, by why they were started (first, retry, soft_timeout)",
             ["channel", "quality", "reason"],
             registry=registry,
         )
-        self.fetch_playlist = timed(
-            "downloader_playlist_fetch",
-            registry=registry,
-            channel=lambda result, worker: worker.channel,
-            quality=lambda result, worker: worker.quality,
-        )(_fetch_playlist)
-        self.fetch_master = timed(
-            "downloader_master_fetch",
-            registry=registry,
-            channel=lambda result, manager: manager.channel,
-            provider=lambda result, manager: manager.provider.name,
-        )(_fetch_master)
-        self.fetch_segment = timed(
-            "downloader_segment_fetch",
-            registry=registry,
-            normalize=lambda result, getter, reason: result.size if result else None,
-            channel=lambda result, getter, reason: getter.channel,
-            quality=lambda result, getter, reason: getter.quality,
-            type=lambda result, getter, reason: result.type if result else "failed",
-        )(_fetch_segment)
+        self._timers = {}
+
+    def timed(self, name, fn, *, normalize=None, **labels):
+        """`fn` timed by `common.stats.timed` as `name`, for one of many callers of a registry.
+
+        `timed` registers its histograms when it wraps a function, so wrapping each
+        worker's own method would register them again for every worker. The wrapper
+        is made once per name here, and each caller binds its function and labels
+        where it makes the call: `self.fetch = metrics.timed("x", self._fetch,
+        channel=...)`. Label values are constants, or functions of `(result, *args)`
+        as with `timed`; every caller of one name must give the same label names.
+        """
+        wrapper = self._timers.get(name)
+        if wrapper is None:
+            wrapper = timed(
+                name,
+                registry=self.registry,
+                normalize=_bound_normalize,
+                **{key: _bound_label(key) for key in labels},
+            )(_call_bound)
+            self._timers[name] = wrapper
+        return functools.partial(wrapper, _Bound(fn, labels, normalize))
 
 
-def _fetch_master(manager):
-    return manager.provider.media_playlists(manager.session)
+class _Bound:
+    """One caller's function, labels and normalisation, for `Metrics.timed`."""
+
+    def __init__(self, fn, labels, normalize):
+        self.fn = fn
+        self.labels = labels
+        self.normalize = normalize
 
 
-def _fetch_playlist(worker):
-    return worker.session.get(worker.url, timeout=PLAYLIST_TIMEOUTS)
+def _call_bound(bound, *args, **kwargs):
+    return bound.fn(*args, **kwargs)
 
 
-def _fetch_segment(getter, reason):
-    return getter.attempt(reason)
+def _bound_label(key):
+    def label(result, bound, *args, **kwargs):
+        value = bound.labels[key]
+        return value(result, *args, **kwargs) if callable(value) else value
+
+    return label
+
+
+def _bound_normalize(result, bound, *args, **kwargs):
+    return bound.normalize(result, *args, **kwargs) if bound.normalize else None
 
 
 def new_session(pool_size=20):
@@ -180,11 +181,6 @@ def new_session(pool_size=20):
     session.mount("https://", adapter)
     session.headers["User-Agent"] = "streamvault-downloader"
     return session
-
-
-def _backoff(failures, limits):
-    first, longest = limits
-    return min(longest, first * 2 ** max(0, failures - 1))
 
 
 # --- manager --------------------------------------------------------------------
@@ -211,6 +207,15 @@ class ChannelManager(Stoppable):
         self.session = session or new_session()
         self.logger = logging.getLogger(f"downloader.manager({channel})")
         self.timelines = {quality: playlists.Timeline() for quality in self.qualities}
+        self.init_sections = {
+            quality: InitSections(
+                self.session,
+                self.logger,
+                lambda kind, quality=quality: metrics.errors.labels(channel, quality, kind).inc(),
+            )
+            for quality in self.qualities
+        }
+        self.codecs = {}  # quality -> codec family last offered (the info metric's label)
         self.workers = {}  # quality -> current QualityWorker
         self.greenlets = gevent.pool.Group()  # workers and handovers
         self.getters = gevent.pool.Group()
@@ -219,6 +224,12 @@ class ChannelManager(Stoppable):
         self._missing = set()
         self.failures = 0  # master fetches in a row that led to nothing new
         self.latest = {}  # quality -> newest stored segment end, as a timestamp
+        self.fetch_master = metrics.timed(
+            "downloader_master_fetch",
+            lambda: provider.media_playlists(self.session),
+            channel=channel,
+            provider=provider.name,
+        )
 
     def request_refresh(self, worker, delay=0):
         """`worker` asks for a new master playlist fetch (after `delay` seconds).
@@ -241,13 +252,13 @@ class ChannelManager(Stoppable):
                 self.refresh.clear()
                 self.refresh_delay = 0
                 try:
-                    urls = self.metrics.fetch_master(self)
+                    urls = self.fetch_master()
                 except ChannelOffline as e:
                     self.failures += 1
                     # Once at INFO, then quietly: a channel may be offline for days.
                     log = self.logger.info if self.failures == 1 else self.logger.debug
                     log("Offline: %s; retrying", e)
-                    self._wait(_backoff(self.failures, OFFLINE_BACKOFF))
+                    self._wait(backoff_delay(self.failures, OFFLINE_BACKOFF))
                     continue
                 except Exception as e:
                     self.failures += 1
@@ -255,22 +266,24 @@ class ChannelManager(Stoppable):
                     self.logger.warning(
                         "Could not get playlists (%s: %s); retrying", type(e).__name__, e
                     )
-                    self._wait(_backoff(self.failures, OFFLINE_BACKOFF))
+                    self._wait(backoff_delay(self.failures, OFFLINE_BACKOFF))
                     continue
                 started = self._start_workers(urls)
                 if not started:
                     self.failures += 1
-                    self._wait(_backoff(self.failures, OFFLINE_BACKOFF))
+                    self._wait(backoff_delay(self.failures, OFFLINE_BACKOFF))
                     continue
                 gevent.wait([self.stopping, self.refresh], timeout=jitter(MAX_WORKER_AGE), count=1)
                 if self.refresh.is_set() and self.refresh_delay:
                     self.failures += 1
-                    self._wait(max(self.refresh_delay, _backoff(self.failures, OFFLINE_BACKOFF)))
+                    self._wait(
+                        max(self.refresh_delay, backoff_delay(self.failures, OFFLINE_BACKOFF))
+                    )
         finally:
             self._stop_everything()
 
     def _wait(self, seconds):
-        self.stopping.wait(jitter(seconds))
+        sleep(self.stopping, seconds)
 
     def _start_workers(self, urls):
         missing = set(self.qualities) - set(urls)
@@ -285,17 +298,31 @@ class ChannelManager(Stoppable):
         for quality in missing:
             self.metrics.errors.labels(self.channel, quality, "quality_missing").inc()
         started = 0
+        offered = getattr(self.provider, "codecs", {})
         for quality in self.qualities:
             if quality in urls:
+                self._note_codec(quality, offered.get(quality, "unknown"))
                 self._start_worker(quality, urls[quality])
                 started += 1
         return started
+
+    def _note_codec(self, quality, codec):
+        old = self.codecs.get(quality)
+        if old == codec:
+            return
+        if old is not None:
+            self.metrics.codec.remove(self.channel, quality, old)
+            self.logger.info("%s is now %s (was %s)", quality, codec, old)
+        self.codecs[quality] = codec
+        self.metrics.codec.labels(self.channel, quality, codec).set(1)
 
     def _start_worker(self, quality, url):
         old = self.workers.get(quality)
         # Without the query string: Twitch's carries the access token.
         shown = urllib.parse.urlsplit(url)._replace(query="").geturl()
         self.logger.info("%s %s from %s", "Replacing" if old else "Recording", quality, shown)
+        # A new URL may be a restarted encoder that rewrote its init sections in place.
+        self.init_sections[quality].forget()
         worker = QualityWorker(self, quality, url, self.timelines[quality])
         self.workers[quality] = worker
         self.greenlets.spawn(worker.run)
@@ -348,7 +375,7 @@ class QualityWorker(Stoppable):
 
     How it fails: 403/404/410 means the URL expired (Twitch's do) or the stream
     is gone: ask the manager for fresh URLs and end. EXT-X-ENDLIST: the stream
-    ended; ask for a refresh after backoff and end. fMP4/encrypted playlists:
+    ended; ask for a refresh after backoff and end. Encrypted playlists:
     refused with an error, retried slowly. Anything else (5xx, timeouts,
     garbage) is retried, backing off from the poll interval; after several failures in a row
     the manager is asked for fresh URLs too, and this worker keeps trying
@@ -370,6 +397,12 @@ class QualityWorker(Stoppable):
         self._warned_no_pdt = False
         self._last_text = None
         self._last_playlist = None
+        self._get = self.metrics.timed(
+            "downloader_playlist_fetch",
+            lambda: self.session.get(self.url, timeout=PLAYLIST_TIMEOUTS),
+            channel=self.channel,
+            quality=quality,
+        )
 
     def __repr__(self):
         return f"<worker {self.channel}/{self.quality} {id(self):x}>"
@@ -413,7 +446,7 @@ class QualityWorker(Stoppable):
                     )
                     self.manager.request_refresh(self)
                 # Back off from a failing origin: double the wait, up to the longest poll.
-                self.stopping.wait(jitter(min(POLL_LIMITS[1], interval * 2 ** (failures - 1))))
+                self.wait(backoff_delay(failures, (interval, POLL_LIMITS[1])))
                 continue
             failures = 0
             self.ready.set()
@@ -425,11 +458,15 @@ class QualityWorker(Stoppable):
             interval = min(
                 POLL_LIMITS[1], max(POLL_LIMITS[0], playlist.target_duration * POLL_FRACTION)
             )
-            self.stopping.wait(jitter(interval))
+            self.wait(interval)
+
+    def wait(self, seconds):
+        """Sleep about `seconds` between polls, waking at once on stop. A seam for tests."""
+        sleep(self.stopping, seconds)
 
     def fetch(self):
         """One poll: fetch and parse the media playlist. A seam for tests."""
-        response = self.metrics.fetch_playlist(self)
+        response = self._get()
         if response.status_code in (403, 404, 410):
             raise URLExpired(f"HTTP {response.status_code}")
         response.raise_for_status()
@@ -458,227 +495,12 @@ class QualityWorker(Stoppable):
                 continue
             if placed.estimated:
                 self.metrics.estimated.labels(self.channel, self.quality).inc()
+            if segment.discontinuity and segment.init is not None:
+                # The encoder may have restarted, rewriting its init section in
+                # place: fetch it again (a few KB; Twitch's spurious ones cost no more).
+                self.manager.init_sections[self.quality].forget(segment.init)
             self.manager.spawn_getter(SegmentGetter(self, placed))
         return new
-
-
-# --- getter ---------------------------------------------------------------------
-
-
-class AttemptFailed(Exception):
-    """An attempt got nothing worth keeping. `kind` labels the error metric."""
-
-    def __init__(self, kind, message):
-        super().__init__(message)
-        self.kind = kind
-
-
-class HardTimeout(Exception):
-    pass
-
-
-class Outcome:
-    """What an attempt produced: an unfinished writer and the type it deserves."""
-
-    RANK = {"full": 3, "suspect": 2, "partial": 1}
-
-    def __init__(self, type, writer, reason=""):
-        self.type = type
-        self.writer = writer
-        self.reason = reason
-
-    @property
-    def size(self):
-        return self.writer.size
-
-    def better_than(self, other):
-        return other is None or (self.RANK[self.type], self.size) > (
-            self.RANK[other.type],
-            other.size,
-        )
-
-
-class _SegmentLogger(logging.LoggerAdapter):
-    def process(self, msg, kwargs):
-        return f"segment {self.extra['segment']}: {msg}", kwargs
-
-
-class SegmentGetter(Stoppable):
-    """Downloads one segment into the store.
-
-    Attempts: the first starts at once; if it is still running after the soft
-    timeout a second starts in parallel; an attempt running past the hard
-    timeout is abandoned; a failed attempt is retried after SEGMENT_RETRY
-    backoff. The first `full` download wins and the others are cancelled.
-
-    What each attempt yields: a complete body is `full`, unless it is empty or
-    not whole MPEG-TS packets, or it stalled for STALL_SUSPECT_TIME and ended
-    without a Content-Length (an origin that truncated it): `suspect`. A body
-    that broke (reset, short of its Content-Length, hard timeout) keeps what
-    arrived as a `partial` candidate. Candidates are kept (as temp files)
-    while trying for better; on giving up, or on stop, the best one is
-    written. Nothing else is ever left behind: every writer ends finished or
-    aborted.
-    """
-
-    def __init__(self, worker, placed):
-        super().__init__()
-        self.manager = worker.manager
-        self.channel = worker.channel
-        self.quality = worker.quality
-        self.base_dir = worker.manager.base_dir
-        self.session = worker.session
-        self.metrics = worker.metrics
-        self.placed = placed
-        self.uri = placed.segment.uri
-        # Not a logger per segment: the logging module keeps every logger forever.
-        self.logger = _SegmentLogger(
-            logging.getLogger(f"downloader.getter({self.channel}/{self.quality})"),
-            {"segment": f"{placed.start:%Y-%m-%dT%H:%M:%S.%f}"[:-3]},
-        )
-        self.path = None  # set when a file was written
-
-    def run(self):
-        try:
-            self._run()
-        except Exception:
-            self.metrics.errors.labels(self.channel, self.quality, "getter_crash").inc()
-            self.logger.exception("Getter failed unexpectedly")
-
-    def _run(self):
-        deadline = time.monotonic() + GIVE_UP_TIMEOUT
-        running = []  # (greenlet, started at)
-        best = None  # best unfinished Outcome so far
-        failures = 0
-        next_retry = time.monotonic()
-        try:
-            while True:
-                for greenlet, _ in [r for r in running if r[0].ready()]:
-                    running.remove((greenlet, _))
-                    if greenlet.successful():
-                        outcome = greenlet.value
-                        if outcome.type == "full":
-                            self._finish(outcome)
-                            return
-                        self.logger.warning("Attempt gave %s: %s", outcome.type, outcome.reason)
-                        self.metrics.errors.labels(self.channel, self.quality, outcome.type).inc()
-                        if outcome.better_than(best):
-                            if best is not None:
-                                best.writer.abort()
-                            best = outcome
-                        else:
-                            outcome.writer.abort()
-                    else:
-                        error = greenlet.exception
-                        kind = getattr(error, "kind", type(error).__name__)
-                        self.metrics.errors.labels(self.channel, self.quality, kind).inc()
-                        self.logger.warning("Attempt failed: %s", error)
-                    failures += 1
-                    next_retry = time.monotonic() + jitter(_backoff(failures, SEGMENT_RETRY))
-                now = time.monotonic()
-                if self.stopping.is_set():
-                    return
-                if now >= deadline:
-                    self.logger.error("Giving up after %ss", GIVE_UP_TIMEOUT)
-                    self.metrics.errors.labels(self.channel, self.quality, "gave_up").inc()
-                    return
-                wake = [deadline]
-                if not running:
-                    if now >= next_retry:
-                        self._start_attempt(running, "first" if failures == 0 else "retry")
-                        continue
-                    wake.append(next_retry)
-                elif len(running) < MAX_PARALLEL_ATTEMPTS:
-                    newest = max(started for _, started in running)
-                    if now - newest >= SEGMENT_TIMEOUTS[0]:
-                        self.logger.info("Soft timeout: starting a parallel attempt")
-                        self._start_attempt(running, "soft_timeout")
-                        continue
-                    wake.append(newest + SEGMENT_TIMEOUTS[0])
-                timeout = max(0, min(wake) - now)
-                gevent.wait([self.stopping] + [g for g, _ in running], timeout=timeout, count=1)
-        finally:
-            for greenlet, _ in running:
-                greenlet.kill(block=True)
-            if best is not None:
-                if self.path is None:
-                    self._finish(best)  # nothing better arrived: keep what did
-                else:
-                    best.writer.abort()
-
-    def _start_attempt(self, running, reason):
-        self.metrics.attempts.labels(self.channel, self.quality, reason).inc()
-        running.append((gevent.spawn(self.metrics.fetch_segment, self, reason), time.monotonic()))
-
-    def _finish(self, outcome):
-        self.path = outcome.writer.finish(outcome.type)
-        placed = self.placed
-        self.metrics.segments.labels(self.channel, self.quality, outcome.type).inc()
-        now = datetime.datetime.now(datetime.UTC)
-        self.metrics.lateness.labels(self.channel, self.quality).observe(
-            max(0, (now - placed.end).total_seconds())
-        )
-        self.manager.note_written(self.quality, placed.end)
-        self.logger.debug("Wrote %s", self.path)
-
-    def attempt(self, reason):
-        """One download attempt → Outcome, or AttemptFailed. Runs in its own greenlet."""
-        writer = None
-        try:
-            with gevent.Timeout(SEGMENT_TIMEOUTS[1], HardTimeout):
-                response = self.session.get(self.uri, stream=True, timeout=SEGMENT_REQUEST_TIMEOUTS)
-                try:
-                    if response.status_code != 200:
-                        kind = (
-                            "segment_gone"
-                            if response.status_code in (403, 404, 410)
-                            else "segment_http"
-                        )
-                        raise AttemptFailed(kind, f"HTTP {response.status_code} for {self.uri}")
-                    length = response.headers.get("Content-Length")
-                    writer = SegmentWriter(
-                        self.base_dir,
-                        self.channel,
-                        self.quality,
-                        self.placed.start,
-                        self.placed.duration,
-                    )
-                    longest_gap = 0
-                    last = time.monotonic()
-                    # read1: every byte that arrived is written before an error
-                    # surfaces (iter_content loses the chunk in progress).
-                    while chunk := response.raw.read1(CHUNK_SIZE):
-                        now = time.monotonic()
-                        longest_gap = max(longest_gap, now - last)
-                        last = now
-                        writer.write(chunk)
-                    longest_gap = max(longest_gap, time.monotonic() - last)
-                finally:
-                    response.close()
-        except (HardTimeout, requests.RequestException, urllib3.exceptions.HTTPError, OSError) as e:
-            broke = "hard timeout" if isinstance(e, HardTimeout) else f"{type(e).__name__}: {e}"
-            if writer is not None and writer.size > 0:
-                return Outcome("partial", writer, f"body broke after {writer.size} bytes ({broke})")
-            if writer is not None:
-                writer.abort()
-            raise AttemptFailed(
-                "segment_timeout" if isinstance(e, HardTimeout) else "segment_connection", broke
-            ) from None
-        except BaseException:
-            if writer is not None:
-                writer.abort()
-            raise
-        if writer.size == 0:
-            return Outcome("suspect", writer, "empty body")
-        if length is not None and length.isdigit() and int(length) != writer.size:
-            return Outcome("partial", writer, f"{writer.size} of {length} bytes")
-        if writer.size % TS_PACKET_SIZE:
-            return Outcome("suspect", writer, f"{writer.size} bytes: not whole MPEG-TS packets")
-        if length is None and longest_gap >= STALL_SUSPECT_TIME:
-            return Outcome(
-                "suspect", writer, f"stalled {longest_gap:.1f}s, then ended without a length"
-            )
-        return Outcome("full", writer)
 
 
 # --- command line ---------------------------------------------------------------
@@ -708,6 +530,12 @@ def parse_args(argv=None):
         default=None,
         help="Twitch usher URL with {channel} (for testing)",
     )
+    parser.add_argument(
+        "--twitch-supported-codecs",
+        default=",".join(TWITCH_CODECS),
+        help="codecs Twitch may send, best first (default: %(default)s, for the best "
+        "quality; h264 alone records only H.264 transcodes on HEVC/AV1 channels)",
+    )
     args = parser.parse_args(argv)
     try:
         args.qualities = [
@@ -724,6 +552,7 @@ def parse_args(argv=None):
             )
             if value
         }
+        twitch["supported_codecs"] = parse_supported_codecs(args.twitch_supported_codecs)
         args.providers = [provider_for(spec, **twitch) for spec in args.channels]
     except ValueError as e:
         parser.error(str(e))

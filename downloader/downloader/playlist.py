@@ -11,9 +11,12 @@ import collections
 import datetime
 import logging
 import re
+import urllib.parse
 from dataclasses import dataclass
 
 import m3u8
+
+from common.times import parse_time
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +44,7 @@ class PlaylistError(Exception):
 
 
 class UnsupportedPlaylist(PlaylistError):
-    """A valid playlist whose segments the store cannot hold (fMP4, encrypted)."""
+    """A valid playlist whose segments the store cannot hold (encrypted)."""
 
     kind = "unsupported_playlist"
 
@@ -51,16 +54,18 @@ def micros(seconds):
     return datetime.timedelta(microseconds=round(seconds * 1_000_000))
 
 
-def _parse_date(text):
+def _daterange_time(text):
+    """An EXT-X-DATERANGE date (ISO 8601, naive taken as UTC) → aware UTC, or None.
+
+    A missing or malformed date makes the tag unusable, not the playlist: the
+    caller skips the tag.
+    """
     if text is None:
         return None
     try:
-        value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_time(text)
     except ValueError:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=datetime.UTC)
-    return value.astimezone(datetime.UTC)
 
 
 def load(text, url):
@@ -110,8 +115,10 @@ def name_variants(master):
     `source` is the variant with the highest BANDWIDTH; ties go to the larger
     RESOLUTION (encoders often write one BANDWIDTH for every variant). The others
     are named by their rendition group's NAME, else by resolution (`480p`,
-    `720p60` above 31 fps, `audio_only`). When two variants would get the same
-    name, the one with the higher bandwidth keeps it.
+    `720p60` above 31 fps, `audio_only`); an HEVC or AV1 variant's name gets
+    the codec as a suffix (`480p_h265`), as Twitch's do (`name_twitch_variants`).
+    When two variants would still get the same name, the one with the higher
+    bandwidth keeps it.
     """
     playlists = sorted(
         master.playlists,
@@ -127,35 +134,117 @@ def name_variants(master):
             name = "source"
         else:
             media_name = _media_name(master, playlist)
-            name = (_clean_name(media_name) if media_name else None) or _resolution_name(
-                playlist.stream_info
+            name = _with_codec(
+                (_clean_name(media_name) if media_name else None)
+                or _resolution_name(playlist.stream_info),
+                codec_family(playlist.stream_info.codecs),
             )
         if name and name not in names:
             names[name] = playlist.absolute_uri
     return names
 
 
-def name_twitch_variants(master):
-    """Twitch's master playlist → {quality: URL}.
+def _with_codec(name, family):
+    """H.264 (and unknown) renditions keep their name; HEVC and AV1 ones say so."""
+    return f"{name}_{family}" if name and family in ("h265", "av1") else name
 
-    Twitch names each rendition group: the group `chunked` (NAME "1080p60 (source)")
-    is the broadcaster's own encode and becomes `source`; others keep their NAME
-    (`720p60`, `480p30`, `audio_only`).
+
+# Video codec families by their RFC 6381 CODECS prefix, named as Twitch's
+# `supported_codecs` names them. A metric label and a quality suffix, so few values.
+CODEC_FAMILIES = {"avc1": "h264", "avc3": "h264", "hvc1": "h265", "hev1": "h265", "av01": "av1"}
+
+
+def codec_family(codecs):
+    """A CODECS attribute (`hvc1.2.4.L150.B0,mp4a.40.2`) → `h264`, `h265`, `av1`,
+    `audio` (audio codecs only) or `unknown` (none given, or none known)."""
+    parts = [c.strip().split(".", 1)[0].lower() for c in (codecs or "").split(",") if c.strip()]
+    for part in parts:
+        if part in CODEC_FAMILIES:
+            return CODEC_FAMILIES[part]
+    if parts and all(p in ("mp4a", "ac-3", "ec-3", "opus") for p in parts):
+        return "audio"
+    return "unknown"
+
+
+_ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^",]*)')
+
+
+def _stream_inf_attributes(text):
+    """Each EXT-X-STREAM-INF's attribute list, raw, in order (RFC 8216 §4.2).
+
+    The m3u8 library keeps only the attributes it knows; Twitch's usher v2 names
+    its renditions in its own (`IVS-NAME`, `IVS-VARIANT-SOURCE`).
     """
+    found = []
+    for line in text.splitlines():
+        if line.startswith("#EXT-X-STREAM-INF:"):
+            found.append(
+                {
+                    key: value.strip('"')
+                    for key, value in _ATTRIBUTE.findall(line[len("#EXT-X-STREAM-INF:") :])
+                }
+            )
+    return found
+
+
+def name_twitch_variants(master, text=None):
+    """Twitch's master playlist → ({quality: URL}, {quality: codec family}).
+
+    The source rendition becomes `source`: usher v2 marks it
+    `IVS-VARIANT-SOURCE=true` on its EXT-X-STREAM-INF; v1 put it in the rendition
+    group `chunked` with a NAME ending "(source)". The others keep Twitch's own
+    name (v2's `IVS-NAME`, v1's EXT-X-MEDIA NAME: `720p60`, `480p30`,
+    `audio_only`). An H.264 rendition keeps the plain name; an HEVC or AV1 one
+    gets the codec as a suffix (`1440p60_h265`, `1080p60_av1`), so that every
+    name always means one codec and a transcode of the same resolution stays
+    choosable, whatever else Twitch offers that day. `text` is the playlist's
+    text, for the attributes the m3u8 library does not keep.
+    """
+    extra = _stream_inf_attributes(text) if text is not None else []
+    if len(extra) != len(master.playlists):
+        extra = [{} for _ in master.playlists]
     names = {}
-    for playlist in master.playlists:
+    codecs = {}
+    for playlist, attributes in zip(master.playlists, extra, strict=True):
         group = playlist.stream_info.video
-        media_name = _media_name(master, playlist) or group or ""
-        if group == "chunked" or "(source)" in media_name:
+        family = codec_family(playlist.stream_info.codecs)
+        media_name = attributes.get("IVS-NAME") or _media_name(master, playlist) or group or ""
+        source = attributes.get("IVS-VARIANT-SOURCE", "").lower() == "true"
+        if source or group == "chunked" or "(source)" in media_name:
             name = "source"
         else:
-            name = _clean_name(media_name) or _resolution_name(playlist.stream_info)
+            name = _with_codec(
+                _clean_name(media_name) or _resolution_name(playlist.stream_info), family
+            )
         if name and name not in names:
             names[name] = playlist.absolute_uri
-    return names
+            codecs[name] = family
+    return names, codecs
 
 
 # --- media playlists -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    """A sub-range of a resource (EXT-X-BYTERANGE, EXT-X-MAP's BYTERANGE): bytes
+    `offset` to `offset + length - 1`, as an HTTP Range header asks for them."""
+
+    length: int
+    offset: int
+
+    @property
+    def header(self):
+        return f"bytes={self.offset}-{self.offset + self.length - 1}"
+
+
+@dataclass(frozen=True)
+class InitSection:
+    """An fMP4 media initialization section (EXT-X-MAP): what every segment after
+    it needs in front to be decodable. Equal sections are fetched once."""
+
+    uri: str  # absolute
+    byterange: ByteRange | None
 
 
 @dataclass(frozen=True)
@@ -171,6 +260,13 @@ class Segment:
     title: str
     ad: str | None  # why it is an ad (for metrics), None for content
     discontinuity: bool
+    byterange: ByteRange | None = None  # EXT-X-BYTERANGE: only part of `uri`
+    init: InitSection | None = None  # EXT-X-MAP in force: an fMP4 segment
+
+    @property
+    def container(self):
+        """The store's container for it: `mp4` with an init section, else `ts`."""
+        return "mp4" if self.init is not None else "ts"
 
 
 @dataclass(frozen=True)
@@ -195,11 +291,11 @@ def _ad_ranges(playlist):
         getattr(playlist, "dateranges", None) or []
     )
     for daterange in dateranges:
-        start = _parse_date(daterange.start_date)
+        start = _daterange_time(daterange.start_date)
         if start is None:
             continue
         if daterange.scte35_in is not None and daterange.scte35_out is None:
-            closes[daterange.id] = _parse_date(daterange.end_date) or start
+            closes[daterange.id] = _daterange_time(daterange.end_date) or start
             continue
         twitch = daterange.class_ == TWITCH_AD_CLASS or (daterange.id or "").startswith(
             TWITCH_AD_ID_PREFIX
@@ -210,7 +306,7 @@ def _ad_ranges(playlist):
         if length is not None:
             end = start + micros(length)
         else:
-            end = _parse_date(daterange.end_date)
+            end = _daterange_time(daterange.end_date)
         ranges[daterange.id] = (start, end, "twitch_daterange" if twitch else "scte35_daterange")
     result = []
     for id, (start, end, kind) in ranges.items():
@@ -238,9 +334,13 @@ def parse_media_playlist(text, url):
     """Media playlist text → MediaPlaylist.
 
     Raises PlaylistError for something that is not a media playlist, and
-    UnsupportedPlaylist for fMP4 (EXT-X-MAP), encrypted (EXT-X-KEY) or
-    byte-range (EXT-X-BYTERANGE) segments: storing those as `.ts` files would
-    fill the store with unplayable or wrong files.
+    UnsupportedPlaylist for encrypted (EXT-X-KEY) segments: the store keeps
+    files that play on their own, and keys expire.
+    EXT-X-MAP (fMP4) gives each segment after it its init section, with its
+    BYTERANGE if any; EXT-X-BYTERANGE gives a segment's sub-range, an omitted
+    offset meaning "right after the previous sub-range of the same URI"
+    (RFC 8216 §4.3.2.2), which is resolved here. A BYTERANGE that cannot be
+    resolved (no offset, and no previous range of that URI) is a PlaylistError.
     Segments before the first EXT-X-PROGRAM-DATE-TIME get times counted back
     from it; later ones without their own carry the last one forward (m3u8's
     `current_program_date_time`).
@@ -251,15 +351,11 @@ def parse_media_playlist(text, url):
     if playlist.target_duration is None and not playlist.segments:
         raise PlaylistError(f"{url}: no EXT-X-TARGETDURATION and no segments")
     for segment in playlist.segments:
-        if segment.init_section is not None or playlist.segment_map:
-            raise UnsupportedPlaylist(
-                f"{url}: fMP4 segments (EXT-X-MAP) are not supported; the store holds MPEG-TS"
-            )
         key = segment.key
         if key is not None and key.method and key.method.upper() != "NONE":
             raise UnsupportedPlaylist(f"{url}: encrypted segments (EXT-X-KEY {key.method})")
-        if segment.byterange:
-            raise UnsupportedPlaylist(f"{url}: byte-range segments (EXT-X-BYTERANGE)")
+    byteranges = _segment_byteranges(playlist, url)
+    inits = [_init_section(s.init_section, url) for s in playlist.segments]
     pdts = [s.current_program_date_time for s in playlist.segments]
     durations = [micros(s.duration) for s in playlist.segments]
     has_pdt = any(p is not None for p in pdts)
@@ -280,6 +376,8 @@ def parse_media_playlist(text, url):
                 title=segment.title or "",
                 ad=_ad_reason(segment, pdts[i], durations[i], ranges),
                 discontinuity=bool(segment.discontinuity),
+                byterange=byteranges[i],
+                init=inits[i],
             )
         )
     return MediaPlaylist(
@@ -289,6 +387,43 @@ def parse_media_playlist(text, url):
         ended=bool(playlist.is_endlist),
         has_pdt=has_pdt,
     )
+
+
+def _parse_byterange(text, url):
+    """`length[@offset]` → (length, offset or None); PlaylistError if malformed."""
+    length, _, offset = str(text).strip().partition("@")
+    if not length.isdigit() or (offset and not offset.isdigit()) or int(length) == 0:
+        raise PlaylistError(f"{url}: bad byte range {text!r}")
+    return int(length), int(offset) if offset else None
+
+
+def _segment_byteranges(playlist, url):
+    """Each segment's EXT-X-BYTERANGE as a ByteRange (None for whole resources)."""
+    result = []
+    ends = {}  # absolute uri -> where its previous sub-range ended
+    for segment in playlist.segments:
+        if not segment.byterange:
+            result.append(None)
+            continue
+        length, offset = _parse_byterange(segment.byterange, url)
+        if offset is None:
+            if segment.absolute_uri not in ends:
+                raise PlaylistError(f"{url}: EXT-X-BYTERANGE without an offset and nothing before")
+            offset = ends[segment.absolute_uri]
+        ends[segment.absolute_uri] = offset + length
+        result.append(ByteRange(length, offset))
+    return result
+
+
+def _init_section(section, url):
+    """m3u8's init section (EXT-X-MAP) → InitSection, or None."""
+    if section is None or not section.uri:
+        return None
+    byterange = None
+    if section.byterange:
+        length, offset = _parse_byterange(section.byterange, url)
+        byterange = ByteRange(length, offset or 0)  # EXT-X-MAP's offset defaults to 0
+    return InitSection(urllib.parse.urljoin(section.base_uri or url, section.uri), byterange)
 
 
 # --- placing segments in time ----------------------------------------------------

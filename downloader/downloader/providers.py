@@ -1,7 +1,7 @@
 """Providers: how a channel's media playlist URLs are found.
 
 A provider's `media_playlists(session)` returns `{quality: media playlist URL}`
-and raises `ChannelOffline` when there is nothing to record right now (the
+(and leaves each quality's video codec family, for metrics, in `codecs`) and raises `ChannelOffline` when there is nothing to record right now (the
 manager retries with backoff). Other errors (network, a 5xx, a malformed
 answer) propagate; the manager logs them and retries the same way.
 
@@ -32,6 +32,10 @@ TWITCH_CLIENT_ID = "kimne78kx3ncx6brgo4mv6wki5h1ko"
 TWITCH_GQL_URL = "https://gql.twitch.tv/gql"
 TWITCH_USHER_URL = "https://usher.ttvnw.net/api/channel/hls/{channel}.m3u8"
 TWITCH_TOKEN_QUERY_HASH = "0828119ded1c13477966434e15800ff57ddacf13ba1911c129dc2200705b0712"
+# The codecs usher is told the recorder takes, best first. Twitch's enhanced
+# broadcasting channels send their source as HEVC or AV1 (fMP4, which the store
+# holds) at up to 1440p; asking for H.264 only would record a 1080p transcode.
+TWITCH_CODECS = ("av1", "h265", "h264")
 
 
 class ChannelOffline(Exception):
@@ -60,6 +64,7 @@ class HLSProvider:
     def __init__(self, channel, url):
         self.channel = channel
         self.url = url
+        self.codecs = {}
 
     def media_playlists(self, session):
         text, final_url = _playlist_text(session, self.url, self.channel)
@@ -69,8 +74,14 @@ class HLSProvider:
             # An origin that answers 200 with an error page is as good as offline.
             raise ChannelOffline(str(e)) from None
         if not parsed.is_variant:
+            self.codecs = {"source": "unknown"}
             return {"source": self.url}
-        return playlists.name_variants(parsed)
+        names = playlists.name_variants(parsed)
+        families = {
+            p.absolute_uri: playlists.codec_family(p.stream_info.codecs) for p in parsed.playlists
+        }
+        self.codecs = {quality: families.get(url, "unknown") for quality, url in names.items()}
+        return names
 
     def __repr__(self):
         return f"HLSProvider({self.url!r})"
@@ -94,11 +105,14 @@ class TwitchProvider:
         client_id=TWITCH_CLIENT_ID,
         gql_url=TWITCH_GQL_URL,
         usher_url=TWITCH_USHER_URL,
+        supported_codecs=TWITCH_CODECS,
     ):
         self.channel = channel
         self.client_id = client_id
         self.gql_url = gql_url
         self.usher_url = usher_url
+        self.supported_codecs = tuple(supported_codecs)
+        self.codecs = {}
 
     def access_token(self, session):
         """(value, signature) of a live playback access token."""
@@ -149,9 +163,9 @@ class TwitchProvider:
             "allow_audio_only": "true",
             "allow_spectre": "false",
             "fast_bread": "true",
-            # Only H.264 renditions: HEVC and AV1 ones come as fMP4, which the store
-            # (MPEG-TS files) cannot hold.
-            "supported_codecs": "h264",
+            # HEVC and AV1 renditions come as fMP4; without them in the list an
+            # enhanced-broadcasting channel's source is not offered at all.
+            "supported_codecs": ",".join(self.supported_codecs),
             "sig": signature,
             "token": value,
         }
@@ -171,10 +185,22 @@ class TwitchProvider:
             raise ProviderError(f"twitch usher: {e}") from None
         if not master.is_variant:
             raise ProviderError("twitch usher: not a master playlist")
-        return playlists.name_twitch_variants(master)
+        names, self.codecs = playlists.name_twitch_variants(master, response.text)
+        return names
 
     def __repr__(self):
         return f"TwitchProvider({self.channel!r})"
+
+
+def parse_supported_codecs(text):
+    """`av1,h265,h264` → a tuple of Twitch codec names; ValueError if one is unknown."""
+    codecs = tuple(c.strip().lower() for c in text.split(",") if c.strip())
+    unknown = [c for c in codecs if c not in TWITCH_CODECS]
+    if unknown or not codecs:
+        raise ValueError(
+            f"bad --twitch-supported-codecs {text!r}: expected some of {','.join(TWITCH_CODECS)}"
+        )
+    return codecs
 
 
 def provider_for(spec, **twitch_options):

@@ -23,12 +23,10 @@ How things fail:
 
 import datetime
 import functools
-import json
 import logging
 import os
 import re
 import stat
-import subprocess
 import urllib.parse
 
 import flask
@@ -36,7 +34,7 @@ import prometheus_client
 from werkzeug.exceptions import BadRequest, Forbidden, HTTPException, NotAcceptable, NotFound
 
 from common import cut as cutting
-from common import flask_stats, layout
+from common import flask_stats, layout, probe
 from common.segments import (
     get_best_segments,
     let_others_run,
@@ -46,7 +44,7 @@ from common.segments import (
     validate_name_part,
 )
 from common.stats import timed
-from restreamer import editor, files, hls, params
+from restreamer import cutlimits, editor, files, hls, params
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +74,6 @@ FORMAT_SLICE = 4096  # segments
 # segments each, about 6 MB: longer ones are formatted again when asked for.
 PLAYLIST_CACHE_SIZE = 8
 PLAYLIST_CACHE_MAX_SEGMENTS = 50_000
-# ffprobe reads a segment's header in milliseconds; a stuck one is given up on.
-PROBE_TIMEOUT = 10  # seconds
-PROBE_CACHE_SIZE = 256  # segments (content-addressed, so never stale)
 # Segment layouts (where an init section ends) kept, by path: two days of 2 s
 # segments at about 200 bytes each. Past that the cache starts over.
 LAYOUT_CACHE_SIZE = 100_000
@@ -111,7 +106,6 @@ class Store:
         self.base_dir = os.path.realpath(base_dir)
         self.registry = registry
         self.now = now
-        self._probe_cache = {}
         self._layouts = {}
         # (segments, entries, ended, body), most recently used first
         self._playlists = []
@@ -202,26 +196,9 @@ class Store:
             return None
 
     def describe(self, segment):
-        """`(resolution, codecs)` of a segment, from ffprobe; (None, None) if it cannot tell.
-
-        Cached by the segment's hash: the same name always has the same bytes.
-        """
-        key = segment.hash
-        if key not in self._probe_cache:
-            self._probe_cache[key] = self._probe(segment.path)
-            while len(self._probe_cache) > PROBE_CACHE_SIZE:
-                self._probe_cache.pop(next(iter(self._probe_cache)))
-        return self._probe_cache[key]
-
-    def _probe(self, path):
-        command = ["ffprobe", "-v", "error", "-of", "json", "-show_streams", f"file:{path}"]
-        try:
-            result = subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT, check=True)
-            streams = json.loads(result.stdout).get("streams", [])
-        except (OSError, subprocess.SubprocessError, ValueError) as e:
-            logger.warning("Could not probe %s: %s", path, e)
-            return None, None
-        return hls.describe_streams(streams)
+        """A segment's `probe.Description` (resolution, codecs, frame rate), from
+        ffprobe; all None if it cannot tell. Cached by path (which names the bytes)."""
+        return probe.describe(segment.path)
 
     def layout(self, segment):
         """Where a segment's init section ends (`common.layout`), or None if the
@@ -501,8 +478,9 @@ def master_playlist(channel):
     Each variant's URI carries the resolved start (and end), so that every
     quality plays the same range even when no start was given. BANDWIDTH is
     the peak segment bit rate in range (over up to BANDWIDTH_SAMPLE segments
-    spread evenly across it); RESOLUTION and CODECS come from
-    ffprobe on one segment per quality, when it can tell.
+    spread evenly across it); RESOLUTION, FRAME-RATE and CODECS come from
+    one segment per quality (ffprobe, and for fMP4 the init section's codec
+    configuration, so HEVC and AV1 are named exactly), when it can tell.
     """
     start, end = params.time_range(flask.request.args, start_required=False, max_range=MAX_RANGE)
     s = store()
@@ -522,9 +500,7 @@ def master_playlist(channel):
         # of 2 s segments is 300,000): measure an even sample instead.
         step = max(1, len(segments) // BANDWIDTH_SAMPLE)
         peak, average = hls.bandwidths(segments[::step], s.size)
-        resolution, codecs = s.describe(
-            next((x for x in segments if not x.is_partial), segments[0])
-        )
+        facts = s.describe(next((x for x in segments if not x.is_partial), segments[0]))
         uri = "/".join(urllib.parse.quote(p, safe="") for p in (channel, quality))
         variants.append(
             hls.Variant(
@@ -532,8 +508,9 @@ def master_playlist(channel):
                 uri=f"{uri}.m3u8?{urllib.parse.urlencode(query)}",
                 bandwidth=peak,
                 average_bandwidth=average,
-                resolution=resolution,
-                codecs=codecs,
+                resolution=facts.resolution,
+                codecs=facts.codecs,
+                frame_rate=facts.frame_rate and facts.frame_rate[0] / facts.frame_rate[1],
             )
         )
     if not variants:
@@ -552,7 +529,10 @@ def cut(channel, quality):
     (`common.cut`): `type=fast` (default) re-encodes only the ends, `full`
     everything. 400 for bad parameters; 406 if the range has holes (unless
     `allow_holes=true`, which leaves them out) or nothing at all. A client
-    that goes away closes the cut, which kills its ffmpegs. The status waits
+    that goes away closes the cut, which kills its ffmpegs. Bounded by
+    `cutlimits`: 503/429 with Retry-After when the node or the client runs
+    as many cuts as allowed, 400 for a `type=full` cut that is too long, and
+    a client that stops reading loses its cut. The status waits
     for the first bytes; an ffmpeg failing after them can only cut the
     response short.
     """
@@ -562,9 +542,13 @@ def cut(channel, quality):
     type = args.get("type") or "fast"
     if type not in cutting.TYPES:
         raise BadRequest(f"bad type {type!r}: expected one of {', '.join(cutting.TYPES)}")
+    limits = flask.current_app.extensions["cut_limits"]
+    limits.check_length(type, start, end)
     s = store()
     s.directory(channel, quality)
     segments = s.best_segments(channel, quality, start, end)
+    client = flask.request.remote_addr or "unknown"
+    limits.acquire(client)
     try:
         chunks = cutting.cut(
             segments, start, end, type=type, allow_holes=allow_holes, registry=s.registry
@@ -574,23 +558,20 @@ def cut(channel, quality):
         # a range with no frame in it) instead of a cut-short 200.
         first = next(chunks, b"")
     except cutting.CutError as e:
+        limits.release(client)
         raise NotAcceptable(str(e)) from None
     except ValueError as e:
+        limits.release(client)
         raise BadRequest(str(e)) from None
-    response = flask.Response(_stream(first, chunks), mimetype="video/mp2t")
+    except BaseException:
+        limits.release(client)
+        raise
+    body, close = limits.stream(client, first, chunks)
+    response = flask.Response(body, mimetype="video/mp2t")
+    response.call_on_close(close)
     name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{channel}-{quality}-{params.format_time(start)}.ts")
     response.headers["Content-Disposition"] = f'inline; filename="{name}"'
     return response
-
-
-def _stream(first, chunks):
-    """Yield `first`, then the rest of `chunks`; closing this closes `chunks`
-    (which kills its ffmpegs when the client goes away)."""
-    try:
-        yield first
-        yield from chunks
-    finally:
-        chunks.close()
 
 
 # (rule, view function, options): every route of the API. The endpoint name is
@@ -664,19 +645,22 @@ def server_error(error):
     )
 
 
-def create_app(base_dir, registry=None, *, now=utc_now):
+def create_app(base_dir, registry=None, *, now=utc_now, cut_limits=None):
     """The restreamer's WSGI app, serving the store at `base_dir`.
 
     `registry` receives the app's metrics and is served at `/metrics`; a fresh
     one is made when none is given (tests), the service passes the global one
     so log counts show too. `now()` gives the current time as an aware
     datetime; tests fix it to make live and finished ranges deterministic.
+    `cut_limits` (a `cutlimits.CutLimits`) bounds `/cut`; by default one cut
+    per core, `cutlimits`' other defaults.
     """
     if registry is None:
         registry = prometheus_client.CollectorRegistry()
     app = flask.Flask(__name__, static_folder=None)
     app.json.sort_keys = False
     app.extensions["restreamer"] = Store(base_dir, registry, now)
+    app.extensions["cut_limits"] = cut_limits or cutlimits.CutLimits(registry)
     for rule, view, options in ROUTES:
         app.add_url_rule(rule, view_func=view, **options)
     app.register_blueprint(editor.blueprint)

@@ -301,7 +301,8 @@ class Variant(NamedTuple):
 
     `bandwidth` is the peak bit rate of a segment (bits/s, which §4.3.4.2
     requires), `average_bandwidth` the whole range's; `resolution` is
-    `(width, height)` and `codecs` an RFC 6381 string, both None when unknown.
+    `(width, height)`, `codecs` an RFC 6381 string and `frame_rate` frames a
+    second, each None when unknown.
     """
 
     quality: str
@@ -310,6 +311,7 @@ class Variant(NamedTuple):
     average_bandwidth: int | None = None
     resolution: tuple[int, int] | None = None
     codecs: str | None = None
+    frame_rate: float | None = None
 
 
 def master_playlist(variants):
@@ -324,6 +326,9 @@ def master_playlist(variants):
             attributes.append(f"RESOLUTION={int(width)}x{int(height)}")
         if variant.codecs:
             attributes.append(f'CODECS="{variant.codecs}"')
+        if variant.frame_rate:
+            # §4.3.4.2: "a decimal-floating-point ... rounded to three decimal places"
+            attributes.append(f"FRAME-RATE={variant.frame_rate:.3f}")
         lines.append(f"#EXT-X-STREAM-INF:{','.join(attributes)}")
         lines.append(variant.uri)
     return "\n".join(lines) + "\n"
@@ -352,59 +357,3 @@ def bandwidths(segments, size):
     if not total_micros:
         return 0, 0
     return round(peak), round(total_bytes * 8 * ONE_SECOND_US / total_micros)
-
-
-# profile name (as ffprobe gives it) → (profile_idc, constraint flags byte) for
-# the `avc1.PPCCLL` codec string of RFC 6381. Constrained Baseline is Baseline
-# with constraint_set1 (0x40) set, which is what players check for.
-H264_PROFILES = {
-    "Constrained Baseline": (66, 0x40),
-    "Baseline": (66, 0x00),
-    "Main": (77, 0x00),
-    "Extended": (88, 0x00),
-    "High": (100, 0x00),
-    "High 10": (110, 0x00),
-    "High 4:2:2": (122, 0x00),
-    "High 4:4:4 Predictive": (244, 0x00),
-}
-# AAC profile name → MPEG-4 audio object type (`mp4a.40.<type>`).
-AAC_PROFILES = {"LC": 2, "HE-AAC": 5, "HE-AACv2": 29, "Main": 1}
-
-
-def stream_codec(stream):
-    """An RFC 6381 codec string from one ffprobe stream dict, or None if unknown."""
-    name = stream.get("codec_name")
-    if name == "h264":
-        profile = H264_PROFILES.get(stream.get("profile"))
-        level = stream.get("level")
-        if profile is None or not isinstance(level, int) or not 0 < level < 256:
-            return None
-        return f"avc1.{profile[0]:02x}{profile[1]:02x}{level:02x}"
-    if name == "aac":
-        object_type = AAC_PROFILES.get(stream.get("profile"))
-        return None if object_type is None else f"mp4a.40.{object_type}"
-    if name == "mp3":
-        return "mp4a.40.34"
-    return None
-
-
-def describe_streams(streams):
-    """`(resolution, codecs)` for a variant from ffprobe's streams.
-
-    The RFC wants every codec in CODECS or none: one stream we cannot name
-    drops the attribute. Resolution is the first video stream's.
-    """
-    resolution = None
-    codecs = []
-    for stream in streams:
-        if stream.get("codec_type") not in ("video", "audio"):
-            continue
-        if stream.get("codec_type") == "video" and resolution is None:
-            width, height = stream.get("width"), stream.get("height")
-            if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
-                resolution = (width, height)
-        codec = stream_codec(stream)
-        if codec is None:
-            return resolution, None
-        codecs.append(codec)
-    return resolution, ",".join(codecs) or None

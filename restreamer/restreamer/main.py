@@ -11,6 +11,7 @@ are then killed, which closes their response iterators (a cut's ffmpeg
 processes with them).
 """
 
+import datetime
 import os
 import socket
 import sys
@@ -21,6 +22,7 @@ import prometheus_client
 
 from common.server import MAX_CONNECTIONS, Handler, WSGIServer
 from common.service import base_parser, run_service, setup_logging
+from restreamer import cutlimits
 from restreamer.app import create_app
 
 # Shorter than run_service's STOP_TIMEOUT, so the server closes its own
@@ -109,13 +111,45 @@ def parse_args(argv=None):
         default=MAX_CONNECTIONS,
         help=f"connections served at once; more wait to be accepted (default: {MAX_CONNECTIONS})",
     )
+    parser.add_argument(
+        "--max-cuts",
+        type=int,
+        default=cutlimits.default_node_slots(),
+        help="cuts run at once; more get 503 (default: the number of cores)",
+    )
+    parser.add_argument(
+        "--max-cuts-per-client",
+        type=int,
+        default=cutlimits.CLIENT_SLOTS,
+        help=f"cuts one client address runs at once; more get 429 (default: {cutlimits.CLIENT_SLOTS})",
+    )
+    parser.add_argument(
+        "--max-full-cut",
+        type=float,
+        default=cutlimits.MAX_FULL.total_seconds(),
+        help=f"longest type=full cut, in seconds (default: {cutlimits.MAX_FULL.total_seconds():g})",
+    )
+    parser.add_argument(
+        "--cut-stall-timeout",
+        type=float,
+        default=cutlimits.STALL_TIMEOUT,
+        help="seconds a client may stop reading a cut before losing it "
+        f"(default: {cutlimits.STALL_TIMEOUT})",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     setup_logging()
-    app = create_app(args.base_dir, registry=prometheus_client.REGISTRY)
+    limits = cutlimits.CutLimits(
+        prometheus_client.REGISTRY,
+        node_slots=args.max_cuts,
+        client_slots=args.max_cuts_per_client,
+        max_full=datetime.timedelta(seconds=args.max_full_cut),
+        stall_timeout=args.cut_stall_timeout,
+    )
+    app = create_app(args.base_dir, registry=prometheus_client.REGISTRY, cut_limits=limits)
     server = Server(app, args.host, args.port, max_connections=args.max_connections)
     sys.exit(
         run_service(

@@ -24,6 +24,7 @@ def fast(monkeypatch):
     monkeypatch.setattr(main, "BACKOFF", (0.02, 0.1))
     monkeypatch.setattr(main, "PASS_INTERVAL", 0.02)
     monkeypatch.setattr(main, "NODE_FILE_INTERVAL", 0.02)
+    monkeypatch.setattr(main, "NODE_FILE_POLL", 0.02)
 
 
 @pytest.fixture

@@ -11,13 +11,16 @@ import shutil
 
 import gevent
 import gevent.event
+import gevent.pywsgi
 import gevent.server
 import pytest
 
-from backfiller import client
+import common.backoff
+from backfiller import client, main
 from backfiller.main import Manager, PeerWorker
 from backfiller.plan import peer_from_url
 from common.segments import UTC, segment_name
+from tests import util
 from tests.backfiller.peers import (
     FakePeer,
     fake_name,
@@ -26,6 +29,7 @@ from tests.backfiller.peers import (
     respond,
     respond_json,
     store_files,
+    wait_for,
 )
 
 S = datetime.timedelta(seconds=1)
@@ -492,3 +496,90 @@ def test_nothing_is_fetched_while_the_disk_is_low(servers, dirs, metrics, regist
     # With the space there, the same peer is copied.
     run_once(url, local, metrics, min_free_bytes=1)
     assert store_files(local) == store_files(peer_dir)
+
+
+def test_a_slow_peer_does_not_hold_back_a_good_one(servers, tmp_path, metrics, monkeypatch):
+    # Both peers hold the same segments; the slow one sends a byte of each,
+    # then nothing. What the slow peer's worker took first is fetched again
+    # from the good one after HEDGE_AFTER, long before the slow fetches end.
+    monkeypatch.setattr(main, "HEDGE_AFTER", 0.2)
+    monkeypatch.setattr(client, "FETCH_TIMEOUTS", (60, 60))
+    store, local = tmp_path / "peers", tmp_path / "local"
+    paths = make_store(store, 20)
+    slow = FakePeer(store)
+    for path in paths:
+        with open(path, "rb") as f:
+            slow.overrides["/segments/" + os.path.relpath(path, store)] = slow.trickle(f.read())
+    good = FakePeer(store)
+    urls = [servers.serve(slow), servers.serve(good)]
+    manager = Manager(str(local), ["chan"], ["source"], nodes=urls, metrics=metrics, once=True)
+    greenlet = gevent.spawn(manager.run)
+    try:
+        wait_for(lambda: len(manager.workers) == 2)
+        slow_worker = manager.workers[peer_from_url(urls[0])][0]
+        # the slow peer's worker has fetches hanging...
+        wait_for(lambda: slow.requests.count("/files/chan/source") and len(slow_worker.pool))
+
+        # ...and the store fills from the good peer all the same
+        def complete():
+            files = store_files(local)
+            return {k: v for k, v in files.items() if "-temp-" not in k} == store_files(store)
+
+        wait_for(complete, timeout=30)
+        assert len(slow_worker.pool) and slow_worker.fetched == 0
+        assert not slow.release.is_set()
+    finally:
+        manager.stop()
+        greenlet.join(timeout=10)
+    assert no_temp_files(local) == []
+
+
+def test_empty_hours_are_paced(servers, dirs, metrics, monkeypatch):
+    # A peer listing hour after hour that then lists nothing (404) is asked
+    # ever more slowly, until an hour has something again.
+    waits = []
+
+    def sleep(stopping, seconds):
+        waits.append(seconds)
+        return False
+
+    monkeypatch.setattr(common.backoff, "sleep", sleep)
+    monkeypatch.setattr(main, "EMPTY_BACKOFF", (0.01, 0.08))
+    peer_dir, local = dirs
+    hours = [(T0 - i * datetime.timedelta(hours=1)) for i in range(12)]
+    names = [h.strftime("%Y-%m-%dT%H") for h in hours]
+    put_segment(peer_dir, "chan", "source", hours[6])  # the 7th hour, newest first
+    peer = FakePeer(peer_dir)
+    peer.overrides["/files/chan/source"] = respond_json(names)
+    url = servers.serve(peer)
+    worker = run_once(url, local, metrics)
+    assert worker.fetched == 1 and worker.errors == 0
+    assert waits == [0.01, 0.02, 0.04, 0.08, 0.08, 0.08, 0.01, 0.02, 0.04, 0.08, 0.08]
+
+
+def test_a_peer_not_up_yet_is_an_expected_first_failure(servers, dirs, metrics, registry, caplog):
+    # Nodes start together: a peer refusing connections before it ever
+    # answered is INFO (still counted); once it has answered, a WARNING.
+    peer_dir, local = dirs
+    make_store(peer_dir, 1)
+    port = util.free_port()
+    url = f"http://127.0.0.1:{port}"
+    worker = PeerWorker(peer_from_url(url), str(local), ["chan"], ["source"], metrics=metrics)
+    caplog.set_level("INFO", logger="backfiller")
+    worker.run(once=True)
+    worker.run(once=True)
+    assert [r.levelname for r in caplog.records if "not up yet" in r.getMessage()] == ["INFO"] * 2
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert errors(registry, url, "connection") == 2
+    server = gevent.pywsgi.WSGIServer(("127.0.0.1", port), FakePeer(peer_dir), log=None)
+    server.start()
+    try:
+        worker.run(once=True)
+        assert worker.fetched == 1
+    finally:
+        server.stop(timeout=1)
+    caplog.clear()
+    worker.run(once=True)
+    assert [r.levelname for r in caplog.records if "Pass abandoned" in r.getMessage()] == [
+        "WARNING"
+    ]

@@ -6,12 +6,16 @@ or lasts other than its name says, is refused.
 """
 
 import datetime
+import os
 import subprocess
 
 import pytest
 
+from backfiller.main import PeerWorker
 from backfiller.media import check_segment
-from tests.backfiller.peers import media
+from backfiller.plan import peer_from_url
+from common.segments import UTC, SegmentWriter
+from tests.backfiller.peers import FakePeer, media, store_files
 
 S = datetime.timedelta(seconds=1)
 MS = datetime.timedelta(milliseconds=1)
@@ -98,3 +102,26 @@ def test_the_test_streams_own_segments_pass():
 def test_unknown_container():
     with pytest.raises(ValueError, match="container"):
         check_segment(media(), "mkv", 2 * S)
+
+
+@pytest.mark.slow
+def test_mp4_segments_are_replicated_and_checked(ffmpeg_segments, servers, tmp_path, metrics):
+    peer_dir, local = tmp_path / "peer", tmp_path / "local"
+    t0 = datetime.datetime(2026, 1, 10, 10, 0, tzinfo=UTC)
+    good = []
+    for i, data in enumerate(ffmpeg_segments["mp4"]):
+        with SegmentWriter(str(peer_dir), "chan", "source", t0 + 2 * i * S, 2 * S, "mp4") as w:
+            w.write(data)
+            good.append(os.path.relpath(w.finish("full"), peer_dir))
+    # MPEG-TS bytes under an .mp4 name, and an init section alone: refused.
+    for i, data in enumerate([ffmpeg_segments["ts"][0], ffmpeg_segments["mp4"][0][:1000]]):
+        with SegmentWriter(str(peer_dir), "chan", "source", t0 + (20 + 2 * i) * S, 2 * S,
+                           "mp4") as w:  # fmt: skip
+            w.write(data)
+            w.finish("full")
+    url = servers.serve(FakePeer(peer_dir))
+    worker = PeerWorker(peer_from_url(url), str(local), ["chan"], ["source"], metrics=metrics)
+    worker.run(once=True)
+    peer_files = store_files(peer_dir)
+    assert store_files(local) == {path: peer_files[path] for path in good}
+    assert worker.fetched == 3 and worker.errors == 2

@@ -10,6 +10,7 @@ import sys
 import gevent
 import pytest
 
+from backfiller import main
 from backfiller.main import Manager, PeerWorker
 from backfiller.plan import Peer, peer_from_url
 from common.segments import UTC, atomic_write
@@ -229,3 +230,70 @@ def test_hours_are_visited_newest_first_across_qualities(servers, tmp_path, metr
     # Every hour of either quality, for both qualities, newest first.
     assert hour_listings == [f"/files/chan/{q}/{h}" for h in hours for q in ("source", "480p")]
     assert store_files(tmp_path / "local") == store_files(peer_dir)
+
+
+def test_no_peers_yet_waits_for_the_node_file(servers, tmp_path, metrics, monkeypatch, caplog):
+    # Re-read because it changed, not because an interval passed.
+    monkeypatch.setattr(main, "NODE_FILE_INTERVAL", 3600)
+    caplog.set_level("INFO", logger="backfiller")
+    make_store(tmp_path / "peer", 2)
+    url = servers.serve(FakePeer(tmp_path / "peer"))
+    local, node_dir = tmp_path / "local", tmp_path / "etc"
+    node_file = node_dir / "nodes"
+    manager = Manager(str(local), ["chan"], ["source"], node_file=str(node_file),
+                      metrics=metrics)  # fmt: skip
+    greenlet = gevent.spawn(manager.run)
+
+    def lines(level):
+        return [r.getMessage() for r in caplog.records if r.levelname == level]
+
+    try:
+        # Missing: one clear line however often it is looked at, and idle.
+        wait_for(lambda: len(lines("INFO")) and len(lines("WARNING")))
+        gevent.sleep(0.2)
+        assert len(lines("WARNING")) == 1 and "No such file" in lines("WARNING")[0]
+        assert any("waiting for peers" in line for line in lines("INFO"))
+        # A directory at its path (a Docker bind mount of a missing file): one line.
+        node_file.mkdir(parents=True)
+        wait_for(lambda: len(lines("WARNING")) == 2)
+        assert "is a directory" in lines("WARNING")[1]
+        node_file.rmdir()
+        # An empty file: still idle.
+        node_file.write_text("# no peers yet\n")
+        wait_for(lambda: manager._file_state == manager.node_file_state())
+        assert manager.workers == {} and not greenlet.dead
+        # Saved by rename, as editors do: picked up.
+        atomic_write(str(node_file), f"peer {url}\n".encode())
+        wait_for(lambda: store_files(local) == store_files(tmp_path / "peer"))
+        # Edited in place (same inode, new size): picked up too.
+        with open(node_file, "w") as f:
+            f.write("# none\n")
+        wait_for(lambda: manager.workers == {})
+    finally:
+        manager.stop()
+        greenlet.join(timeout=5)
+    assert greenlet.dead and greenlet.exception is None
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+@pytest.mark.slow
+def test_command_line_without_peers_idles_until_stopped(tmp_path):
+    proc = run_backfiller("--base-dir", str(tmp_path), "--channels", "chan",
+                          "--node-file", str(tmp_path / "missing"))  # fmt: skip
+    try:
+        lines = []
+
+        def waiting():
+            lines.append(proc.stderr.readline().decode())
+            return "waiting for peers" in lines[-1] or proc.poll() is not None
+
+        wait_for(waiting, timeout=PROCESS_TIMEOUT)
+        assert proc.poll() is None, "".join(lines)
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=PROCESS_TIMEOUT)[1].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    assert "Traceback" not in "".join(lines) + rest

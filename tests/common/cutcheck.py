@@ -13,7 +13,7 @@ from itertools import pairwise
 
 import gevent
 
-from common import mpegts
+from common import ffmpeg, mpegts
 
 MARKER_BITS = 12
 MARKER_HEIGHT = 16
@@ -29,6 +29,24 @@ def marker_filter(width):
             f":enable='mod(floor(n/{2**bit}),2)'"
         )
     return ",".join(boxes)
+
+
+def wrap_ffmpeg(tmp_path, monkeypatch, action):
+    """Make cuts run an ffmpeg that does `action` (shell) for the fast cut's
+    remux of its last segment (the only one choosing video packets up to a
+    DTS), and is the real one otherwise."""
+    script = tmp_path / "ffmpeg"
+    script.write_text(f'#!/bin/sh\ncase "$*" in *"gte(dts"*) {action};; esac\nexec ffmpeg "$@"\n')
+    script.chmod(0o755)
+    monkeypatch.setattr(ffmpeg, "FFMPEG", str(script))
+
+
+def write_cut(path, chunks):
+    """Write a cut's bytes (an iterable: `cut(...)`, a response body) to `path`; returns it."""
+    with open(path, "wb") as f:
+        for chunk in chunks:
+            f.write(chunk)
+    return path
 
 
 def decode_warnings(path):
@@ -100,10 +118,11 @@ def packets(path):
     return result
 
 
-def check_timestamps(found, frame_ticks=3000, audio_slack=0):
+def check_timestamps(found, frame_ticks=3000, audio_slack=0, audio_joins=0):
     """Video DTS step by exactly one frame; audio packets follow on without gap or
     overlap (re-encoded audio may be `audio_slack` ticks off: rounding between
-    its sample clock and 90 kHz). Returns (video_start, video_end, audio_start,
+    its sample clock and 90 kHz; at `audio_joins` places, where two recordings
+    were joined, by up to three frames). Returns (video_start, video_end, audio_start,
     audio_end) in ticks."""
     video, audio = found["video"], found["audio"]
     dts = [p[1] for p in video]
@@ -111,9 +130,18 @@ def check_timestamps(found, frame_ticks=3000, audio_slack=0):
     assert steps == {frame_ticks}, f"video DTS steps {sorted(steps)}"
     pts = sorted(p[0] for p in video)
     assert {b - a for a, b in pairwise(pts)} == {frame_ticks}, "video frames missing/doubled"
+    joins = 0
     for (pts_a, _, duration), (pts_b, _, _) in pairwise(audio):
         gap = pts_b - pts_a - duration
-        assert abs(gap) <= audio_slack, f"audio gap/overlap at {pts_a}: {gap}"
+        if abs(gap) > audio_slack:
+            # Where two recordings were joined: the first one's last audio
+            # frames were muxed into a segment that is not there (encoders
+            # mux audio 20-60 ms ahead of video), so a gap of up to 3 frames,
+            # or an overlap of less than one.
+            joins += 1
+            assert joins <= audio_joins and -duration < gap <= 3 * duration, (
+                f"audio gap/overlap at {pts_a}: {gap}"
+            )
     return pts[0], pts[-1] + frame_ticks, audio[0][0], audio[-1][0] + audio[-1][2]
 
 

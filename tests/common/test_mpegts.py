@@ -82,3 +82,77 @@ def test_scan_head_refuses_what_is_not_mpegts(tmp_path):
     path.write_bytes(b"not a transport stream" * 100)
     with pytest.raises(ValueError):
         mpegts.scan_head(str(path))
+
+
+def timestamp_bytes(prefix, value):
+    """A PES timestamp field as a muxer writes it (marker bits set)."""
+    return bytes([
+        prefix << 4 | (value >> 29) & 0x0E | 1, (value >> 22) & 0xFF,
+        (value >> 14) & 0xFE | 1, (value >> 7) & 0xFF, (value << 1) & 0xFE | 1,
+    ])  # fmt: skip
+
+
+def pes_packet(pid, cc, pts, dts=None, pcr=None):
+    """A unit-start packet of a video PES with PTS (and DTS), maybe with a PCR."""
+    flags, header = (0x80, timestamp_bytes(2, pts)) if dts is None else (0xC0, b"")
+    if dts is not None:
+        header = timestamp_bytes(3, pts) + timestamp_bytes(1, dts)
+    pes = b"\x00\x00\x01\xe0\x00\x00\x80" + bytes([flags, len(header)]) + header
+    adaptation = b""
+    control = 0x10
+    if pcr is not None:
+        # PCR base, 6 reserved bits, a 9-bit extension (here 0x155).
+        value = pcr << 15 | 0x3F << 9 | 0x155
+        adaptation = bytes([7, 0x10]) + value.to_bytes(6, "big")
+        control = 0x30
+    header = bytes([0x47, 0x40 | (pid >> 8), pid & 0xFF, control | cc]) + adaptation
+    return header + pes + b"\xff" * (188 - len(header) - len(pes))
+
+
+def read_timestamps(data):
+    """[(pts, dts, pcr)] of every packet: what the demuxer reads back."""
+    found = []
+    for offset in range(0, len(data), 188):
+        at = mpegts._payload_offset(data, offset)
+        pts, dts = mpegts.pes_timestamps(data[at : offset + 188])
+        found.append((pts, dts, mpegts._pcr(data, offset)))
+    return found
+
+
+@pytest.mark.parametrize(
+    "shift",
+    [
+        90000,  # one second on
+        -36000 * 90000,  # back by ten hours
+        mpegts.TIMESTAMP_MODULO - 3000,  # across the 33-bit wrap
+    ],
+)
+def test_shifter_moves_every_timestamp_and_continues_counters(shift):
+    modulo = mpegts.TIMESTAMP_MODULO
+    stream = (
+        pes_packet(256, 3, 36000 * 90000 + 6000, 36000 * 90000, pcr=36000 * 90000 - 9000)
+        + packet(256, 4)
+        + pes_packet(257, 9, 36000 * 90000 + 1500)
+        + packet(256, 5, payload=False)
+    )
+    before = read_timestamps(stream)
+    shifter = mpegts.Shifter(shift, after={256: 14, 257: 0})
+    # Fed in pieces that split packets: only whole packets come out.
+    out = b"".join(shifter.feed(stream[i : i + 100]) for i in range(0, len(stream), 100))
+    shifter.finish()
+    assert len(out) == len(stream)
+    expected = [tuple(None if v is None else (v + shift) % modulo for v in row) for row in before]
+    assert read_timestamps(out) == expected
+    assert counters(out, 256) == [15, 0, 0] and counters(out, 257) == [1]
+    assert shifter.last_counters == {256: 0, 257: 1}
+    # The PCR's extension (bytes 10-11 of the packet, below the base's last
+    # bit) and the payload after the timestamps are untouched.
+    assert out[11] == stream[11] and out[10] & 0x7F == stream[10] & 0x7F
+    assert out[188 + 4 : 376] == stream[188 + 4 : 376]
+
+
+def test_shifter_refuses_a_partial_packet():
+    shifter = mpegts.Shifter(0)
+    shifter.feed(packet(256, 0)[:100])
+    with pytest.raises(ValueError, match="whole number"):
+        shifter.finish()

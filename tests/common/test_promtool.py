@@ -16,7 +16,8 @@ import sys
 import pytest
 import requests
 
-from tests.restreamer.conftest import at, write_segment
+from tests.backfiller.peers import put_segment
+from tests.restreamer.conftest import at
 from tests.util import free_ports, wait_for
 
 pytestmark = [
@@ -75,7 +76,8 @@ def check(text, what):
 def test_restreamer_and_backfiller_metrics_pass_promtool(tmp_path, start):
     peer = str(tmp_path / "peer")
     for second in range(0, 6, 2):
-        write_segment(peer, "chan", "source", at(14, 0, second), 2)
+        # Real MPEG-TS of its duration: the backfiller refuses bodies that are not.
+        put_segment(peer, "chan", "source", at(14, 0, second))
     restreamer_port, backfiller_port = free_ports(2)
     start(
         "restreamer", "restreamer", "--base-dir", peer, "--host", "127.0.0.1",

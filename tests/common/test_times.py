@@ -32,5 +32,7 @@ def test_format_time_round_trips_with_z():
 def test_to_utc_takes_naive_as_utc():
     naive = datetime.datetime(2026, 1, 1, 12)
     assert to_utc(naive) == datetime.datetime(2026, 1, 1, 12, tzinfo=UTC)
-    plus_one = datetime.datetime(2026, 1, 1, 13, tzinfo=datetime.timezone(datetime.timedelta(hours=1)))
+    plus_one = datetime.datetime(
+        2026, 1, 1, 13, tzinfo=datetime.timezone(datetime.timedelta(hours=1))
+    )
     assert to_utc(plus_one) == datetime.datetime(2026, 1, 1, 12, tzinfo=UTC)

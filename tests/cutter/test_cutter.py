@@ -2,6 +2,7 @@
 
 import datetime
 import errno
+import logging
 import os
 
 import gevent
@@ -11,8 +12,8 @@ import pytest
 
 import common.cut
 import cutter.main
-from cutter.jobs import State
-from cutter.main import Cutter
+from cutter.jobs import Jobs, State
+from cutter.main import Cutter, ProcessingWatcher
 from cutter.upload_backends import (
     LocalBackend,
     RetryableUploadError,
@@ -20,7 +21,16 @@ from cutter.upload_backends import (
     parse_location,
 )
 from tests.conftest import MEDIA_START
-from tests.cutter.conftest import CHANNEL, QUALITY, job_fields, probe, wait_for, within_a_frame
+from tests.cutter.conftest import (
+    CHANNEL,
+    QUALITY,
+    fresh_database,
+    job_fields,
+    pg_lock,
+    probe,
+    wait_for,
+    within_a_frame,
+)
 from tests.media import add_to_store
 
 
@@ -57,6 +67,7 @@ def test_job_is_cut_and_uploaded(jobs, store, outdir, registry):
     path = os.path.join(outdir, done.video_id)
     assert done.video_link == "file://" + path
     assert os.listdir(outdir) == [done.video_id]  # no spool file left behind
+    assert os.stat(path).st_mode & 0o777 == 0o644  # readable by the web server serving it
     duration, errors = probe(path)
     assert within_a_frame(duration, 11.5), duration
     assert errors == ""
@@ -319,3 +330,44 @@ def test_filesystem_without_hard_links(jobs, store, outdir, registry, monkeypatc
     done = jobs.get(job.id)
     assert done.state == State.DONE
     assert os.listdir(outdir) == [done.video_id]
+
+
+def test_a_job_that_cannot_be_cut_fails_alone(jobs, store, outdir, registry):
+    """A row no submission would accept (year 1, written by hand) stops only itself."""
+    (bad,) = jobs.db.query(
+        'INSERT INTO events (channel, quality, start, "end", title, upload_location) '
+        "VALUES ('desertbus', 'source', '0001-01-01T00:00:00Z', '0001-01-01T00:01:00Z', "
+        "'Broken', 'clips') RETURNING id"
+    ).rows
+    good = jobs.submit(**job_fields())
+    cutter = make_cutter(jobs, store, outdir, registry)
+    cutter.start()
+    while cutter.run_once():
+        pass
+    failed = jobs.get(bad["id"])
+    assert failed.state == State.UNEDITED and failed.error.startswith("cannot cut this range")
+    assert jobs.get(good.id).state == State.DONE
+
+
+def test_first_start_on_a_new_database_logs_no_error(store, outdir, registry, caplog):
+    """The processing watcher waits for the schema the cutter is creating: no traceback."""
+    with pg_lock(), fresh_database("template0") as dsn:
+        jobs = Jobs(dsn)
+        cutter = make_cutter(jobs, store, outdir, registry, poll_interval=0.2)
+        watcher = ProcessingWatcher(
+            jobs, "node1", cutter.backends, interval=0.05, metrics=cutter.metrics,
+            ready=cutter.ready,
+        )  # fmt: skip
+        watching = gevent.spawn(watcher.run)
+        gevent.sleep(0.3)  # the watcher's first polls, had it not waited
+        cutting = gevent.spawn(cutter.run)
+        wait_for(cutter.ready.is_set, what="the schema")
+        job = jobs.submit(**job_fields())
+        wait_for(lambda: jobs.get(job.id).state == State.DONE, what="the job to be done")
+        gevent.sleep(0.2)  # some passes of the watcher over the new schema
+        cutter.stop()
+        watcher.stop()
+        gevent.joinall([watching, cutting], timeout=10)
+        jobs.db.close()
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert errors == [], [r.getMessage() for r in errors]

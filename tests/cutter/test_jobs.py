@@ -81,7 +81,7 @@ def test_transitions(shared_jobs, old, new):
 
 
 def test_transition_table_matches_design():
-    # DESIGN §4's diagram, spelled out: a change here must be a deliberate one.
+    # docs/DATABASE.md's transition table, spelled out: a change here must be a deliberate one.
     assert set(TRANSITIONS) == {
         (State.UNEDITED, State.EDITED),
         (State.EDITED, State.UNEDITED),
@@ -194,6 +194,14 @@ BAD_JOBS = [
     ({"allow_holes": "yes"}, "true or false"),
     ({"upload_location": "no spaces"}, "bad upload location"),
     ({"title": 5}, "must be a string"),
+    ({"start": "0001-01-01T00:00:00", "end": "0001-01-01T00:01:00"}, "is before 2000"),
+    ({"start": "9999-12-31T00:00:00", "end": "9999-12-31T00:01:00"}, "more than 1 day"),
+    ({"title": "nul\x00"}, "NUL character or an unpaired surrogate"),
+    ({"description": "lone \ud800"}, "NUL character or an unpaired surrogate"),
+    ({"channel": "a\x00"}, "NUL character"),
+    ({"title": "two\nlines"}, "control characters or bidirectional overrides"),
+    ({"title": "clip\u202egnp.exe"}, "control characters or bidirectional overrides"),
+    ({"title": "isolate\u2067x"}, "bidirectional"),
 ]
 
 

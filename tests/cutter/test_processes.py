@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from common.database import CONNECTION_ERRORS
+from cutter.editors import Editors
 from cutter.jobs import Jobs, State
 from tests.cutter.conftest import (
     WAIT,
@@ -300,14 +301,17 @@ def test_service_serves_the_api_and_metrics(jobs, dsn, store, tmp_path, cutters)
         if wait_for(lambda: up(proc, base), what="the API") != "exited":  # noqa: B023
             break
     assert up(proc, base) == {"locations": ["clips"]}
+    auth = {"Authorization": f"Bearer {Editors(jobs.db).add('ops')}"}
     created = requests.post(
         base + "/jobs", json=job_fields(start="2026-11-28T13:59:45", end="2026-11-28T13:59:47"),
-        timeout=10,
+        headers=auth, timeout=10,
     )  # fmt: skip
     assert created.status_code == 201, created.text
     url = f"{base}/jobs/{created.json()['id']}"
     done = wait_for(
-        lambda: (job := requests.get(url, timeout=5).json())["state"] == "DONE" and job,
+        lambda: (
+            (job := requests.get(url, headers=auth, timeout=5).json())["state"] == "DONE" and job
+        ),
         what="the job to be done",
     )
     assert done["video_link"].startswith("file://")
@@ -318,3 +322,22 @@ def test_service_serves_the_api_and_metrics(jobs, dsn, store, tmp_path, cutters)
         in metrics
     )
     assert cutters.stop_all() == [0]
+
+
+def test_db_file_keeps_the_password_out_of_the_command_line(jobs, dsn, store, tmp_path, cutters):
+    """`--db-file`: the DSN (with its password) is read from a 0600 file, not argv."""
+    secret = f"not-in-argv-{os.getpid()}"
+    path = tmp_path / "db.dsn"
+    path.write_text(f"{dsn} password={secret}\n")  # trust auth here: the password is unused
+    path.chmod(0o600)
+    command = cutter_command("x", store, "node1", f"clips=local:{tmp_path / 'clips'}")
+    at = command.index("--db")
+    command[at : at + 2] = ["--db-file", str(path)]
+    proc = cutters.start(command)
+    wait_for(lambda: listeners(jobs) == 1 or proc.poll() is not None, what="the cutter to LISTEN")
+    assert proc.poll() is None, cutters.logs()
+    with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
+        argv = f.read().decode()
+    assert secret not in argv and "dbname" not in argv and str(path) in argv
+    assert cutters.stop_all() == [0]
+    assert secret not in cutters.logs()

@@ -454,6 +454,9 @@ def test_front_door_serves_only_what_peers_and_the_public_need(tmp_path, upstrea
         hour_url = f"{base}/segments/desertbus/source/2026-11-28T13"
         mp4 = requests.get(f"{hour_url}/59:50.000000-2.000-full-{HASH}.mp4", timeout=5)
         assert mp4.status_code == 200 and mp4.headers["Content-Type"] == "video/mp4"
+        # fMP4 playlists send players to byte ranges of the files (the media part).
+        part = requests.get(mp4.url, headers={"Range": "bytes=1-"}, timeout=5)
+        assert part.status_code == 206 and part.content == b"p4"
         # Only segment names under CHANNEL/QUALITY/HOUR: never temp or dot files,
         # directories, anything outside the store, or a symlink out of it.
         refused = [

@@ -258,12 +258,15 @@ def test_run_local_two_nodes(data_dir):
             "title": "run-local test",
             "upload_location": node1["upload_location"],
         }
-        response = requests.post(f"{node1['cutter_url']}/jobs", json=job, timeout=10)
+        auth = {"Authorization": f"Bearer {state['editor_token']}"}
+        response = requests.post(f"{node1['cutter_url']}/jobs", json=job, headers=auth, timeout=10)
         assert response.status_code in (200, 201), response.text
         job_id = response.json()["id"]
 
         def done():
-            job = requests.get(f"{node1['cutter_url']}/jobs/{job_id}", timeout=10).json()
+            job = requests.get(
+                f"{node1['cutter_url']}/jobs/{job_id}", headers=auth, timeout=10
+            ).json()
             assert job["state"] not in ("UNEDITED",), job
             return job if job["state"] == "DONE" else None
 

@@ -75,3 +75,45 @@ def test_teststream_command_prints_its_url_and_stops_on_sigterm(tmp_path):
         process.terminate()
         assert process.wait(10) == 0
     assert subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True).returncode == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("codec", ["h264", "hevc", "av1"])
+def test_teststream_serves_fmp4(tmp_path, codec):
+    with TestStream(
+        tmp_path, qualities=("source", "144p"), container="fmp4", codec=codec
+    ) as stream:
+        master = fetch(stream.url).decode()
+        assert ("CODECS=" in master) == (codec == "h264")
+        playlist = m3u8.loads(fetch(stream.media_url("144p")).decode())
+        (init_map,) = playlist.segment_map
+        assert playlist.segments
+        for segment in playlist.segments:
+            number = int(segment.uri[3:-4])
+            assert segment.uri.endswith(".m4s")
+            assert segment.program_date_time == stream.epoch + datetime.timedelta(
+                seconds=2 * number
+            )
+        # Init section + segment: one decodable file, as the store keeps it.
+        data = fetch(f"{stream.base_url}/144p/{init_map.uri}")
+        data += fetch(f"{stream.base_url}/144p/{playlist.segments[0].uri}")
+        probe = subprocess.run(
+            ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,width,height",
+             "-of", "csv=p=0", "-"],
+            input=data, capture_output=True, check=True,
+        )  # fmt: skip
+        assert f"{codec},256,144" in probe.stdout.decode()
+        assert probe.stderr == b""
+
+
+@pytest.mark.parametrize(
+    "options, reason",
+    [
+        ({"container": "mkv"}, "bad container"),
+        ({"codec": "vp9", "container": "fmp4"}, "bad codec"),
+        ({"codec": "hevc"}, "H.264 only"),
+    ],
+)
+def test_teststream_refuses_unknown_formats(tmp_path, options, reason):
+    with pytest.raises(ValueError, match=reason):
+        TestStream(tmp_path, **options)

@@ -15,6 +15,12 @@ thread blocks in a download, whether or not gevent has patched the process.
     stream.publish(3)                        # three 2 s segments go live
     stream.fail(sequence, ("status", 500))   # its next request gets a 500
     origin.master_url("ch")
+
+fMP4: `stream.set_init("init-0.mp4", init_bytes)` makes the segments published
+after it fMP4 (`N.mp4`) behind that EXT-X-MAP, repeated at the top of every
+playlist as real origins do; a later `set_init` is a mid-stream change.
+`stream.byteranges = True` lists every segment as an EXT-X-BYTERANGE of one
+resource (`all.ts`/`all.mp4`, init sections first), answered with 206.
 """
 
 import datetime
@@ -34,7 +40,8 @@ def format_pdt(dt):
 
 
 class Entry:
-    def __init__(self, sequence, pdt, duration, data, title, tags):
+    def __init__(self, sequence, pdt, duration, data, title, tags, init=None):
+        self.init = init  # the init section's name (fMP4), or None (MPEG-TS)
         self.sequence = sequence
         self.pdt = pdt
         self.duration = duration
@@ -64,7 +71,36 @@ class Stream:
         self.expire_after = None  # 403 once one token was used this many times
         self.token_uses = {}
         self.frozen = None  # a playlist text served instead of the live one
+        self.inits = {}  # init section name -> bytes
+        self.current_init = None  # the init section of segments published next
+        self.init_faults = []  # actions consumed per init section request
+        self.byteranges = False
         self.lock = threading.Lock()
+
+    def set_init(self, name, data):
+        with self.lock:
+            self.inits[name] = data
+            self.current_init = name
+
+    def extension(self, entry):
+        return "mp4" if entry.init else "ts"
+
+    def resource(self):
+        """With `byteranges`: the one resource and where each part lies in it.
+
+        → (bytes, {init name: (offset, length)}, {sequence: (offset, length)})
+        """
+        with self.lock:
+            parts, inits, segments, offset = [], {}, {}, 0
+            for name, data in self.inits.items():
+                inits[name] = (offset, len(data))
+                parts.append(data)
+                offset += len(data)
+            for entry in self.entries:
+                segments[entry.sequence] = (offset, len(entry.data))
+                parts.append(entry.data)
+                offset += len(entry.data)
+        return b"".join(parts), inits, segments
 
     def publish(self, count=1, duration=2.0, title="live", tags=(), gap=0.0, data=None):
         """Add `count` segments; `gap` seconds of broadcast time are skipped first."""
@@ -80,6 +116,7 @@ class Stream:
                     payload,
                     title,
                     list(tags) if i == 0 else [],
+                    self.current_init,
                 )
                 self.entries.append(entry)
                 added.append(entry)
@@ -112,12 +149,27 @@ class Stream:
             f"#EXT-X-MEDIA-SEQUENCE:{entries[0].sequence if entries else self.next_sequence}",
         ]
         lines += self.extra_header
+        if self.byteranges:
+            _, init_ranges, ranges = self.resource()
+        current_init = None
         for entry in entries:
             lines += entry.tags
+            if entry.init != current_init and entry.init is not None:
+                if self.byteranges:
+                    offset, length = init_ranges[entry.init]
+                    lines.append(f'#EXT-X-MAP:URI="all.mp4",BYTERANGE="{length}@{offset}"')
+                else:
+                    lines.append(f'#EXT-X-MAP:URI="{entry.init}"')
+            current_init = entry.init
             if self.with_pdt:
                 lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{format_pdt(entry.pdt)}")
             lines.append(f"#EXTINF:{entry.duration:.3f},{entry.title}")
-            lines.append(f"{entry.sequence}.ts")
+            if self.byteranges:
+                offset, length = ranges[entry.sequence]
+                lines.append(f"#EXT-X-BYTERANGE:{length}@{offset}")
+                lines.append(f"all.{self.extension(entry)}")
+            else:
+                lines.append(f"{entry.sequence}.{self.extension(entry)}")
         if self.ended:
             lines.append("#EXT-X-ENDLIST")
         return "\n".join(lines) + "\n"
@@ -233,9 +285,35 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if parts[2] == "index.m3u8":
             query = urllib.parse.parse_qs(url.query)
             return self._media(channel, stream, query.get("token", ["0"])[0])
-        if parts[2].endswith(".ts") and parts[2][:-3].isdigit():
-            return self._segment(stream, int(parts[2][:-3]))
+        name, _, extension = parts[2].partition(".")
+        if extension in ("ts", "mp4") and name.isdigit():
+            return self._segment(stream, int(name))
+        if parts[2] in ("all.ts", "all.mp4") and stream.byteranges:
+            return self._range(stream)
+        if parts[2] in stream.inits:
+            with stream.lock:
+                action = stream.init_faults.pop(0) if stream.init_faults else None
+            if action is not None:
+                return self._act(action, stream.inits[parts[2]])
+            return self._send(200, stream.inits[parts[2]], "video/mp4")
         return self._send(404, b"not found\n")
+
+    def _range(self, stream):
+        """A byte range of the stream's one resource (RFC 9110 §14: `bytes=a-b` → 206)."""
+        data, _, _ = stream.resource()
+        wanted = self.headers.get("Range", "")
+        if not wanted.startswith("bytes=") or "-" not in wanted:
+            return self._send(200, data, "video/mp4")
+        first, last = wanted[len("bytes=") :].split("-", 1)
+        first, last = int(first), min(int(last), len(data) - 1)
+        body = data[first : last + 1]
+        self.origin.log.append((self.path, 206))
+        self.send_response(206)
+        self.send_header("Content-Type", "video/mp4")
+        self.send_header("Content-Range", f"bytes {first}-{last}/{len(data)}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def _master(self, channel):
         if channel.master_faults:

@@ -16,6 +16,12 @@ def test_channels_and_qualities():
     assert isinstance(twitch, TwitchProvider) and isinstance(hls, HLSProvider)
     assert hls.url == "http://127.0.0.1:1/test/master.m3u8"
     assert args.metrics_port == 8001 and args.base_dir == "."
+    assert twitch.supported_codecs == ("av1", "h265", "h264")
+
+
+def test_twitch_supported_codecs():
+    args = parse_args(["desertbus", "--twitch-supported-codecs", "H264"])
+    assert args.providers[0][1].supported_codecs == ("h264",)
 
 
 @pytest.mark.parametrize(
@@ -26,6 +32,8 @@ def test_channels_and_qualities():
         (["a", "a=http://x/m.m3u8"], "given twice"),
         (["a", "--qualities", ","], "no qualities"),
         (["a", "--qualities", ".hidden"], "bad quality"),
+        (["a", "--twitch-supported-codecs", "vp9,h264"], "bad --twitch-supported-codecs"),
+        (["a", "--twitch-supported-codecs", ","], "bad --twitch-supported-codecs"),
         ([], "CHANNEL"),
     ],
 )

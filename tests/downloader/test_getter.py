@@ -1,15 +1,13 @@
 """Segment getters against a fault-injecting origin: what ends up in the store."""
 
-import os
-
 import pytest
 
-from common.segments import hash_bytes, parse_segment_path
-from downloader import main
-from downloader.main import ChannelManager, QualityWorker
+from common.segments import hash_bytes
+from downloader import getter
+from downloader.main import QualityWorker
 from downloader.playlist import Timeline
-from downloader.providers import HLSProvider
-from tests.downloader.conftest import sample, stored
+from tests.downloader.conftest import attempts, errors, make_manager, sample, segments_in, stored
+from tests.util import wait_for
 
 
 @pytest.fixture
@@ -17,9 +15,7 @@ def rig(origin, metrics, tmp_path, fast):
     """A channel `ch` with one quality and three published segments, and a worker on it."""
     stream = origin.add_channel("ch")["source"]
     stream.publish(3)
-    manager = ChannelManager(
-        "ch", HLSProvider("ch", origin.master_url("ch")), ["source"], str(tmp_path), metrics
-    )
+    manager = make_manager(origin, metrics, tmp_path)
     worker = QualityWorker(manager, "source", origin.media_url("ch", "source"), Timeline())
     return stream, manager, worker
 
@@ -33,7 +29,7 @@ def poll_once(manager, worker):
 
 
 def files(tmp_path):
-    return [parse_segment_path(os.path.join(tmp_path, p)) for p in stored(tmp_path)]
+    return segments_in(tmp_path)
 
 
 def test_segments_are_stored_whole_hashed_and_timed(rig, tmp_path, metrics):
@@ -60,6 +56,20 @@ def test_segments_are_stored_whole_hashed_and_timed(rig, tmp_path, metrics):
         == segments[-1].end.timestamp()
     )
     assert stored(tmp_path, include_temp=True) == stored(tmp_path)
+    # Each call timed where it is made, labelled by its caller and its result.
+    fetched = dict(channel="ch", quality="source", type="full", error="")
+    assert sample(metrics, "downloader_segment_fetch_latency_count", **fetched) == 3
+    assert sample(metrics, "downloader_segment_fetch_latency_normalized_count", **fetched) == 3
+    assert (
+        sample(
+            metrics,
+            "downloader_playlist_fetch_latency_count",
+            channel="ch",
+            quality="source",
+            error="",
+        )
+        == 1
+    )
 
 
 def test_errors_and_resets_are_retried_until_a_full_copy(rig, tmp_path, metrics):
@@ -70,26 +80,9 @@ def test_errors_and_resets_are_retried_until_a_full_copy(rig, tmp_path, metrics)
     poll_once(manager, worker)
     assert [s.type for s in files(tmp_path)] == ["full"] * 3  # no partial once a full arrived
     assert origin_statuses(stream, 0) == [500, 503, 200]
-    assert (
-        sample(
-            metrics, "downloader_errors_total", channel="ch", quality="source", kind="segment_http"
-        )
-        == 2
-    )
-    assert (
-        sample(metrics, "downloader_errors_total", channel="ch", quality="source", kind="partial")
-        == 2
-    )
-    assert (
-        sample(
-            metrics,
-            "downloader_segment_attempts_total",
-            channel="ch",
-            quality="source",
-            reason="retry",
-        )
-        == 4
-    )
+    assert errors(metrics, "segment_http") == 2
+    assert errors(metrics, "partial") == 2
+    assert attempts(metrics, "retry") == 4
 
 
 def origin_statuses(stream, sequence):
@@ -135,16 +128,8 @@ def test_a_segment_that_is_gone_is_given_up_and_nothing_written(
     stream.fail(1, *[("status", 404)] * 100_000)
     poll_once(manager, worker)
     assert len(files(tmp_path)) == 2
-    assert (
-        sample(metrics, "downloader_errors_total", channel="ch", quality="source", kind="gave_up")
-        == 1
-    )
-    assert (
-        sample(
-            metrics, "downloader_errors_total", channel="ch", quality="source", kind="segment_gone"
-        )
-        >= 2
-    )
+    assert errors(metrics, "gave_up") == 1
+    assert errors(metrics, "segment_gone") >= 2
     assert stored(tmp_path, include_temp=True) == stored(tmp_path)
 
 
@@ -154,12 +139,7 @@ def test_stopping_keeps_what_arrived_and_leaves_no_temp_files(rig, tmp_path):
     worker.handle(worker.fetch())
     getter = next(g.getter for g in manager.getters if g.getter.placed.segment.sequence == 0)
     # Let the getter fail at least once, then stop everything.
-    import gevent
-
-    for _ in range(1000):
-        if len(origin_statuses(stream, 0)) >= 2:
-            break
-        gevent.sleep(0.005)
+    wait_for(lambda: len(origin_statuses(stream, 0)) >= 2, interval=0.005, what="a retry")
     manager._stop_everything()
     assert not manager.getters
     assert getter.path is not None and "-partial-" in getter.path
@@ -168,22 +148,13 @@ def test_stopping_keeps_what_arrived_and_leaves_no_temp_files(rig, tmp_path):
 
 def test_soft_timeout_starts_a_parallel_attempt_that_wins(rig, tmp_path, metrics, monkeypatch):
     stream, manager, worker = rig
-    monkeypatch.setattr(main, "SEGMENT_TIMEOUTS", (0.2, 30))
+    monkeypatch.setattr(getter, "SEGMENT_TIMEOUTS", (0.2, 30))
     stream.fail(0, ("slow", 30))  # the first request hangs before answering
     poll_once(manager, worker)
     assert [s.type for s in files(tmp_path)] == ["full"] * 3
     with open(files(tmp_path)[0].path, "rb") as f:
         assert f.read() == stream.entries[0].data
-    assert (
-        sample(
-            metrics,
-            "downloader_segment_attempts_total",
-            channel="ch",
-            quality="source",
-            reason="soft_timeout",
-        )
-        == 1
-    )
+    assert attempts(metrics, "soft_timeout") == 1
     # The slow attempt was abandoned while still waiting: the origin would have
     # logged its 200 only after the 30 s sleep.
     assert origin_statuses(stream, 0) == ["slow", 200]
@@ -191,22 +162,10 @@ def test_soft_timeout_starts_a_parallel_attempt_that_wins(rig, tmp_path, metrics
 
 def test_hard_timeout_abandons_an_attempt_and_retries(rig, tmp_path, metrics, monkeypatch, caplog):
     stream, manager, worker = rig
-    monkeypatch.setattr(main, "SEGMENT_TIMEOUTS", (30, 0.3))
+    monkeypatch.setattr(getter, "SEGMENT_TIMEOUTS", (30, 0.3))
     stream.fail(0, ("trickle", 30))  # dribbles bytes, never finishes in time
     poll_once(manager, worker)
     assert "hard timeout" in caplog.text
     assert [s.type for s in files(tmp_path)] == ["full"] * 3  # the partial gave way
-    assert (
-        sample(metrics, "downloader_errors_total", channel="ch", quality="source", kind="partial")
-        == 1
-    )
-    assert (
-        sample(
-            metrics,
-            "downloader_segment_attempts_total",
-            channel="ch",
-            quality="source",
-            reason="retry",
-        )
-        == 1
-    )
+    assert errors(metrics, "partial") == 1
+    assert attempts(metrics, "retry") == 1

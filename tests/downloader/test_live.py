@@ -8,6 +8,7 @@ import sys
 import time
 
 import m3u8
+import pytest
 
 from common.segments import get_best_segments, hash_bytes, parse_segment_path
 from devtools.teststream import TestStream
@@ -37,6 +38,7 @@ def watch_origin(stream, qualities, published):
                     published[key] = f.read()
 
 
+@pytest.mark.slow
 def test_records_a_live_ffmpeg_stream_exactly(tmp_path):
     base = str(tmp_path / "store")
     qualities = ("source", "144p")

@@ -2,7 +2,8 @@
 
 The origin's playlists are advanced by the test; the manager polls with
 shortened intervals (`fast`), and each step waits, with a deadline, for what it
-expects to appear in the store.
+expects to appear in the store, or steps through the workers' polls
+(`poll_steps`, the workers' `wait` seam).
 """
 
 import datetime
@@ -12,21 +13,10 @@ import os
 import gevent
 import pytest
 
-from common.segments import get_best_segments, parse_segment_path
+from common.segments import get_best_segments
 from downloader import main
-from downloader.main import ChannelManager
-from downloader.providers import HLSProvider
-from tests.downloader.conftest import sample, stored
-
-DEADLINE = 10  # seconds any one expected outcome may take before the test fails
-
-
-def wait_for(condition, what):
-    deadline = gevent.get_hub().loop.now() + DEADLINE
-    while not condition():
-        if gevent.get_hub().loop.now() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        gevent.sleep(0.005)
+from tests.downloader.conftest import errors, make_manager, sample, segments_in, stored
+from tests.util import wait_for
 
 
 class Recorder:
@@ -34,24 +24,14 @@ class Recorder:
 
     def __init__(self, origin, metrics, base_dir, qualities=("source",), url=None):
         self.base_dir = str(base_dir)
-        self.manager = ChannelManager(
-            "ch",
-            HLSProvider("ch", url or origin.master_url("ch")),
-            list(qualities),
-            self.base_dir,
-            metrics,
-        )
+        self.manager = make_manager(origin, metrics, base_dir, qualities, url)
         self.greenlet = gevent.spawn(self.manager.run)
 
     def segments(self, quality="source"):
-        return [
-            parse_segment_path(os.path.join(self.base_dir, p))
-            for p in stored(self.base_dir)
-            if p.startswith(f"ch/{quality}/")
-        ]
+        return segments_in(self.base_dir, quality=quality)
 
     def wait_for_count(self, count, quality="source"):
-        wait_for(lambda: len(self.segments(quality)) >= count, f"{count} {quality} segments")
+        wait_for(lambda: len(self.segments(quality)) >= count, what=f"{count} {quality} segments")
         return self.segments(quality)
 
     def stop(self):
@@ -83,7 +63,7 @@ def assert_contiguous(recorder, entries, quality="source"):
     assert len(best) == len(entries)
 
 
-def test_records_every_quality_and_ignores_repeats_and_backwards(origin, recorder):
+def test_records_every_quality_and_ignores_repeats_and_backwards(origin, recorder, poll_steps):
     streams = origin.add_channel("ch", ["source", "480p"])
     for stream in streams.values():
         stream.publish(3)
@@ -94,8 +74,7 @@ def test_records_every_quality_and_ignores_repeats_and_backwards(origin, recorde
     # The origin serves a stale copy (backwards), then repeats itself: nothing new.
     stale = source.render(source.entries[:2])
     source.frozen = stale
-    polls = len(origin.requests_for("/ch/source/index.m3u8"))
-    wait_for(lambda: len(origin.requests_for("/ch/source/index.m3u8")) > polls + 3, "polls")
+    poll_steps.after(4)  # the worker read it (its first poll may have begun before)
     source.frozen = None
     source.publish(2)
     r.wait_for_count(5)
@@ -116,16 +95,7 @@ def test_expired_playlist_url_is_replaced_without_a_gap(origin, recorder, metric
     assert_contiguous(r, stream.entries)
     assert 403 in origin.requests_for("/ch/source/index.m3u8")
     assert len(origin.requests_for("/ch/master.m3u8")) >= 3
-    assert (
-        sample(
-            metrics,
-            "downloader_errors_total",
-            channel="ch",
-            quality="source",
-            kind="playlist_expired",
-        )
-        >= 2
-    )
+    assert errors(metrics, "playlist_expired") >= 2
 
 
 def test_workers_are_replaced_before_their_url_expires_with_overlap(origin, recorder, monkeypatch):
@@ -173,7 +143,7 @@ def test_ads_are_never_stored(origin, recorder, metrics):
             )
             == 3
         ),
-        "ads counted",
+        what="ads counted",
     )
     starts = {s.start for s in r.segments()}
     ads = [e for e in stream.entries if e.title.startswith("Amazon")] + [stream.entries[5]]
@@ -185,7 +155,7 @@ def test_offline_channel_is_retried_until_it_comes_back(origin, recorder):
     channel_streams = origin.add_channel("ch")
     origin.channels["ch"].offline = True
     r = recorder()
-    wait_for(lambda: len(origin.requests_for("/ch/master.m3u8")) >= 3, "retries while offline")
+    wait_for(lambda: len(origin.requests_for("/ch/master.m3u8")) >= 3, what="retries while offline")
     assert set(origin.requests_for("/ch/master.m3u8")) == {404}
     origin.channels["ch"].offline = False
     channel_streams["source"].publish(2)
@@ -200,7 +170,7 @@ def test_stream_end_and_restart_with_a_time_jump(origin, recorder):
     stream.ended = True
     first_run = list(stream.entries)
     # While it stays ended the manager keeps checking, backing off more each time.
-    wait_for(lambda: r.manager.failures >= 3, "backing off after the end")
+    wait_for(lambda: r.manager.failures >= 3, what="backing off after the end")
     # The encoder restarts: sequence numbers from 0 again, broadcast time 1 min later.
     with stream.lock:
         stream.entries = []
@@ -237,24 +207,15 @@ def test_playlist_without_program_date_time_is_recorded_with_a_warning(
     )
 
 
-def test_fmp4_playlist_is_refused_and_retried(origin, recorder, metrics, caplog):
+def test_encrypted_playlist_is_refused_and_retried(origin, recorder, metrics, caplog):
     stream = origin.add_channel("ch")["source"]
-    stream.extra_header = ['#EXT-X-MAP:URI="init.mp4"']
+    stream.extra_header = ['#EXT-X-KEY:METHOD=AES-128,URI="key.bin"']
     stream.publish(3)
     with caplog.at_level(logging.ERROR):
         r = recorder()
-        wait_for(lambda: len(origin.requests_for("/ch/master.m3u8")) >= 2, "a retry")
-    assert "EXT-X-MAP" in caplog.text
-    assert (
-        sample(
-            metrics,
-            "downloader_errors_total",
-            channel="ch",
-            quality="source",
-            kind="unsupported_playlist",
-        )
-        >= 1
-    )
+        wait_for(lambda: len(origin.requests_for("/ch/master.m3u8")) >= 2, what="a retry")
+    assert "encrypted segments (EXT-X-KEY AES-128)" in caplog.text
+    assert errors(metrics, "unsupported_playlist") >= 1
     assert r.segments() == []
     assert not any(p.endswith(".ts") for p, _ in origin.log)
 
@@ -266,12 +227,7 @@ def test_media_playlist_url_is_quality_source_and_missing_qualities_are_counted(
     stream.publish(2)
     r = recorder(qualities=("source", "720p"), url=origin.media_url("ch", "source"))
     r.wait_for_count(2)
-    assert (
-        sample(
-            metrics, "downloader_errors_total", channel="ch", quality="720p", kind="quality_missing"
-        )
-        >= 1
-    )
+    assert errors(metrics, "quality_missing", quality="720p") >= 1
 
 
 def test_failing_playlist_is_retried(origin, recorder, metrics):
@@ -280,22 +236,8 @@ def test_failing_playlist_is_retried(origin, recorder, metrics):
     stream.playlist_faults = [("status", 500), ("reset", 10), ("body", b"<html>oops</html>")]
     r = recorder()
     r.wait_for_count(2)
-    assert (
-        sample(
-            metrics,
-            "downloader_errors_total",
-            channel="ch",
-            quality="source",
-            kind="playlist_fetch",
-        )
-        >= 2
-    )
-    assert (
-        sample(
-            metrics, "downloader_errors_total", channel="ch", quality="source", kind="bad_playlist"
-        )
-        == 1
-    )
+    assert errors(metrics, "playlist_fetch") >= 2
+    assert errors(metrics, "bad_playlist") == 1
 
 
 def test_a_crashed_worker_is_restarted(origin, recorder, metrics, monkeypatch):
@@ -314,12 +256,7 @@ def test_a_crashed_worker_is_restarted(origin, recorder, metrics, monkeypatch):
     r = recorder()
     r.wait_for_count(2)
     assert crashes
-    assert (
-        sample(
-            metrics, "downloader_errors_total", channel="ch", quality="source", kind="worker_crash"
-        )
-        == 1
-    )
+    assert errors(metrics, "worker_crash") == 1
 
 
 def test_two_recorders_of_one_stream_make_one_file_per_segment(origin, recorder, metrics):
@@ -335,7 +272,7 @@ def test_two_recorders_of_one_stream_make_one_file_per_segment(origin, recorder,
             )
             == 10
         ),
-        "both recorders to write every segment",
+        what="both recorders to write every segment",
     )
     assert all(origin.requests_for(f"/ch/source/{n}.ts") == [200, 200] for n in range(5))
     assert len(first.segments()) == 5

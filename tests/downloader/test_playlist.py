@@ -6,9 +6,12 @@ import pytest
 
 from downloader.playlist import (
     JOIN_TOLERANCE,
+    ByteRange,
+    InitSection,
     PlaylistError,
     Timeline,
     UnsupportedPlaylist,
+    codec_family,
     load,
     name_twitch_variants,
     name_variants,
@@ -74,6 +77,16 @@ MASTER_CASES = [
         ],
         {"source": "0", "480p": "1", "audio_only": "3"},
     ),
+    (
+        "one resolution in three codecs: HEVC and AV1 say so, H.264 keeps the plain name",
+        [
+            'BANDWIDTH=4000000,RESOLUTION=1280x720,CODECS="hvc1.1.6.L93.B0,mp4a.40.2"',
+            'BANDWIDTH=1500000,RESOLUTION=854x480,CODECS="hvc1.1.6.L90.B0,mp4a.40.2"',
+            'BANDWIDTH=1400000,RESOLUTION=854x480,CODECS="av01.0.04M.08,mp4a.40.2"',
+            'BANDWIDTH=2000000,RESOLUTION=854x480,CODECS="avc1.64001E,mp4a.40.2"',
+        ],
+        {"source": "0", "480p_h265": "1", "480p_av1": "2", "480p": "3"},
+    ),
 ]
 
 
@@ -115,12 +128,72 @@ https://video-weaver.test/v1/playlist/audio.m3u8
 
 
 def test_name_twitch_variants():
-    names = name_twitch_variants(load(TWITCH_MASTER, "https://usher.test/x.m3u8"))
+    names, codecs = name_twitch_variants(
+        load(TWITCH_MASTER, "https://usher.test/x.m3u8"), TWITCH_MASTER
+    )
     assert names == {
         "source": "https://video-weaver.test/v1/playlist/source.m3u8",
         "720p60": "https://video-weaver.test/v1/playlist/720p60.m3u8",
         "audio_only": "https://video-weaver.test/v1/playlist/audio.m3u8",
     }
+    assert codecs == {"source": "h264", "720p60": "h264", "audio_only": "audio"}
+
+
+# Usher v2 for an enhanced-broadcasting channel: no EXT-X-MEDIA; each
+# EXT-X-STREAM-INF names itself (IVS-NAME), the source says so
+# (IVS-VARIANT-SOURCE), and HEVC/AV1 uploads sit beside Twitch's H.264 transcodes,
+# two of them at 1080p60.
+TWITCH_V2_MASTER = """#EXTM3U
+#EXT-X-SESSION-DATA:DATA-ID="NODE",VALUE="video-edge-1"
+#EXT-X-STREAM-INF:BANDWIDTH=9000000,RESOLUTION=2560x1440,CODECS="hvc1.1.2.L150.90,mp4a.40.2",FRAME-RATE=60.000,STABLE-VARIANT-ID="1440p60",IVS-NAME="1440p60",IVS-VARIANT-SOURCE="true"
+https://video-weaver.test/v1/playlist/hevc1440.m3u8
+#EXT-X-STREAM-INF:BANDWIDTH=6000000,RESOLUTION=1920x1080,CODECS="hvc1.1.2.L123.90,mp4a.40.2",FRAME-RATE=60.000,STABLE-VARIANT-ID="1080p60-hevc",IVS-NAME="1080p60"
+https://video-weaver.test/v1/playlist/hevc1080.m3u8
+#EXT-X-STREAM-INF:BANDWIDTH=5500000,RESOLUTION=1920x1080,CODECS="av01.0.08M.08,mp4a.40.2",FRAME-RATE=60.000,STABLE-VARIANT-ID="1080p60-av1",IVS-NAME="1080p60"
+https://video-weaver.test/v1/playlist/av1080.m3u8
+#EXT-X-STREAM-INF:BANDWIDTH=6000000,RESOLUTION=1920x1080,CODECS="avc1.64002A,mp4a.40.2",FRAME-RATE=60.000,STABLE-VARIANT-ID="1080p60",IVS-NAME="1080p60"
+https://video-weaver.test/v1/playlist/avc1080.m3u8
+#EXT-X-STREAM-INF:BANDWIDTH=160000,CODECS="mp4a.40.2",STABLE-VARIANT-ID="audio_only",IVS-NAME="audio_only"
+https://video-weaver.test/v1/playlist/audio.m3u8
+"""
+
+
+def test_name_twitch_v2_variants_with_codec_suffixes():
+    names, codecs = name_twitch_variants(
+        load(TWITCH_V2_MASTER, "https://usher.test/x.m3u8"), TWITCH_V2_MASTER
+    )
+    base = "https://video-weaver.test/v1/playlist/"
+    assert names == {
+        "source": base + "hevc1440.m3u8",
+        "1080p60_h265": base + "hevc1080.m3u8",
+        "1080p60_av1": base + "av1080.m3u8",
+        "1080p60": base + "avc1080.m3u8",
+        "audio_only": base + "audio.m3u8",
+    }
+    assert codecs == {
+        "source": "h265",
+        "1080p60_h265": "h265",
+        "1080p60_av1": "av1",
+        "1080p60": "h264",
+        "audio_only": "audio",
+    }
+
+
+@pytest.mark.parametrize(
+    "codecs, family",
+    [
+        ("avc1.64002A,mp4a.40.2", "h264"),
+        ("hvc1.1.2.L150.90,mp4a.40.2", "h265"),
+        ("hev1.1.6.L93.B0", "h265"),
+        ("av01.0.08M.08,mp4a.40.2", "av1"),
+        ("mp4a.40.2", "audio"),
+        ("", "unknown"),
+        (None, "unknown"),
+        ("vp09.00.10.08", "unknown"),
+    ],
+)
+def test_codec_family(codecs, family):
+    assert codec_family(codecs) == family
 
 
 # --- media playlists -----------------------------------------------------------------
@@ -150,16 +223,90 @@ def test_parse_media_playlist_times_and_uris():
         ("<html>404</html>", PlaylistError),
         ("", PlaylistError),
         ("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nx.m3u8\n", PlaylistError),
-        (media([(T0, "2.0", "")], header='#EXT-X-MAP:URI="init.mp4"'), UnsupportedPlaylist),
         (media([(T0, "2.0", "")], header='#EXT-X-KEY:METHOD=AES-128,URI="k"'), UnsupportedPlaylist),
-        (media(["#EXT-X-BYTERANGE:1000@0", (T0, "2.0", "")]), UnsupportedPlaylist),
+        (
+            media([(T0, "2.0", "")], header='#EXT-X-KEY:METHOD=SAMPLE-AES,URI="k"'),
+            UnsupportedPlaylist,
+        ),
+        (media(["#EXT-X-BYTERANGE:1000", (T0, "2.0", "")]), PlaylistError),
+        (media(["#EXT-X-BYTERANGE:x@0", (T0, "2.0", "")]), PlaylistError),
+        (media([(T0, "2.0", "")], header='#EXT-X-MAP:URI="i.mp4",BYTERANGE="0@0"'), PlaylistError),
     ],
-    ids=["html", "empty", "master", "fmp4", "encrypted", "byterange"],
+    ids=[
+        "html",
+        "empty",
+        "master",
+        "encrypted",
+        "sample-aes",
+        "byterange-no-offset",
+        "byterange-garbage",
+        "map-empty-range",
+    ],
 )
 def test_parse_media_playlist_refuses(text, error):
     with pytest.raises(error) as e:
         parse_media_playlist(text, URL)
     assert URL in str(e.value)
+
+
+def test_fmp4_init_sections_and_byte_ranges():
+    text = (
+        media(
+            [
+                '#EXT-X-MAP:URI="init-0.mp4"',
+                (T0, "2.0", ""),
+                (T0 + ms(2000), "2.0", ""),
+                '#EXT-X-MAP:URI="../all.mp4",BYTERANGE="720@0"',
+                "#EXT-X-BYTERANGE:1000@720",
+                (T0 + ms(4000), "2.0", ""),
+                "#EXT-X-BYTERANGE:500",  # right after the previous range of the same URI
+                (T0 + ms(6000), "2.0", ""),
+            ]
+        )
+        .replace("seg2.ts", "all.mp4")
+        .replace("seg3.ts", "all.mp4")
+    )
+    segments = parse_media_playlist(text, URL).segments
+    first = InitSection("http://origin.test/ch/source/init-0.mp4", None)
+    second = InitSection("http://origin.test/ch/all.mp4", ByteRange(720, 0))
+    assert [s.init for s in segments] == [first, first, second, second]
+    assert [s.byterange for s in segments] == [
+        None,
+        None,
+        ByteRange(1000, 720),
+        ByteRange(500, 1720),
+    ]
+    assert [s.container for s in segments] == ["mp4"] * 4
+    assert ByteRange(500, 1720).header == "bytes=1720-2219"
+    plain = parse_media_playlist(media([(T0, "2.0", "")]), URL).segments[0]
+    assert (plain.init, plain.byterange, plain.container) == (None, None, "ts")
+
+
+def test_twitch_fmp4_ads_are_marked_and_discontinuities_harmless():
+    """Twitch's fMP4 playlist: a preroll ad with its own EXT-X-MAP, DATERANGE and
+    "Amazon" titles, then the stream, with EXT-X-DISCONTINUITY around the ad."""
+
+    def at(seconds):
+        return T0 + datetime.timedelta(seconds=seconds)
+
+    text = media(
+        [
+            f'#EXT-X-DATERANGE:ID="stitched-ad-1-4.000",CLASS="twitch-stitched-ad",'
+            f'START-DATE="{at(0).isoformat()}",DURATION=4.000',
+            '#EXT-X-MAP:URI="https://ads.test/init.mp4"',
+            (at(0), "2.000", "Amazon|1"),
+            (at(2), "2.000", "Amazon|1"),
+            "#EXT-X-DISCONTINUITY",
+            '#EXT-X-MAP:URI="init-0.mp4"',
+            (at(4), "2.000", "live"),
+            "#EXT-X-DISCONTINUITY",  # Twitch's bogus ones between content segments
+            (at(6), "2.000", "live"),
+        ]
+    )
+    segments = parse_media_playlist(text, URL).segments
+    assert [s.ad for s in segments] == ["twitch_title", "twitch_title", None, None]
+    assert segments[2].init == segments[3].init
+    assert segments[3].init.uri.endswith("/init-0.mp4")
 
 
 def test_ads_in_every_form_are_marked():

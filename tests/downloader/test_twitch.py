@@ -8,6 +8,12 @@ channel, an `errors` list for a bad query); then a GET of usher's
 /api/channel/hls/<login>.m3u8 with `sig` and `token`, answered with a master
 playlist of rendition groups (404 with a JSON error list when offline, 403 for
 a bad signature). Its media playlists are the fault-injecting origin's.
+
+A channel in `fmp4` is an enhanced-broadcasting one: asked with `h265` in
+`supported_codecs`, usher answers in its v2 shape (no EXT-X-MEDIA; IVS-NAME,
+STABLE-VARIANT-ID and IVS-VARIANT-SOURCE on each EXT-X-STREAM-INF) with the
+HEVC source and Twitch's transcodes, HEVC and H.264 at one resolution; asked
+for H.264 only, with the H.264 transcode alone.
 """
 
 import http.server
@@ -29,7 +35,8 @@ from downloader.providers import (
     ProviderError,
     TwitchProvider,
 )
-from tests.downloader.conftest import sample, stored
+from tests.downloader.conftest import sample, segments_in, stored
+from tests.util import wait_for
 
 
 class FakeTwitch:
@@ -40,6 +47,7 @@ class FakeTwitch:
         self.tokens = {}  # signature -> token value
         self.requests = []
         self.query_hash = TWITCH_TOKEN_QUERY_HASH
+        self.fmp4 = set()  # logins whose source is HEVC (usher v2, fMP4 renditions)
 
     def start(self):
         fake = self
@@ -122,6 +130,9 @@ class FakeTwitch:
                 if "h264" not in params.get("supported_codecs", [""])[0].split(","):
                     return self.reply(400, "HEVC only: fMP4", "text/plain")
                 channel = fake.live[login]
+                if login in fake.fmp4:
+                    codecs = params.get("supported_codecs", [""])[0].split(",")
+                    return self.reply(200, fake.v2_master(channel, "h265" in codecs))
                 text = (
                     "#EXTM3U\n"
                     '#EXT-X-TWITCH-INFO:NODE="video-edge-test",MANIFEST-NODE-TYPE="weaver_cluster"\n'
@@ -142,11 +153,32 @@ class FakeTwitch:
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
         return self
 
-    def provider(self, login):
+    def v2_master(self, channel, hevc):
+        media = self.origin.media_url
+        lines = ["#EXTM3U", '#EXT-X-SESSION-DATA:DATA-ID="NODE",VALUE="video-edge-test"']
+        variants = [
+            ("source", 'hvc1.1.2.L123.90,mp4a.40.2', 6_000_000, "1080p60", "1080p60", True),
+            ("720p60_h265", 'hvc1.1.2.L93.90,mp4a.40.2', 2_500_000, "720p60", "720p60-hevc", False),
+            ("720p60", "avc1.4D401F,mp4a.40.2", 3_000_000, "720p60", "720p60", False),
+        ]  # fmt: skip
+        for stream, codecs, bandwidth, name, stable, source in variants:
+            if not hevc and codecs.startswith("hvc1"):
+                continue
+            height = 1080 if name.startswith("1080") else 720
+            lines.append(
+                f"#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},RESOLUTION={height * 16 // 9}x{height},"
+                f'CODECS="{codecs}",FRAME-RATE=60.000,STABLE-VARIANT-ID="{stable}",'
+                f'IVS-NAME="{name}"' + (',IVS-VARIANT-SOURCE="true"' if source else "")
+            )
+            lines.append(media(channel, stream))
+        return "\n".join(lines) + "\n"
+
+    def provider(self, login, **options):
         return TwitchProvider(
             login,
             gql_url=f"{self.base}/gql",
             usher_url=f"{self.base}/api/channel/hls/{{channel}}.m3u8",
+            **options,
         )
 
     def stop(self):
@@ -172,7 +204,7 @@ def test_token_then_usher_gives_named_renditions(twitch, origin):
     }
     (_, _, headers, body), (_, _, _, params) = twitch.requests
     assert json.loads(body)["variables"]["login"] == "desertbus"
-    assert params["allow_source"] == ["true"] and params["supported_codecs"] == ["h264"]
+    assert params["allow_source"] == ["true"] and params["supported_codecs"] == ["av1,h265,h264"]
 
 
 def test_offline_and_unknown_channels_are_offline(twitch):
@@ -207,9 +239,7 @@ def test_records_a_twitch_channel_without_its_ads(twitch, origin, tmp_path, fast
     )
     greenlet = gevent.spawn(manager.run)
     try:
-        deadline = gevent.get_hub().loop.now() + 10
-        while len(stored(tmp_path)) < 4 and gevent.get_hub().loop.now() < deadline:
-            gevent.sleep(0.01)
+        wait_for(lambda: len(stored(tmp_path)) >= 4, interval=0.01, what="4 segments")
     finally:
         manager.stop()
         greenlet.join(10)
@@ -225,4 +255,90 @@ def test_records_a_twitch_channel_without_its_ads(twitch, origin, tmp_path, fast
             kind="twitch_title",
         )
         == 2
+    )
+
+
+def test_an_enhanced_broadcasting_channel_is_named_by_codec(twitch, origin):
+    origin.add_channel("big", ["source", "720p60_h265", "720p60"])
+    twitch.exists.add("big")
+    twitch.live["big"] = "big"
+    twitch.fmp4.add("big")
+    provider = twitch.provider("big")
+    assert provider.media_playlists(requests.Session()) == {
+        "source": origin.media_url("big", "source"),
+        "720p60_h265": origin.media_url("big", "720p60_h265"),
+        "720p60": origin.media_url("big", "720p60"),
+    }
+    assert provider.codecs == {"source": "h265", "720p60_h265": "h265", "720p60": "h264"}
+    h264_only = twitch.provider("big", supported_codecs=("h264",))
+    assert h264_only.media_playlists(requests.Session()) == {
+        "720p60": origin.media_url("big", "720p60")
+    }
+    assert twitch.requests[-1][3]["supported_codecs"] == ["h264"]
+
+
+def test_records_twitch_fmp4_hevc_and_h264_without_the_preroll(
+    twitch, origin, tmp_path, fast, fmp4_parts
+):
+    """HEVC source and an H.264 transcode, both fMP4; a preroll ad with its own
+    init section and DATERANGE; then the stream, whose EXT-X-MAP changes midway
+    (the encoder restarted); Twitch's discontinuities around the ad."""
+    streams = origin.add_channel("big", ["source", "720p60_h265", "720p60"])
+    twitch.exists.add("big")
+    twitch.live["big"] = "big"
+    twitch.fmp4.add("big")
+    expected = {}
+    for quality, codec in (("source", "hevc"), ("720p60", "h264")):
+        stream = streams[quality]
+        stream.window = 12
+        init, media = fmp4_parts(codec)
+        ad_init, ad_media = fmp4_parts("h264")
+        stream.set_init("ad-init.mp4", ad_init)
+        daterange = (
+            '#EXT-X-DATERANGE:ID="stitched-ad-1-4.000",CLASS="twitch-stitched-ad",'
+            f'START-DATE="{stream.next_pdt.isoformat()}",DURATION=4.000'
+        )
+        stream.publish(1, title="Amazon|1", tags=[daterange], data=ad_media[0])
+        stream.publish(1, title="Amazon|1", data=ad_media[1])
+        stream.set_init("init-0.mp4", init)
+        stream.publish(1, tags=["#EXT-X-DISCONTINUITY"], data=media[0])
+        stream.publish(1, tags=["#EXT-X-DISCONTINUITY"], data=media[1])  # a bogus one
+        stream.set_init("init-1.mp4", init[:-1] + b"\0")  # a new MAP: other bytes
+        stream.publish(1, tags=["#EXT-X-DISCONTINUITY"], data=media[2])
+        expected[quality] = [init + media[0], init + media[1], init[:-1] + b"\0" + media[2]]
+    metrics = Metrics(registry=prometheus_client.CollectorRegistry())
+    manager = ChannelManager(
+        "big", twitch.provider("big"), ["source", "720p60"], str(tmp_path), metrics
+    )
+    greenlet = gevent.spawn(manager.run)
+    try:
+        wait_for(lambda: len(stored(tmp_path)) >= 6, interval=0.01, what="6 segments")
+    finally:
+        manager.stop()
+        greenlet.join(10)
+    for quality in ("source", "720p60"):
+        segments = segments_in(tmp_path, "big", quality)
+        assert [s.container for s in segments] == ["mp4"] * 3
+        assert [s.type for s in segments] == ["full"] * 3
+        with_bytes = []
+        for segment in segments:
+            with open(segment.path, "rb") as f:
+                with_bytes.append(f.read())
+        assert with_bytes == expected[quality]
+        assert (
+            sample(
+                metrics,
+                "downloader_ad_segments_skipped_total",
+                channel="big",
+                quality=quality,
+                kind="twitch_title",
+            )
+            == 2
+        )
+        assert not origin.requests_for(f"/big/{quality}/ad-init.mp4")
+    assert sample(
+        metrics, "downloader_quality_codec_info", channel="big", quality="source", codec="h265"
+    )
+    assert sample(
+        metrics, "downloader_quality_codec_info", channel="big", quality="720p60", codec="h264"
     )

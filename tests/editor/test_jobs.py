@@ -18,6 +18,7 @@ import pytest
 
 from common.database import Database
 from cutter import api as cutter_api
+from cutter.editors import Editors
 from cutter.jobs import Jobs
 from cutter.main import Cutter
 from cutter.upload_backends import parse_location
@@ -64,7 +65,14 @@ def cutter(database, serve, tmp_path):
             self.out_dir = tmp_path / "uploads"
             self.backends = {"local": parse_location(f"local=local:{self.out_dir}")}
             self.registry = prometheus_client.CollectorRegistry()
-            self.api = serve(cutter_api.create_app(self.jobs, self.backends, self.registry))
+            # The page's origin (the restreamer's), added once it is serving.
+            self.origins = set()
+            self.token = Editors(self.jobs.db).add("tester")
+            self.api = serve(
+                cutter_api.create_app(
+                    self.jobs, self.backends, self.registry, editor_origins=self.origins
+                )
+            )
             self.url = self.api.url
             self.worker = None
 
@@ -109,8 +117,19 @@ def submitted_id(page):
 @pytest.mark.slow
 def test_submitted_cut_reaches_done_with_its_link(page, restreamer, cutter, media, tmp_path):
     server = restreamer(stock(media))
+    cutter.origins.add(server.url)
     page.goto(editor_url(server, MEDIA_START, MEDIA_START + seconds(30), api=cutter.url))
     wait_loaded(page)
+    # Signed out, the page offers to sign in; a wrong token is refused; the right one signs in.
+    page.wait_for_selector("#sign-in-form:not([hidden])")
+    page.fill("#editor-token", "not-a-token")
+    page.click("#sign-in")
+    page.wait_for_selector("#sign-in-status.status-error")
+    assert "401" in page.text_content("#sign-in-status")
+    page.fill("#editor-token", cutter.token)
+    page.click("#sign-in")
+    page.wait_for_selector("#signed-in:not([hidden])")
+    assert page.text_content("#editor-name") == "tester"
     # The cutter's only upload location is offered, and the (empty) list loads.
     wait_for(page, "document.getElementById('upload-location').value === 'local'")
     page.wait_for_selector("#jobs tbody tr.empty")
@@ -135,6 +154,7 @@ def test_submitted_cut_reaches_done_with_its_link(page, restreamer, cutter, medi
     job_row(page, waiting).get_by_role("button", name="Cancel").click()
     job_row(page, waiting).and_(page.locator("[data-state=UNEDITED]")).wait_for()
     assert cutter.jobs.get(waiting).state.value == "UNEDITED"
+    assert cutter.jobs.get(waiting).state_changed_by == "tester"
 
     # With a worker running, the next submission is cut and uploaded.
     cutter.start_worker(str(tmp_path / "store"))
@@ -157,3 +177,66 @@ def test_submitted_cut_reaches_done_with_its_link(page, restreamer, cutter, medi
     page.screenshot(path=str(picture), full_page=True)
     if os.environ.get(SCREENSHOT_ENV):
         shutil.copyfile(picture, os.environ[SCREENSHOT_ENV])
+
+
+EVIL_PAGE = """<!doctype html>
+<html><body>
+<iframe name="sink"></iframe>
+<form id="forged" method="POST" action="{api}/jobs/{job_id}/cancel" target="sink">
+  <input name="reason" value="forged">
+</form>
+<script>
+  window.fetchResult = "pending";
+  fetch("{api}/jobs", {{
+    method: "POST", credentials: "include",
+    headers: {{"Content-Type": "application/json"}},
+    body: JSON.stringify({{channel: "desertbus", quality: "source", title: "forged",
+                           start: "2026-11-28T13:59:45", end: "2026-11-28T13:59:50"}}),
+  }}).then((r) => {{ window.fetchResult = "answered " + r.status; }},
+           (e) => {{ window.fetchResult = "refused: " + e.message; }});
+</script>
+</body></html>"""
+
+
+@pytest.mark.slow
+def test_another_sites_form_and_fetch_change_nothing(page, cutter, serve):
+    """A signed-in editor visits a hostile page: its form post and its fetch are refused.
+
+    The hostile page is on 127.0.0.1 too (another port: the same *site*), so
+    the SameSite=Strict cookie is sent with both; what refuses them is the
+    API's own check of the Origin and content type, and the lack of a CORS grant.
+    """
+    job = cutter.jobs.submit(
+        channel="desertbus", quality="source", title="Keep me", upload_location="local",
+        start="2026-11-28T13:59:45", end="2026-11-28T13:59:50",
+    )  # fmt: skip
+
+    def evil_app(environ, start_response):
+        body = EVIL_PAGE.format(api=cutter.url, job_id=job.id).encode()
+        start_response(
+            "200 OK", [("Content-Type", "text/html"), ("Content-Length", str(len(body)))]
+        )
+        return [body]
+
+    evil = serve(evil_app)
+    # Sign in as the editor would (same origin as the API), so the browser holds the cookie.
+    page.goto(f"{cutter.url}/locations")
+    signed = page.evaluate(
+        """async (token) => (await fetch("/session", {method: "POST",
+             headers: {"Content-Type": "application/json"},
+             body: JSON.stringify({token})})).status""",
+        cutter.token,
+    )
+    assert signed == 200
+    assert page.context.cookies(cutter.url)[0]["sameSite"] == "Strict"
+
+    page.goto(evil.url + "/")
+    page.wait_for_function("window.fetchResult !== 'pending'")
+    assert page.evaluate("window.fetchResult").startswith("refused"), page.evaluate(
+        "window.fetchResult"
+    )
+    with page.expect_response(f"{cutter.url}/jobs/{job.id}/cancel") as answer:
+        page.evaluate("document.getElementById('forged').submit()")
+    assert answer.value.status == 403
+    assert cutter.jobs.get(job.id).state.value == "EDITED"
+    assert [j.title for j in cutter.jobs.list()] == ["Keep me"]

@@ -143,3 +143,25 @@ def test_ts_video_duration_agrees_with_ffprobe(editor_page, media):
 def test_ts_video_duration_of_garbage_is_null(editor_page):
     assert editor_page.evaluate("tsVideoDuration(new Uint8Array(188 * 3).buffer)") is None
     assert editor_page.evaluate("tsVideoDuration(new ArrayBuffer(0))") is None
+
+
+BUSY_RETRY = [
+    (503, "7", 7),
+    (429, "2", 2),
+    (503, None, 5),  # no Retry-After: the default
+    (503, "0", 1),  # never a busy loop
+    (429, "100000", 60),  # never longer than a minute
+    (503, "Wed, 02 Dec 2026 10:00:12 GMT", 12),  # an HTTP date, 12 s after "now"
+    (503, "soon", 5),
+    (200, "7", None),  # not busy
+    (500, "7", None),
+]
+
+
+def test_busy_retry_delay(editor_page):
+    now = "Date.parse('2026-12-02T10:00:00Z')"
+    got = [
+        editor_page.evaluate(f"busyRetryDelay({status}, {json.dumps(header)}, {now})")
+        for status, header, _ in BUSY_RETRY
+    ]
+    assert got == [expected for _, _, expected in BUSY_RETRY]

@@ -7,11 +7,20 @@ import time
 
 import gevent
 import gevent.pywsgi
+import gevent.subprocess
 import prometheus_client
 import pytest
 
 from restreamer.app import create_app
-from tests.common.cutcheck import child_processes, decode_warnings, new_children_after, packets
+from restreamer.main import Server
+from tests.common.cutcheck import (
+    child_processes,
+    decode_warnings,
+    new_children_after,
+    packets,
+    wrap_ffmpeg,
+    write_cut,
+)
 from tests.conftest import MEDIA_START
 from tests.media import add_to_store
 
@@ -50,8 +59,7 @@ def test_cut_streams_the_range(cut_client, tmp_path, registry):
     assert response.status_code == 200, response.data
     assert response.content_type == "video/mp2t"
     assert response.is_streamed
-    out = tmp_path / "out.ts"
-    out.write_bytes(response.get_data())
+    out = write_cut(tmp_path / "out.ts", response.iter_encoded())
     assert decode_warnings(out) == ""
     video = sorted(p[0] for p in packets(out)["video"])
     assert abs(video[-1] + 3000 - video[0] - 7.25 * 90000) <= 3000
@@ -68,8 +76,7 @@ def test_holes_are_406_unless_allowed(cut_client, tmp_path):
     assert "holes" in body
     response = cut_client.get(url + "&allow_holes=true&type=full")
     assert response.status_code == 200
-    out = tmp_path / "out.ts"
-    out.write_bytes(response.get_data())
+    out = write_cut(tmp_path / "out.ts", response.iter_encoded())
     assert decode_warnings(out) == ""
     video = sorted(p[0] for p in packets(out)["video"])
     # 11 s asked, 6 s of it a hole: 5 s of video.
@@ -132,3 +139,70 @@ def test_406_times_are_written_with_z(cut_client):
     )
     assert "+00:00" not in body
     assert f"{at(9)}Z to {at(20)}Z" in body
+
+
+@pytest.fixture
+def failing_last_piece(tmp_path, monkeypatch):
+    """The fast cut's remux of the last segment writes a little, then fails."""
+    wrap_ffmpeg(tmp_path, monkeypatch, "head -c 18800 /dev/zero; exit 1")
+
+
+@pytest.mark.slow
+def test_a_cut_failing_midway_is_a_failed_transfer(tmp_path, media, registry, failing_last_piece):
+    # The status (200), the first segment's pieces and the copied middle one are
+    # out when the last piece fails: the response must then end without its
+    # final chunk, so that a client (here curl) reports a failed transfer
+    # rather than a short file that looks whole.
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", MEDIA_START, media[:3])
+    server = Server(create_app(base, registry, now=lambda: NOW), "127.0.0.1", 0)
+    port = server.start()
+    try:
+        url = f"http://127.0.0.1:{port}/cut/chan/source.ts?start={at(1)}&end={at(17)}"
+        curl = gevent.subprocess.run(
+            ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", url],
+            capture_output=True,
+            timeout=60,
+        )
+    finally:
+        server.close(timeout=1)
+    assert curl.stdout == b"200"
+    # 18: transfer closed with outstanding read data; 56: failure receiving data.
+    assert curl.returncode in (18, 56), curl.stderr
+    error = {"type": "fast", "method": "fast", "outcome": "error"}
+    assert registry.get_sample_value("cuts_total", error) == 1
+
+
+@pytest.fixture
+def stalling_last_piece(tmp_path, monkeypatch):
+    """The fast cut's remux of the last segment hangs: the cut is still running."""
+    wrap_ffmpeg(tmp_path, monkeypatch, "exec sleep 60")
+
+
+@pytest.mark.slow
+def test_a_cut_cut_short_by_the_server_stopping_is_a_failed_transfer(
+    tmp_path, media, registry, stalling_last_piece
+):
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", MEDIA_START, media[:3])
+    server = Server(create_app(base, registry, now=lambda: NOW), "127.0.0.1", 0)
+    port = server.start()
+    out = tmp_path / "out.ts"
+    url = f"http://127.0.0.1:{port}/cut/chan/source.ts?start={at(1)}&end={at(17)}"
+    before = child_processes()
+    curl = gevent.subprocess.Popen(
+        ["curl", "-sS", "-o", str(out), url], stderr=gevent.subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (out.exists() and out.stat().st_size) and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        assert out.stat().st_size, "expected the first bytes"
+        server.close(timeout=0.5)
+        curl.wait(timeout=30)
+    finally:
+        if curl.poll() is None:
+            curl.kill()
+    # 18: transfer closed with outstanding read data; 56: failure receiving data.
+    assert curl.returncode in (18, 56), curl.stderr.read()
+    assert new_children_after(before | {curl.pid}, timeout=5) == set()

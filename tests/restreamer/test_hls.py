@@ -7,6 +7,7 @@ import pytest
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest
 
+from common import probe
 from common.layout import Layout
 from common.segments import hash_bytes, parse_segment_path
 from restreamer import hls, params
@@ -138,33 +139,12 @@ def test_bandwidths():
 
 
 @pytest.mark.parametrize(
-    "stream, codec",
-    [
-        ({"codec_name": "h264", "profile": "High", "level": 42}, "avc1.64002a"),
-        ({"codec_name": "h264", "profile": "Main", "level": 31}, "avc1.4d001f"),
-        ({"codec_name": "h264", "profile": "Constrained Baseline", "level": 30}, "avc1.42401e"),
-        ({"codec_name": "h264", "profile": "High", "level": -99}, None),
-        ({"codec_name": "h264", "profile": "Mystery", "level": 31}, None),
-        ({"codec_name": "aac", "profile": "LC"}, "mp4a.40.2"),
-        ({"codec_name": "aac", "profile": "HE-AAC"}, "mp4a.40.5"),
-        ({"codec_name": "mp3"}, "mp4a.40.34"),
-        ({"codec_name": "hevc", "profile": "Main"}, None),
-    ],
+    "codec, expected",
+    [("h264", "avc1.64000d"), ("hevc", "hvc1.1.6.L60.90"), ("av1", "av01.0.00M.08")],
 )
-def test_stream_codec(stream, codec):
-    assert hls.stream_codec(stream) == codec
-
-
-def test_describe_streams():
-    video = {"codec_type": "video", "codec_name": "h264", "profile": "High", "level": 13,
-             "width": 320, "height": 180}  # fmt: skip
-    audio = {"codec_type": "audio", "codec_name": "aac", "profile": "LC"}
-    data = {"codec_type": "data", "codec_name": "timed_id3"}
-    odd = {"codec_type": "audio", "codec_name": "opus"}
-    assert hls.describe_streams([video, data, audio]) == ((320, 180), "avc1.64000d,mp4a.40.2")
-    # One codec we cannot name: no CODECS at all (the RFC wants all or none).
-    assert hls.describe_streams([video, odd]) == ((320, 180), None)
-    assert hls.describe_streams([]) == (None, None)
+def test_codecs_of_real_fmp4_files(fmp4_media, codec, expected):
+    path, _ = fmp4_media(codec)[0]
+    assert probe.describe(path).codecs.split(",")[0] == expected
 
 
 def t(*args):

@@ -233,3 +233,70 @@ def test_fmp4_switches_get_a_new_map_and_a_discontinuity(fmp4_server):
     # TS first needs no map; fMP4 gets one; TS after it gets its PAT and PMT as one.
     assert mixed.count("#EXT-X-MAP:") == 2 and mixed.count("#EXT-X-DISCONTINUITY") == 2
     assert re.search(r'#EXT-X-MAP:URI="[^"]+\.ts",BYTERANGE="564@0"', mixed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("codec", FMP4_CODECS)
+def test_fmp4_plays_in_ffmpeg(fmp4_server, fmp4_media, codec):
+    """ffprobe sees the codec and the sum of EXTINF; ffmpeg decodes every frame
+    without a complaint."""
+    playlist = url(
+        fmp4_server, f"/playlist/fmp4/{codec}.m3u8", MEDIA_START, MEDIA_START + seconds(6)
+    )
+    probe = ffprobe(playlist, "-count_frames", "-select_streams", "v")
+    (video,) = probe["streams"]
+    assert video["codec_name"] == codec
+    assert int(video["nb_read_frames"]) == 2 * FMP4_SEGMENTS * 30
+    expected = sum(duration.total_seconds() for _, duration in fmp4_media(codec))
+    assert abs(float(probe["format"]["duration"]) - expected) <= FRAME
+    result = run(["ffmpeg", "-nostdin", "-v", "error", "-i", playlist, "-f", "null", "-"])
+    assert result.stderr == b""
+
+
+@pytest.mark.slow
+def test_fmp4_live_playlist_plays_in_ffmpeg(fmp4_media, tmp_path):
+    """A range with no end, still being recorded: ffmpeg follows the EVENT
+    playlist and decodes segments that arrive after it started."""
+    base = str(tmp_path / "store")
+    segments = fmp4_media("hevc")
+    add_to_store(base, "chan", "source", MEDIA_START, segments[:1])
+    now = [MEDIA_START + seconds(2)]
+    app = create_app(base, now=lambda: now[0])
+    server = Server(app, "127.0.0.1", 0)
+    server.url = f"http://127.0.0.1:{server.start()}"
+    try:
+        playlist = f"{server.url}/playlist/chan/source.m3u8?start={format_time(MEDIA_START)}"
+        process = gevent.subprocess.Popen(
+            ["ffmpeg", "-nostdin", "-v", "error", "-i", playlist, "-t", "3.9", "-f", "null", "-"],
+            stderr=gevent.subprocess.PIPE,
+        )
+        # The recording goes on while ffmpeg plays: one segment every 2 s.
+        for i in (1, 2):
+            gevent.sleep(2)
+            add_to_store(base, "chan", "source", MEDIA_START + seconds(2 * i), segments[i : i + 1])
+            now[0] += seconds(2)
+        with gevent.Timeout(60):
+            stderr = process.stderr.read()
+            assert process.wait() == 0, stderr
+        assert stderr == b""
+        text = app.test_client().get(playlist[len(server.url) :]).get_data(as_text=True)
+        assert "#EXT-X-PLAYLIST-TYPE:EVENT" in text and text.count("#EXTINF") == FMP4_SEGMENTS
+    finally:
+        if process.poll() is None:
+            process.kill()
+        server.close(timeout=1)
+
+
+def test_fmp4_master_playlist_names_codecs_from_the_segments(fmp4_server):
+    client = fmp4_server.app.test_client()
+    query = {"start": format_time(MEDIA_START), "end": format_time(MEDIA_START + seconds(6))}
+    text = client.get("/playlist/fmp4.m3u8", query_string=query).get_data(as_text=True)
+    master = m3u8.loads(text)
+    found = {p.uri.split(".m3u8")[0]: p.stream_info for p in master.playlists}
+    expected = {"h264": "avc1.64000d", "hevc": "hvc1.1.6.L60.90", "av1": "av01.0.00M.08"}
+    for codec, video in expected.items():
+        info = found[f"fmp4/{codec}"]
+        assert info.codecs == f"{video},mp4a.40.2"
+        assert info.resolution == (320, 180)
+        assert info.frame_rate == 30
+        assert info.bandwidth > info.average_bandwidth > 0

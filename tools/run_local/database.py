@@ -162,6 +162,23 @@ class Database:
         if result.returncode != 0:
             progress(f"stopping PostgreSQL: {result.stderr.strip() or result.stdout.strip()}")
 
+    def editor_token(self, name="run-local"):
+        """A fresh sign-in token for the editor `name` (the schema made first; an old token revoked)."""
+        from cutter.editors import Editors
+        from cutter.jobs import JobError, Jobs
+
+        jobs = Jobs(self.dsn)
+        try:
+            jobs.init_schema()
+            editors = Editors(jobs.db)
+            try:
+                editors.revoke(name)
+            except JobError:
+                pass  # there was none yet
+            return editors.add(name)
+        finally:
+            jobs.db.close()
+
     def job_counts(self):
         """{state: count} of the cut jobs there are, or None when they cannot be read."""
         import psycopg2

@@ -78,6 +78,8 @@ class Node:
                 "--location",
                 f"{UPLOAD_LOCATION}=local:{self.uploads},url_prefix={self.url_for('uploads')}/",
                 "--metrics-port", str(self.ports["cutter"]),
+                # The editor page is served by the restreamer, another origin.
+                "--editor-origin", self.url,
             ],
             "downloader": python + [
                 "downloader", *[spec for _, spec in channels],

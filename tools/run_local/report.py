@@ -91,11 +91,13 @@ def banner(run):
         # The page is on the restreamer's port; its cutter API is on another.
         editor = f"{node.url}/editor?{urllib.parse.urlencode({'api': node.url_for('cutter')})}"
         lines.append(f"  Edit      {editor}     (in a browser: mark a range, cut it)")
+        lines.append(f"            sign in with the editor token {run.editor_token}")
     lines += [
         f"  Cut       curl -o clip.ts '{node.url}/cut/{channel}/{quality}.ts?{query}'",
         "            (10 s from the start of the recording; once that much is recorded)",
         f"  Submit    curl -X POST {node.url_for('cutter')}/jobs "
         f"-H 'Content-Type: application/json' \\",
+        f"              -H 'Authorization: Bearer {run.editor_token}' \\",
         f"              -d '{job}'",
         f"            then: curl {node.url_for('cutter')}/jobs   (videos land in {node.uploads},",
         f"            served at {node.url_for('uploads')}/)",

@@ -95,6 +95,8 @@ class RunLocal:
         progress("starting PostgreSQL" if self.database.mode == "private" else "finding PostgreSQL")
         dsn = self.database.start()
         progress(f"jobs database: {self.database.description}")
+        # Only editors make jobs: this run's token signs the page and the banner's curl in.
+        self.editor_token = self.database.editor_token()
 
         if self.test_stream:
             self.start_test_stream()
@@ -176,6 +178,7 @@ class RunLocal:
         state = {
             "pid": os.getpid(),
             "database": dsn,
+            "editor_token": self.editor_token,
             "channels": [name for name, _ in self.channels],
             "qualities": self.qualities,
             "nodes": [

@@ -738,7 +738,14 @@ async function preview() {
   setStatus("preview-status", "busy", "Cutting…");
   $("preview").disabled = true;
   try {
-    const response = await fetch(url, { signal: previewAbort.signal });
+    const signal = previewAbort.signal;
+    let response = await fetch(url, { signal });
+    for (let delay; (delay = busyRetryDelay(response.status, response.headers.get("Retry-After"))) !== null; ) {
+      setStatus("preview-status", "busy", `The restreamer is busy, retrying in ${delay} s…`);
+      await sleepUnlessAborted(delay * 1000, signal);
+      setStatus("preview-status", "busy", "Cutting…");
+      response = await fetch(url, { signal });
+    }
     if (!response.ok) {
       setStatus("preview-status", "error", `The restreamer could not cut this range: ${await describeResponse(response)}`);
       return;
@@ -765,6 +772,17 @@ async function preview() {
   } finally {
     $("preview").disabled = false;
   }
+}
+
+/** Resolve after `ms`, or reject with an AbortError as soon as `signal` aborts. */
+function sleepUnlessAborted(ms, signal) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => {
+      clearTimeout(timer);
+      reject(new DOMException("aborted", "AbortError"));
+    }, { once: true });
+  });
 }
 
 function showPreview(blob, duration, wanted) {
@@ -822,10 +840,19 @@ function apiName() {
   return editor.api || `${location.origin} (same origin)`;
 }
 
+/**
+ * One request to the cutter's API, with the editor's session cookie. Changes
+ * always go as JSON: the API refuses anything a plain form could send.
+ */
 async function callApi(path, options, collection = "/jobs") {
   let response;
+  const request = { credentials: "include", ...options };
+  if (request.method && request.method !== "GET") {
+    request.headers = { "Content-Type": "application/json", ...(request.headers || {}) };
+    if (request.body === undefined) request.body = "{}";
+  }
   try {
-    response = await fetch(jobsUrl(path, collection), options);
+    response = await fetch(jobsUrl(path, collection), request);
   } catch (e) {
     throw new Error(`Cannot reach the cutter API at ${apiName()}: ${e.message}`);
   }
@@ -981,6 +1008,56 @@ async function cancelJob(id, button) {
   }
 }
 
+// ---------------------------------------------------------------- sign-in
+
+/** Show who is signed in (the session is an HttpOnly cookie the page cannot read). */
+function renderEditor(name) {
+  editor.editorName = name || null;
+  $("signed-in").hidden = !name;
+  $("sign-in-form").hidden = Boolean(name);
+  $("editor-name").textContent = name || "";
+  $("submit").title = name ? "" : "Sign in as an editor to submit (the cutter refuses it otherwise)";
+}
+
+async function loadSession() {
+  const api = editor.api;
+  try {
+    const answer = await callApi("", undefined, "/session");
+    if (api === editor.api) renderEditor(answer && answer.editor);
+  } catch (e) {
+    if (api === editor.api) renderEditor(null);
+  }
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const token = $("editor-token").value.trim();
+  if (!token) {
+    setStatus("sign-in-status", "error", "Paste the token your operator gave you.");
+    return;
+  }
+  setStatus("sign-in-status", "busy", "Signing in…");
+  try {
+    const answer = await callApi("", { method: "POST", body: JSON.stringify({ token }) }, "/session");
+    $("editor-token").value = "";
+    setStatus("sign-in-status", "", "");
+    renderEditor(answer.editor);
+    refreshJobs();
+  } catch (e) {
+    setStatus("sign-in-status", "error", e.message);
+  }
+}
+
+async function signOut() {
+  try {
+    await callApi("", { method: "DELETE" }, "/session");
+  } catch (e) {
+    setStatus("sign-in-status", "error", e.message);
+  }
+  renderEditor(null);
+  refreshJobs();
+}
+
 /** Offer the cutter's upload locations; pre-fill the only one. */
 async function loadLocations() {
   const api = editor.api;
@@ -1012,6 +1089,7 @@ function setApi(base) {
   setStatus("jobs-status", "busy", "Loading jobs…");
   refreshJobs();
   loadLocations();
+  loadSession();
 }
 
 // ---------------------------------------------------------------- wiring
@@ -1085,6 +1163,8 @@ function wire() {
   $("allow-holes").addEventListener("change", renderSelection);
   $("preview").addEventListener("click", preview);
   $("submit-form").addEventListener("submit", submit);
+  $("sign-in-form").addEventListener("submit", signIn);
+  $("sign-out").addEventListener("click", signOut);
   $("api-form").addEventListener("submit", (e) => {
     e.preventDefault();
     localStorage.setItem(API_STORAGE_KEY, $("api").value.trim());

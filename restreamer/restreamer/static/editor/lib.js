@@ -215,3 +215,21 @@ function tsVideoDuration(buffer) {
 function formatBytes(n) {
   return n < 1e6 ? `${(n / 1e3).toFixed(0)} kB` : `${(n / 1e6).toFixed(1)} MB`;
 }
+
+// ---------------------------------------------------------------- busy servers
+
+// A restreamer running as many cuts as it allows answers 503 (the node) or 429
+// (this client) with Retry-After: wait that long (within these bounds) and retry.
+const BUSY_RETRY_DEFAULT_S = 5;
+const BUSY_RETRY_MAX_S = 60;
+
+/** Seconds to wait before retrying a response with this status and Retry-After
+ * header (a number of seconds or an HTTP date), or null if it is not "busy". */
+function busyRetryDelay(status, retryAfter, now = Date.now()) {
+  if (status !== 503 && status !== 429) return null;
+  let seconds = BUSY_RETRY_DEFAULT_S;
+  const text = (retryAfter || "").trim();
+  if (/^\d+$/.test(text)) seconds = Number(text);
+  else if (text && !Number.isNaN(Date.parse(text))) seconds = (Date.parse(text) - now) / 1000;
+  return Math.min(BUSY_RETRY_MAX_S, Math.max(1, Math.ceil(seconds)));
+}

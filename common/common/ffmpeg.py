@@ -1,0 +1,147 @@
+"""Running ffmpeg for cuts: one process, its output read as it comes.
+
+`Process` starts one ffmpeg (at a lower priority: `NICENESS`) with its stdout piped to us and its stderr kept
+(the last `STDERR_LINES` lines) for the error message; `check()` waits for
+it and raises `FFmpegError` if it failed, `kill()` ends it and its readers.
+Nothing here knows about segments or time: `common.cut` plans the pieces
+and builds the arguments.
+
+How it fails: an ffmpeg that exits non-zero is an `FFmpegError` with its
+stderr; one that will not die after `kill()` is logged and left (it has
+nothing more to write to: its pipes are closed); a writer into ffmpeg's
+stdin that finds the pipe closed (ffmpeg stopped reading once it had what
+it needed) stops quietly.
+"""
+
+import collections
+import logging
+import os
+
+import gevent
+import gevent.subprocess
+
+from .probe import FFmpegError
+
+logger = logging.getLogger(__name__)
+
+FFMPEG = "ffmpeg"
+# Bytes read from a segment or from ffmpeg at a time while streaming.
+CHUNK_SIZE = 256 * 1024
+# How long a killed ffmpeg gets to exit before we stop waiting for it (seconds).
+KILL_TIMEOUT = 1
+# Lines of ffmpeg's stderr kept for the error message.
+STDERR_LINES = 20
+# How much nicer than us ffmpeg runs: a node flooded with cuts must still
+# record (the downloader, at normal priority, gets the CPU first).
+NICENESS = 10
+
+
+def _lower_priority():
+    os.nice(NICENESS)
+
+
+def base_args():
+    """The start of every ffmpeg command line: quiet but for errors, no stdin."""
+    return [FFMPEG, "-hide_banner", "-nostdin", "-nostats", "-v", "error"]
+
+
+class Process:
+    """One ffmpeg, its stdout to read, its stderr kept for error messages."""
+
+    def __init__(self, args, pass_fds=()):
+        logger.debug("Running %s", args)
+        self.args = args
+        self.proc = gevent.subprocess.Popen(
+            args,
+            stdin=gevent.subprocess.DEVNULL,
+            stdout=gevent.subprocess.PIPE,
+            stderr=gevent.subprocess.PIPE,
+            pass_fds=pass_fds,
+            preexec_fn=_lower_priority,
+        )
+        self.stderr = collections.deque(maxlen=STDERR_LINES)
+        self._stderr_reader = gevent.spawn(self._read_stderr)
+        # Greenlets reading this process's pipes: `kill` ends them before it
+        # closes the pipes, since closing a pipe under a reader blocked in it
+        # raises "reentrant call" in that reader's buffered file.
+        self.readers = [self._stderr_reader]
+
+    def _read_stderr(self):
+        for line in self.proc.stderr:
+            self.stderr.append(line.decode(errors="replace").rstrip())
+
+    def chunks(self):
+        while True:
+            chunk = self.proc.stdout.read1(CHUNK_SIZE)
+            if not chunk:
+                return
+            yield chunk
+
+    def check(self):
+        """Wait for the exit; FFmpegError if it failed."""
+        returncode = self.proc.wait()
+        self._stderr_reader.join()
+        tail = " | ".join(self.stderr)
+        if returncode != 0:
+            raise FFmpegError(f"ffmpeg exited with {returncode}: {tail}")
+        if tail:
+            # It worked, but said something at error level (a damaged packet
+            # in a segment, say): worth a look, not worth failing the cut.
+            source = next((a for a in self.args if a.startswith("file:")), "piped segments")
+            logger.warning("ffmpeg reading %s said: %s", source, tail)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(timeout=KILL_TIMEOUT)
+            except gevent.subprocess.TimeoutExpired:
+                logger.warning("ffmpeg %d did not exit after being killed", self.proc.pid)
+        gevent.killall(self.readers, timeout=KILL_TIMEOUT)
+        for f in (self.proc.stdout, self.proc.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+def copy_file(path):
+    """Yield a file's bytes in CHUNK_SIZE pieces."""
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(CHUNK_SIZE)
+            if not chunk:
+                return
+            yield chunk
+
+
+def collect(process, result):
+    """Read all of `process`'s output into `result` (an AsyncResult), or its error."""
+    try:
+        data = bytearray().join(process.chunks())
+        process.check()
+        result.set(data)
+    except BaseException as e:  # noqa: B036 -- hand every outcome to the reader
+        result.set_exception(e)
+
+
+def feed(paths, pipe):
+    """Write files (a run's segments) into a pipe to ffmpeg, then close it.
+
+    ffmpeg stops reading once it has all it needs (the rest of the last
+    segment is past the cut); the broken pipe that gives is expected.
+    """
+    try:
+        for path in paths:
+            for chunk in copy_file(path):
+                pipe.write(chunk)
+        pipe.close()
+    except BrokenPipeError:
+        pass
+
+
+def close_quietly(pipe):
+    try:
+        pipe.close()
+    except OSError:
+        pass
