@@ -76,3 +76,14 @@ def test_run_local_help_prints_help_and_starts_nothing(tmp_path):
     assert result.stdout.startswith("usage: run-local")
     assert "setup:" not in result.stdout + result.stderr
     assert not os.path.exists(tmp_path / "data")
+
+
+def test_test_stream_names_a_container_and_codec_the_stream_accepts(tmp_path):
+    from devtools.teststream import TestStream
+    from tools.run_local.cli import TEST_STREAM_FORMATS, parse_args
+
+    assert parse_args([]).test_stream == "ts-h264"
+    assert parse_args(["--test-stream", "fmp4-av1"]).test_stream == "fmp4-av1"
+    for container, codec in TEST_STREAM_FORMATS.values():
+        stream = TestStream(str(tmp_path), container=container, codec=codec)
+        assert (stream.container, stream.codec) == (container, codec)

@@ -29,6 +29,16 @@ def _qualities(text):
     return [q for q in text.split(",") if q]
 
 
+# --test-stream NAME → the test stream's --container and --codec.
+TEST_STREAM_FORMATS = {
+    "ts-h264": ("ts", "h264"),
+    "fmp4-h264": ("fmp4", "h264"),
+    "fmp4-hevc": ("fmp4", "hevc"),
+    "fmp4-av1": ("fmp4", "av1"),
+}
+TEST_STREAMS = tuple(TEST_STREAM_FORMATS)
+
+
 def parse_args(argv=None):
     """run-local's command line → argparse.Namespace."""
     parser = argparse.ArgumentParser(
@@ -44,6 +54,12 @@ def parse_args(argv=None):
         "--channel", action="append", type=parse_channel, metavar="NAME[=URL]",
         help="record a Twitch channel (NAME) or any HLS stream (NAME=URL) instead of the "
         "built-in test stream; repeat for several",
+    )  # fmt: skip
+    parser.add_argument(
+        "--test-stream", choices=TEST_STREAMS, default=TEST_STREAMS[0],
+        help="the built-in test stream's container and codec: MPEG-TS H.264, or fragmented "
+        "MP4 in H.264, HEVC or AV1 as Twitch's enhanced broadcasting serves them "
+        f"(default: {TEST_STREAMS[0]})",
     )  # fmt: skip
     parser.add_argument(
         "--qualities", type=_qualities,

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from . import report
 from .children import Child, Failed, Interrupted, answers, progress, responds
+from .cli import TEST_STREAM_FORMATS
 from .database import Database
 from .nodes import UPLOAD_LOCATION, plan_nodes
 
@@ -139,14 +140,19 @@ class RunLocal:
 
     def start_test_stream(self):
         """Start the built-in test stream; the channel list becomes its one channel."""
-        progress(f"starting the built-in test stream on port {self.teststream_port}")
+        container, codec = TEST_STREAM_FORMATS[self.args.test_stream]
+        progress(
+            f"starting the built-in test stream ({self.args.test_stream}) "
+            f"on port {self.teststream_port}"
+        )
         work_dir = os.path.join(self.data_dir, "teststream")
         os.makedirs(work_dir, exist_ok=True)
         child = self.start_child(
             "teststream",
             [sys.executable, "-m", "devtools.teststream", "--host", "127.0.0.1",
              "--port", str(self.teststream_port), "--work-dir", work_dir,
-             "--channel", TEST_CHANNEL, "--qualities", ",".join(self.qualities)],
+             "--channel", TEST_CHANNEL, "--qualities", ",".join(self.qualities),
+             "--container", container, "--codec", codec],
             "teststream",
         )  # fmt: skip
         pattern = re.compile(r"teststream: serving (\S+)")
