@@ -105,6 +105,11 @@ local defaults = {
     'local': { type: 'local', path: '/var/lib/streamvault/uploads' },
   },
 
+  // Cut jobs each editor may submit (the cutter answers 429 beyond): per minute and
+  // per day. YouTube's daily upload quota is the real limit: docs/OPERATIONS.md.
+  // null = the cutter's default.
+  editor_limits: { jobs_per_minute: null, jobs_per_day: null },
+
   // Which services run on this node. 'postgres' follows database.bundled; the
   // backfiller also needs peers or a peer_file.
   enabled: {
@@ -225,7 +230,11 @@ local compose(s) = {
       '--base-dir', STORE,
       '--name', s.node_name,
       '--metrics-port', std.toString(PORTS.cutter),
-    ] + std.flattenArrays([['--location', location_flag(l.name, l)] for l in locations]), {
+    ] + std.flattenArrays([['--location', location_flag(l.name, l)] for l in locations])
+      + (if s.editor_limits.jobs_per_minute != null
+         then ['--editor-jobs-per-minute', std.toString(s.editor_limits.jobs_per_minute)] else [])
+      + (if s.editor_limits.jobs_per_day != null
+         then ['--editor-jobs-per-day', std.toString(s.editor_limits.jobs_per_day)] else []), {
       volumes+: [location_volume(l.name, l) for l in locations],
       secrets: ['db_dsn'],
       [if s.database.bundled then 'depends_on']: { postgres: { condition: 'service_healthy' } },

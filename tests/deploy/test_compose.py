@@ -261,6 +261,7 @@ def test_settings_reach_the_services(tmp_path):
             "peers": ["https://west.example.org", "https://north.example.org"],
             "backfill_start": 6,
             "backdoor": True,
+            "editor_limits": {"jobs_per_day": 6},
             "log_level": "DEBUG",
             "ports": {"http": 8080, "grafana": None},
             "upload_locations": {
@@ -291,6 +292,8 @@ def test_settings_reach_the_services(tmp_path):
         "local=local:/mnt/uploads/local,url_prefix=https://east.example.org/uploads/local/",
     ]
     assert "/etc/sv/yt.json:/etc/streamvault/desertbus.json:ro" in cutter["volumes"]
+    assert flag(command, "--editor-jobs-per-day") == "6"
+    assert "--editor-jobs-per-minute" not in command
     assert services["nginx"]["ports"] == ["8080:80"]
     assert "/srv/segments:/mnt/store:ro" in services["nginx"]["volumes"]
     assert "ports" not in services["grafana"]
