@@ -73,6 +73,14 @@ MP4_MOVFLAGS = "frag_keyframe+delay_moov+default_base_moof"
 TIME_TOLERANCE = Fraction(1, 10)
 
 
+def output_container(segments):
+    """The container to cut a range to when the caller has no preference: `ts` for a
+    range of MPEG-TS segments only (the fast cut's output), `mp4` as soon as one
+    segment is fMP4 (`.mp4` carries every codec the store records; AV1 cannot go
+    to `.ts`). `segments` as `get_best_segments` gives them (None at holes)."""
+    return "mp4" if any(s is not None and s.container == "mp4" for s in segments) else "ts"
+
+
 class UnsupportedContainer(CutError):
     """The output container asked for cannot carry the range's video (AV1 in .ts)."""
 

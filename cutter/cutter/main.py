@@ -42,6 +42,7 @@ import psycopg2.errors
 from prometheus_client import Counter, Gauge
 
 import common.cut
+import common.cut_mp4
 from common.backoff import jitter
 from common.database import CONNECTION_ERRORS, Database, connect, one_line, query
 from common.segments import get_best_segments
@@ -88,6 +89,8 @@ RETRY_DELAYS = (10, 30, 90, 300)
 ERROR_WAIT = 5
 # Jobs looked at per pass.
 BATCH_SIZE = 20
+# Spool files are named after the cut's container (`common.cut_mp4.output_container`).
+SPOOL_SUFFIXES = tuple(f".{c}" for c in common.cut_mp4.CONTAINERS)
 
 
 class Stopping(Exception):
@@ -324,7 +327,7 @@ class Cutter(DatabaseUser):
             except OSError:
                 continue
             for name in names:
-                if name.startswith(self._spool_prefix) and name.endswith(".ts"):
+                if name.startswith(self._spool_prefix) and name.endswith(SPOOL_SUFFIXES):
                     with contextlib.suppress(OSError):
                         os.remove(os.path.join(directory, name))
                         self.logger.info("Removed %s, left by an earlier run", name)
@@ -438,7 +441,12 @@ class Cutter(DatabaseUser):
         backend = self.backends[job.upload_location]
         location = job.upload_location
         spool_dir = backend.temp_dir or self.spool_dir
-        fd, spool = tempfile.mkstemp(prefix=self._spool_prefix, suffix=".ts", dir=spool_dir)
+        # The spool file's extension is the cut's container: the backend names
+        # and types the upload after it.
+        container = common.cut_mp4.output_container(segments)
+        fd, spool = tempfile.mkstemp(
+            prefix=self._spool_prefix, suffix=f".{container}", dir=spool_dir
+        )
         os.close(fd)
         held = {"state": State.CLAIMED}
 
@@ -448,7 +456,7 @@ class Cutter(DatabaseUser):
 
         try:
             try:
-                self.cut_to_file(job, segments, spool, backend.cut_type)
+                self.cut_to_file(job, segments, spool, backend.cut_type, container)
             except (common.cut.CutError, ValueError) as e:
                 self._fail(job, f"cut failed: {one_line(e)}", State.CLAIMED)
                 return
@@ -497,8 +505,8 @@ class Cutter(DatabaseUser):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(spool)
 
-    def _cut_to_file(self, job, segments, path, cut_type):
-        """Cut `job` into `path` with `common.cut`; returns the size in bytes."""
+    def _cut_to_file(self, job, segments, path, cut_type, container="ts"):
+        """Cut `job` into `path` with `common.cut`, as `container`; returns the size in bytes."""
         chunks = common.cut.cut(
             segments,
             job.start,
@@ -506,6 +514,7 @@ class Cutter(DatabaseUser):
             type=cut_type,
             allow_holes=job.allow_holes,
             registry=self.registry,
+            container=container,
         )
         size = 0
         try:

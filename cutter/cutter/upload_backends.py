@@ -12,7 +12,8 @@ A location is configured as `NAME=TYPE:ARG[,key=value...]` (see `parse_location`
 Every location also takes `cut_type=fast|full` (the `common.cut` type).
 
 The cutter cuts into a spool file (in `backend.temp_dir`) and then calls
-`backend.upload(job, path, finalizing, stopping)`. The backend must call
+`backend.upload(job, path, finalizing, stopping)`; `path`'s extension is the
+cut's container (`.ts` or `.mp4`), which names and types the upload. The backend must call
 `finalizing()` immediately before the request or step that cannot be undone;
 it raises `JobGone` if the job was cancelled meanwhile, and the backend lets
 that propagate without making anything.
@@ -84,10 +85,25 @@ class CheckResult(NamedTuple):
 CUT_TYPES = common.cut.TYPES
 
 
-def video_name(job):
-    """A file name for a job's video: its id then its title, as a safe slug."""
+# The media type of a cut, by its container: the extension of the file the
+# cutter hands a backend (`common.cut_mp4.output_container` chose it).
+CONTENT_TYPES = {"ts": "video/mp2t", "mp4": "video/mp4"}
+
+
+def container_of(path):
+    """The container of the cut at `path`, from its extension (`ts` or `mp4`).
+    ValueError for any other: the cutter only spools those."""
+    container = os.path.splitext(path)[1].lstrip(".")
+    if container not in CONTENT_TYPES:
+        raise ValueError(f"{path}: not a .ts or .mp4 cut")
+    return container
+
+
+def video_name(job, container="ts"):
+    """A file name for a job's video: its id then its title, as a safe slug, then
+    the container's extension."""
     slug = re.sub(r"[^a-z0-9]+", "-", job.title.lower()).strip("-")[:60].strip("-")
-    return f"{job.id}-{slug or 'clip'}.ts"
+    return f"{job.id}-{slug or 'clip'}.{container}"
 
 
 class UploadBackend:
@@ -153,7 +169,7 @@ class LocalBackend(UploadBackend):
         return "file://" + urllib.parse.quote(os.path.join(self.directory, name))
 
     def upload(self, job, path, finalizing, stopping):
-        name = video_name(job)
+        name = video_name(job, container_of(path))
         final = os.path.join(self.directory, name)
         with open(path, "rb") as f:
             os.fchmod(f.fileno(), LOCAL_FILE_MODE)
@@ -337,7 +353,7 @@ class YouTubeBackend(UploadBackend):
 
     # --- upload
 
-    def _start_session(self, job, size):
+    def _start_session(self, job, size, content_type):
         body = {
             "snippet": {
                 "title": job.title,
@@ -354,7 +370,7 @@ class YouTubeBackend(UploadBackend):
                 headers={
                     "Content-Type": "application/json; charset=UTF-8",
                     "X-Upload-Content-Length": str(size),
-                    "X-Upload-Content-Type": "video/mp2t",
+                    "X-Upload-Content-Type": content_type,
                 },
                 data=json.dumps(body).encode(),
             )
@@ -381,7 +397,8 @@ class YouTubeBackend(UploadBackend):
         size = os.path.getsize(path)
         if size == 0:
             raise PermanentUploadError("the cut is empty; not uploading")
-        session_url = self._start_session(job, size)
+        content_type = CONTENT_TYPES[container_of(path)]
+        session_url = self._start_session(job, size, content_type)
         logger.info("Job %d: uploading %d bytes to YouTube", job.id, size)
         state = {"finalized": False}
 
@@ -390,7 +407,7 @@ class YouTubeBackend(UploadBackend):
             state["finalized"] = True
 
         try:
-            return self._send(job, path, size, session_url, finalize, stopping)
+            return self._send(job, path, size, content_type, session_url, finalize, stopping)
         except UploadError as e:
             # After the final request went out, only YouTube's own refusal of
             # it proves that nothing was made; anything else (a token refresh
@@ -399,7 +416,7 @@ class YouTubeBackend(UploadBackend):
                 raise UploadOutcomeUnknown(str(e)) from None
             raise
 
-    def _send(self, job, path, size, session_url, finalizing, stopping):
+    def _send(self, job, path, size, content_type, session_url, finalizing, stopping):
         offset = 0
         finalized = False
         backoff = Backoff(self.backoff)
@@ -417,7 +434,7 @@ class YouTubeBackend(UploadBackend):
                         "PUT",
                         session_url,
                         headers={
-                            "Content-Type": "video/mp2t",
+                            "Content-Type": content_type,
                             "Content-Range": f"bytes {offset}-{end - 1}/{size}",
                         },
                         data=data,

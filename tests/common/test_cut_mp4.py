@@ -18,8 +18,8 @@ import prometheus_client
 import pytest
 
 from common.cut import NoContent, cut
-from common.cut_mp4 import UnsupportedContainer
-from common.segments import get_best_segments
+from common.cut_mp4 import UnsupportedContainer, output_container
+from common.segments import get_best_segments, parse_segment_path, segment_path
 from tests.common.cutcheck import (
     child_processes,
     decode_warnings,
@@ -270,3 +270,28 @@ def test_presentation_offset_maps_to_broadcast_time(tmp_path, marked_fmp4_media,
     segments = get_best_segments(os.path.join(base, "chan", "source"), at(a), at(b))
     out = write_cut(tmp_path / "out.mp4", cut(segments, at(a), at(b), "full", container="mp4"))
     judge(out, a, b, frames_between(a, b))
+
+
+def _stored(container, second):
+    path = segment_path(
+        "/store", "c", "q", FMP4_START + datetime.timedelta(seconds=second),
+        datetime.timedelta(seconds=2), "full", "A" * 43, container,
+    )  # fmt: skip
+    return parse_segment_path(path)
+
+
+@pytest.mark.parametrize(
+    "containers, expected",
+    [
+        (["ts"], "ts"),
+        (["ts", "ts", "ts"], "ts"),
+        (["ts", None, "ts"], "ts"),
+        (["mp4"], "mp4"),
+        (["ts", "mp4"], "mp4"),  # a channel switching to fMP4 mid-range
+        (["mp4", None, "ts"], "mp4"),
+        ([None, "mp4"], "mp4"),
+    ],
+)
+def test_output_container(containers, expected):
+    stored = [None if c is None else _stored(c, 2 * i) for i, c in enumerate(containers)]
+    assert output_container(stored) == expected

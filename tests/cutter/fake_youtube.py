@@ -52,6 +52,7 @@ class Fault:
 class Session:
     resource: dict
     size: int
+    content_type: str  # X-Upload-Content-Type: the video's media type
     data: bytearray = field(default_factory=bytearray)
     video_id: str | None = None
 
@@ -61,6 +62,7 @@ class Video:
     id: str
     resource: dict
     data: bytes
+    content_type: str
     polls: int = 0
     reject: str | None = None
 
@@ -222,13 +224,15 @@ class _Handler(BaseHTTPRequestHandler):
             resource = json.loads(self._body())
             title = resource["snippet"]["title"]
             size = int(self.headers["X-Upload-Content-Length"])
+            content_type = self.headers["X-Upload-Content-Type"]
+            assert content_type.startswith("video/")
             assert query.get("uploadType") == ["resumable"] and "part" in query
             assert self.headers["Content-Type"].startswith("application/json")
             assert title and size > 0
         except (ValueError, KeyError, TypeError, AssertionError):
             return self._send(*google_error(400, "invalidRequest", "Bad session request"))
         upload_id = secrets.token_urlsafe(12)
-        self.fake.sessions[upload_id] = Session(resource, size)
+        self.fake.sessions[upload_id] = Session(resource, size, content_type)
         location = (
             f"{self.fake.url}/upload/youtube/v3/videos?uploadType=resumable&upload_id={upload_id}"
         )
@@ -247,7 +251,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _finish(self, session):
         video_id = secrets.token_urlsafe(8)
         session.video_id = video_id
-        self.fake.videos[video_id] = Video(video_id, session.resource, bytes(session.data))
+        self.fake.videos[video_id] = Video(
+            video_id, session.resource, bytes(session.data), session.content_type
+        )
 
     def do_PUT(self):
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
@@ -277,6 +283,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(
                 *google_error(400, "badContent", f"Bad Content-Range {content_range}")
             )
+        if self.headers.get("Content-Type") != session.content_type:  # not what was announced
+            self._body()
+            return self._send(*google_error(400, "badContent", "Content-Type does not match"))
         final = last + 1 == session.size
         if session.video_id or first != len(session.data) or (not final and length % CHUNK_QUANTUM):
             self._body()

@@ -20,6 +20,7 @@ from cutter.upload_backends import (
     UploadOutcomeUnknown,
     parse_location,
 )
+from tests.common.cutcheck import decode_warnings
 from tests.conftest import MEDIA_START
 from tests.cutter.conftest import (
     CHANNEL,
@@ -93,6 +94,48 @@ def test_url_prefix_and_cut_type(jobs, store, outdir, registry):
     assert done.video_link == f"https://example.org/c/{job.id}-full-cut.ts"
     duration, errors = probe(os.path.join(outdir, done.video_id))
     assert within_a_frame(duration, 3) and errors == ""
+
+
+def test_start_removes_own_stale_spool_files(jobs, store, outdir, registry):
+    os.makedirs(outdir)
+    names = [".cut-node1-a.ts", ".cut-node1-b.mp4", ".cut-node2-c.mp4", "1-clip.mp4"]
+    for name in names:
+        open(os.path.join(outdir, name), "wb").close()
+    make_cutter(jobs, store, outdir, registry).start()
+    # This cutter's spool files of either container go; another cutter's and videos stay.
+    assert sorted(os.listdir(outdir)) == [".cut-node2-c.mp4", "1-clip.mp4"]
+
+
+@pytest.fixture(scope="module")
+def fmp4_store(fmp4_media, tmp_path_factory):
+    """`fmp4_store(codec)`: a store holding 6 s of fMP4 `codec` media from MEDIA_START."""
+    made = {}
+
+    def get(codec):
+        if codec not in made:
+            made[codec] = str(tmp_path_factory.mktemp(f"fmp4-store-{codec}"))
+            add_to_store(made[codec], CHANNEL, QUALITY, MEDIA_START, fmp4_media(codec))
+        return made[codec]
+
+    return get
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("codec", ["av1", "hevc"])
+def test_fmp4_job_is_cut_to_mp4(jobs, fmp4_store, outdir, registry, codec):
+    # AV1 cannot be cut to .ts at all: an fMP4 range is cut to .mp4, whatever its codec.
+    job = jobs.submit(**job_fields(start=0.5, end=4.5, title=f"{codec} clip"))
+    assert make_cutter(jobs, fmp4_store(codec), outdir, registry).run_once() is True
+    done = jobs.get(job.id)
+    assert done.state == State.DONE, done.error
+    assert done.video_id == f"{job.id}-{codec}-clip.mp4"
+    path = os.path.join(outdir, done.video_id)
+    assert os.listdir(outdir) == [done.video_id]  # the .mp4 spool file went too
+    with open(path, "rb") as f:
+        assert f.read(8)[4:] == b"ftyp"  # an MP4 file (MPEG-TS starts with 0x47 packets)
+    duration, errors = probe(path)
+    assert within_a_frame(duration, 4), duration
+    assert errors == "" and decode_warnings(path) == ""
 
 
 @pytest.fixture(scope="module")

@@ -187,10 +187,10 @@ def test_secrets_stay_out_of_errors_and_logs(jobs, store, tmp_path, caplog):
         )  # fmt: skip
         start_session = backend._start_session
 
-        def start_then_vanish(job, size):
+        def start_then_vanish(job, size, content_type):
             # YouTube becomes unreachable once the session exists: every PUT
             # now fails with requests' "Max retries exceeded with url: ..."
-            url = start_session(job, size)
+            url = start_session(job, size, content_type)
             fake.close()
             backend.session.close()  # and no kept-alive connection survives
             return url

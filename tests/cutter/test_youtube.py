@@ -6,6 +6,9 @@ import threading
 import prometheus_client
 import pytest
 
+import common.cut
+import common.cut_mp4
+from common.segments import get_best_segments
 from cutter.jobs import State
 from cutter.main import Cutter, ProcessingWatcher
 from cutter.upload_backends import (
@@ -14,8 +17,10 @@ from cutter.upload_backends import (
     UploadOutcomeUnknown,
     YouTubeBackend,
 )
-from tests.cutter.conftest import job_fields, probe, within_a_frame
+from tests.conftest import MEDIA_START
+from tests.cutter.conftest import CHANNEL, QUALITY, at, job_fields, probe, within_a_frame
 from tests.cutter.fake_youtube import CHUNK_QUANTUM, FakeYouTube, Fault
+from tests.media import add_to_store
 
 # The smallest chunk Google allows, so that the test clip takes several.
 CHUNK = CHUNK_QUANTUM
@@ -95,6 +100,7 @@ def test_upload(backend, fake, clip):
     assert finalizing.calls == [before_final]
     video = the_video(fake)
     assert video.data == clip[1]
+    assert video.content_type == "video/mp2t"
     assert video.resource["snippet"] == {
         "title": "A clip",
         "description": "From the stream",
@@ -104,6 +110,20 @@ def test_upload(backend, fake, clip):
     assert result.video_id == video.id
     assert result.video_link == f"https://youtu.be/{video.id}"
     assert result.state == State.TRANSCODING
+
+
+@pytest.mark.slow
+def test_mp4_cut_is_sent_as_video_mp4(backend, fake, fmp4_media, tmp_path):
+    add_to_store(str(tmp_path), CHANNEL, QUALITY, MEDIA_START, fmp4_media("hevc"))
+    segments = get_best_segments(f"{tmp_path}/{CHANNEL}/{QUALITY}", at(0.5), at(4.5))
+    container = common.cut_mp4.output_container(segments)
+    assert container == "mp4"
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(b"".join(common.cut.cut(segments, at(0.5), at(4.5), container=container)))
+    result, _ = upload(backend, fake, (str(path), path.read_bytes()))
+    video = the_video(fake)
+    assert video.content_type == "video/mp4"  # the session's and every chunk's
+    assert video.data == path.read_bytes() and result.video_id == video.id
 
 
 def test_resume_after_5xx(backend, fake, clip):

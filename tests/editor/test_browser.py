@@ -10,6 +10,7 @@ import os
 import urllib.parse
 
 import m3u8
+import pytest
 import requests
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -329,3 +330,27 @@ def test_a_live_window_follows_the_recording(page, restreamer, media, tmp_path):
     wait_for(page, "editor.segments.length === 5")
     assert "30.000 s in 5 segments, following live" in page.text_content("#window-info")
     assert hls_errors(page) == []
+
+
+@pytest.mark.slow
+def test_preview_of_an_fmp4_range_is_an_mp4_cut(page, restreamer, fmp4_media):
+    # H.264, which Chromium decodes: the cut plays in the page's own <video>.
+    server = restreamer(stock(None, (0, fmp4_media("h264"))))
+    page.goto(editor_url(server, MEDIA_START, MEDIA_START + seconds(6)))
+    wait_loaded(page)
+    cuts = []
+    page.on(
+        "request", lambda r: "/cut/" in r.url and cuts.append(urllib.parse.urlsplit(r.url).path)
+    )
+    page.fill("#cut-start", format_time(MEDIA_START + seconds(1)))
+    page.fill("#cut-end", format_time(MEDIA_START + seconds(4.5)))
+    page.press("#cut-end", "Tab")
+    page.click("#preview")
+    page.wait_for_selector("#preview-status.status-ok, #preview-status.status-error")
+    status = page.locator("#preview-status")
+    assert status.get_attribute("class") == "status-ok", status.text_content()
+    assert cuts == [f"/cut/{CHANNEL}/{QUALITY}.mp4"]
+    assert abs(float(status.get_attribute("data-duration")) - 3.5) < FRAME / 2
+    assert page.get_attribute("#preview-status a", "download").endswith(".mp4")
+    page.evaluate("document.getElementById('preview-video').play()")
+    wait_for(page, "document.getElementById('preview-video').currentTime > 0.5")

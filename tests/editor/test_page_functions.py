@@ -1,12 +1,17 @@
 """The page's pure functions, table-driven, run in the browser that runs the page."""
 
+import base64
+import datetime
 import json
 import subprocess
 
 import pytest
 
+import common.cut
+from common.segments import get_best_segments
 from tests.conftest import MEDIA_START
 from tests.editor.test_browser import CHANNEL, QUALITY, stock
+from tests.media import add_to_store
 
 MS = int(MEDIA_START.timestamp() * 1000)
 
@@ -165,3 +170,80 @@ def test_busy_retry_delay(editor_page):
         for status, header, _ in BUSY_RETRY
     ]
     assert got == [expected for _, _, expected in BUSY_RETRY]
+
+
+# A channel switching from MPEG-TS to fMP4 (as the restreamer lists it: a map
+# for the fMP4 run, each segment a byte range of its stored file).
+MIXED_PLAYLIST = """#EXTM3U
+#EXT-X-VERSION:6
+#EXT-X-TARGETDURATION:6
+#EXT-X-PROGRAM-DATE-TIME:2026-11-28T13:59:42.000Z
+#EXTINF:6.000,
+../../segments/c/q/2026-11-28T13/59%3A42.000000-6.000-full-A.ts
+#EXT-X-DISCONTINUITY
+#EXT-X-MAP:URI="../../segments/c/q/2026-11-28T13/59%3A48.000000-2.000-full-B.mp4",BYTERANGE="700@0"
+#EXT-X-PROGRAM-DATE-TIME:2026-11-28T13:59:48.000Z
+#EXT-X-BYTERANGE:5000@700
+#EXTINF:2.000,
+../../segments/c/q/2026-11-28T13/59%3A48.000000-2.000-full-B.mp4
+#EXT-X-BYTERANGE:5000@700
+#EXTINF:2.000,
+../../segments/c/q/2026-11-28T13/59%3A50.000000-2.000-full-C.MP4?x=1
+"""
+
+CUT_CONTAINER = [
+    (0, 6000, "ts"),  # the TS segment only
+    (1000, 5999, "ts"),
+    (5000, 6000, "ts"),  # ends where the fMP4 run starts
+    (5000, 6001, "mp4"),  # reaches into it
+    (6000, 8000, "mp4"),
+    (9000, 10000, "mp4"),
+    (10000, 12000, "ts"),  # past everything: nothing fMP4 in range
+]
+
+
+def test_cut_container(editor_page):
+    got = editor_page.evaluate(
+        """([text, ms, ranges]) => {
+            const { segments } = parsePlaylist(text);
+            return [segments.map((s) => s.container),
+                    ranges.map(([a, b]) => cutContainer(segments, ms + a, ms + b))];
+        }""",
+        [MIXED_PLAYLIST, MS, [[a, b] for a, b, _ in CUT_CONTAINER]],
+    )
+    assert got == [["ts", "mp4", "mp4"], [expected for _, _, expected in CUT_CONTAINER]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("codec", ["h264", "av1"])
+def test_mp4_video_duration_agrees_with_ffprobe(editor_page, fmp4_media, tmp_path, codec):
+    """An .mp4 preview's duration comes from its own sample durations, like ffprobe's."""
+    add_to_store(str(tmp_path), "c", "q", MEDIA_START, fmp4_media(codec))
+    start, end = (MEDIA_START + datetime.timedelta(seconds=s) for s in (0.5, 3.9))
+    segments = get_best_segments(f"{tmp_path}/c/q", start, end)
+    path = tmp_path / "cut.mp4"
+    path.write_bytes(b"".join(common.cut.cut(segments, start, end, container="mp4")))
+    got = editor_page.evaluate(
+        "(b64) => mp4VideoDuration(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)).buffer)",
+        base64.b64encode(path.read_bytes()).decode(),
+    )
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_frames",
+         "-show_entries", "stream=nb_read_frames,r_frame_rate", "-of", "json", str(path)],
+        capture_output=True, check=True, text=True,
+    )  # fmt: skip
+    stream = json.loads(probe.stdout)["streams"][0]
+    num, den = map(int, stream["r_frame_rate"].split("/"))
+    assert got == pytest.approx(int(stream["nb_read_frames"]) * den / num, abs=1e-6)
+
+
+def test_mp4_video_duration_of_garbage_is_null(editor_page):
+    assert editor_page.evaluate("mp4VideoDuration(new ArrayBuffer(0))") is None
+    assert editor_page.evaluate("mp4VideoDuration(new Uint8Array(188 * 3).buffer)") is None
+    # A moov that claims more bytes than the file has.
+    assert (
+        editor_page.evaluate(
+            "mp4VideoDuration(new Uint8Array([0, 0, 0, 200, 109, 111, 111, 118]).buffer)"
+        )
+        is None
+    )

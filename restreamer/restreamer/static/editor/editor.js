@@ -734,7 +734,8 @@ async function preview() {
   const { start, end } = editor.selection;
   const query = new URLSearchParams({ start: formatTime(start), end: formatTime(end), type: "fast" });
   if ($("allow-holes").checked) query.set("allow_holes", "true");
-  const url = `/cut/${segmentUrl(editor.channel)}/${segmentUrl(editor.quality)}.ts?${query}`;
+  const container = cutContainer(editor.segments, start, end);
+  const url = `/cut/${segmentUrl(editor.channel)}/${segmentUrl(editor.quality)}.${container}?${query}`;
   setStatus("preview-status", "busy", "Cutting…");
   $("preview").disabled = true;
   try {
@@ -760,13 +761,14 @@ async function preview() {
       received += value.length;
       setStatus("preview-status", "busy", `Cutting… ${formatBytes(received)} received`);
     }
-    const blob = new Blob(chunks, { type: "video/mp2t" });
+    const blob = new Blob(chunks, { type: container === "mp4" ? "video/mp4" : "video/mp2t" });
     if (!blob.size) {
       setStatus("preview-status", "error", "The restreamer sent an empty cut.");
       return;
     }
-    const duration = tsVideoDuration(await blob.arrayBuffer());
-    showPreview(blob, duration, (end - start) / 1000);
+    const buffer = await blob.arrayBuffer();
+    const duration = container === "mp4" ? mp4VideoDuration(buffer) : tsVideoDuration(buffer);
+    showPreview(blob, duration, (end - start) / 1000, container);
   } catch (e) {
     if (e.name !== "AbortError") setStatus("preview-status", "error", `The preview failed: ${e.message}`);
   } finally {
@@ -785,10 +787,10 @@ function sleepUnlessAborted(ms, signal) {
   });
 }
 
-function showPreview(blob, duration, wanted) {
+function showPreview(blob, duration, wanted, container) {
   previewUrls.forEach((u) => URL.revokeObjectURL(u));
-  const tsUrl = URL.createObjectURL(blob);
-  previewUrls = [tsUrl];
+  const cutUrl = URL.createObjectURL(blob);
+  previewUrls = [cutUrl];
   const status = $("preview-status");
   status.className = duration === null ? "status-error" : "status-ok";
   status.dataset.duration = duration === null ? "" : String(duration);
@@ -797,16 +799,25 @@ function showPreview(blob, duration, wanted) {
       ? `The cut has no video stream (${formatBytes(blob.size)}). `
       : `Cut: ${formatDuration(duration)} of video (asked for ${formatDuration(wanted)}), ${formatBytes(blob.size)}. `;
   const link = document.createElement("a");
-  link.href = tsUrl;
-  link.download = `${editor.channel}-${editor.quality}-${formatTime(editor.selection.start).replace(/:/g, "-")}.ts`;
+  link.href = cutUrl;
+  link.download = `${editor.channel}-${editor.quality}-${formatTime(editor.selection.start).replace(/:/g, "-")}.${container}`;
   link.textContent = "Download";
   status.appendChild(link);
   if (editor.previewHls) editor.previewHls.destroy();
   editor.previewHls = null;
-  if (blob.size > PREVIEW_PLAY_MAX_BYTES || duration === null || !window.Hls) {
+  const video = $("preview-video");
+  if (blob.size > PREVIEW_PLAY_MAX_BYTES || duration === null || (container === "ts" && !window.Hls)) {
     $("preview-box").hidden = true;
     return;
   }
+  if (container === "mp4") {
+    // Browsers play an MP4 file themselves; hls.js is for the MPEG-TS cut.
+    video.onerror = () => setStatus("preview-status", "error", "The preview does not play in this browser.");
+    $("preview-box").hidden = false;
+    video.src = cutUrl;
+    return;
+  }
+  video.onerror = null;
   // One VOD playlist with the whole cut as its only segment.
   const playlist = [
     "#EXTM3U",
@@ -814,7 +825,7 @@ function showPreview(blob, duration, wanted) {
     `#EXT-X-TARGETDURATION:${Math.ceil(duration)}`,
     "#EXT-X-PLAYLIST-TYPE:VOD",
     `#EXTINF:${duration.toFixed(3)},`,
-    tsUrl,
+    cutUrl,
     "#EXT-X-ENDLIST",
     "",
   ].join("\n");
@@ -827,7 +838,7 @@ function showPreview(blob, duration, wanted) {
   });
   $("preview-box").hidden = false;
   hls.loadSource(playlistUrl);
-  hls.attachMedia($("preview-video"));
+  hls.attachMedia(video);
 }
 
 // ---------------------------------------------------------------- jobs

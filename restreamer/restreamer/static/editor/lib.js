@@ -75,7 +75,8 @@ function parseTime(text) {
 /**
  * The parts of an HLS media playlist the editor needs (RFC 8216 §4.3.2):
  * each segment's EXTINF duration, EXT-X-PROGRAM-DATE-TIME and whether an
- * EXT-X-DISCONTINUITY precedes it; and whether EXT-X-ENDLIST closes it.
+ * EXT-X-DISCONTINUITY precedes it, and its container (`mp4` or `ts`, from the
+ * extension of the stored file it names); and whether EXT-X-ENDLIST closes it.
  * A program date time carries over to the following segments (§4.3.2.6).
  */
 function parsePlaylist(text) {
@@ -96,13 +97,26 @@ function parsePlaylist(text) {
     } else if (line === "#EXT-X-ENDLIST") {
       endList = true;
     } else if (!line.startsWith("#") && duration !== null) {
-      segments.push({ pdt, duration, discontinuity: discontinuity && segments.length > 0, uri: line });
+      const container = /\.mp4$/i.test(line.split(/[?#]/)[0]) ? "mp4" : "ts";
+      segments.push({ pdt, duration, discontinuity: discontinuity && segments.length > 0, uri: line, container });
       if (pdt !== null) pdt += duration * 1000;
       duration = null;
       discontinuity = false;
     }
   }
   return { segments, endList };
+}
+
+/**
+ * The container to cut [from, to) (ms) to, as the cutter's jobs do: `mp4` as
+ * soon as one segment in range is fMP4 (AV1 cannot go to `.ts`), else `ts`
+ * (an all-TS range is cut fast only to `.ts`).
+ */
+function cutContainer(segments, from, to) {
+  const mp4 = segments.some(
+    (s) => s.container === "mp4" && s.pdt !== null && s.pdt < to && s.pdt + s.duration * 1000 > from,
+  );
+  return mp4 ? "mp4" : "ts";
 }
 
 /**
@@ -210,6 +224,90 @@ function tsVideoDuration(buffer) {
   }
   if (!Number.isFinite(frame)) frame = DEFAULT_FRAME_S * 90000;
   return (unwrapped[unwrapped.length - 1] - unwrapped[0] + frame) / 90000;
+}
+
+/**
+ * The video duration of an MP4 file in seconds (ISO 14496-12): the sum of the
+ * first video track's sample durations, from its `stts` (a progressive file)
+ * and from every fragment's `trun`, with `tfhd` and `trex` defaults (a
+ * fragmented one), over its `mdhd` timescale. Null when the file has no
+ * recognisable video track.
+ */
+function mp4VideoDuration(buffer) {
+  try {
+    return mp4Duration(new DataView(buffer));
+  } catch (e) {
+    if (e instanceof RangeError) return null; // a box that claims more than it holds
+    throw e;
+  }
+}
+
+function mp4Duration(d) {
+  const buffer = d.buffer;
+  const u32 = (at) => d.getUint32(at);
+  const type = (at) => String.fromCharCode(d.getUint8(at), d.getUint8(at + 1), d.getUint8(at + 2), d.getUint8(at + 3));
+  // The boxes in [from, to) as {type, start (of the content), end}; stops at a malformed one.
+  function boxes(from, to) {
+    const found = [];
+    for (let at = from; at + 8 <= to; ) {
+      let size = u32(at);
+      let start = at + 8;
+      if (size === 1 && start + 8 <= to) {
+        size = Number(d.getBigUint64(start));
+        start += 8;
+      } else if (size === 0) size = to - at;
+      if (size < start - at || at + size > to) break;
+      found.push({ type: type(at + 4), start, end: at + size });
+      at += size;
+    }
+    return found;
+  }
+  const child = (box, name) => box && boxes(box.start, box.end).find((b) => b.type === name);
+  if (buffer.byteLength < 8) return null;
+  const top = boxes(0, buffer.byteLength);
+  const moov = top.find((b) => b.type === "moov");
+  let track = null;
+  let timescale = 0;
+  let total = 0;
+  for (const trak of moov ? boxes(moov.start, moov.end).filter((b) => b.type === "trak") : []) {
+    const mdia = child(trak, "mdia");
+    const hdlr = child(mdia, "hdlr");
+    const mdhd = child(mdia, "mdhd");
+    const tkhd = child(trak, "tkhd");
+    if (!hdlr || !mdhd || !tkhd || type(hdlr.start + 8) !== "vide") continue;
+    track = u32(tkhd.start + (d.getUint8(tkhd.start) === 1 ? 20 : 12));
+    timescale = u32(mdhd.start + (d.getUint8(mdhd.start) === 1 ? 20 : 12));
+    const stts = child(child(child(mdia, "minf"), "stbl"), "stts");
+    for (let i = 0, n = stts ? u32(stts.start + 4) : 0; i < n; i++) {
+      total += u32(stts.start + 8 + 8 * i) * u32(stts.start + 12 + 8 * i);
+    }
+    break;
+  }
+  if (track === null || !timescale) return null;
+  const mvex = child(moov, "mvex");
+  const trex = mvex && boxes(mvex.start, mvex.end).find((b) => b.type === "trex" && u32(b.start + 4) === track);
+  const trexDuration = trex ? u32(trex.start + 12) : 0;
+  for (const moof of top.filter((b) => b.type === "moof")) {
+    for (const traf of boxes(moof.start, moof.end).filter((b) => b.type === "traf")) {
+      const tfhd = child(traf, "tfhd");
+      if (!tfhd || u32(tfhd.start + 4) !== track) continue;
+      const tfFlags = u32(tfhd.start) & 0xffffff;
+      let at = tfhd.start + 8 + (tfFlags & 0x01 ? 8 : 0) + (tfFlags & 0x02 ? 4 : 0);
+      const defaultDuration = tfFlags & 0x08 ? u32(at) : trexDuration;
+      for (const trun of boxes(traf.start, traf.end).filter((b) => b.type === "trun")) {
+        const flags = u32(trun.start) & 0xffffff;
+        const count = u32(trun.start + 4);
+        if (!(flags & 0x100)) {
+          total += count * defaultDuration;
+          continue;
+        }
+        const stride = 4 * [0x100, 0x200, 0x400, 0x800].filter((f) => flags & f).length;
+        at = trun.start + 8 + (flags & 0x01 ? 4 : 0) + (flags & 0x04 ? 4 : 0);
+        for (let i = 0; i < count && at + 4 <= trun.end; i++, at += stride) total += u32(at);
+      }
+    }
+  }
+  return total / timescale;
 }
 
 function formatBytes(n) {
