@@ -31,6 +31,8 @@ against those the downloader stored as `full` by the end of the run. Targets
 (issue 19): ffmpegs and memory flat beyond the node's bound, `/files` p99
 close to the baseline, nothing missed. Everything shares this machine's
 cores, so read the columns against the N = 0 one, not as absolute numbers.
+`tests/restreamer/test_cut_flood.py` keeps the verdict (bounds held, nothing
+missed) as a test at one size.
 """
 
 import argparse
@@ -41,7 +43,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -58,6 +59,7 @@ sys.path.insert(0, ROOT)
 from common.segments import parse_segment_path  # noqa: E402
 from common.times import UTC, format_time, parse_time  # noqa: E402
 from devtools.ports import free_ports  # noqa: E402
+from tests.load import children, client_addresses  # noqa: E402
 from tests.media import add_to_store, make_media  # noqa: E402
 
 MEDIA_START = datetime.datetime(2026, 11, 28, 0, 0, tzinfo=UTC)
@@ -89,36 +91,6 @@ def rss_bytes(pid):
     except OSError:
         pass
     return 0
-
-
-def children(pid, name="ffmpeg"):
-    """Pids of `pid`'s direct children called `name`, from /proc."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        if ppid == pid and comm == name:
-            found.append(int(entry))
-    return found
-
-
-def client_addresses(count):
-    """127.0.0.2… if this machine lets us bind them (Linux routes all of 127/8), else 127.0.0.1."""
-    addresses = [f"127.0.0.{2 + i}" for i in range(count)]
-    try:
-        for address in addresses:
-            with socket.socket() as s:
-                s.bind((address, 0))
-    except OSError:
-        return ["127.0.0.1"]
-    return addresses
 
 
 def wait_for_line(stream, pattern, what):
