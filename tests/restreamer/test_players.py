@@ -380,3 +380,34 @@ def test_fmp4_live_playlist_plays_in_streamlink(fmp4_media, tmp_path):
         if process and process.poll() is None:
             process.kill()
         server.close(timeout=1)
+
+
+@pytest.mark.slow
+def test_fmp4_master_playlist_plays_in_streamlink(fmp4_server, fmp4_media, tmp_path):
+    """streamlink's `best` is the variant with the highest BANDWIDTH (it names
+    variants by RESOLUTION, so the three 180p codecs are 180p, 180p_alt, …)."""
+    query = {"start": format_time(MEDIA_START), "end": format_time(MEDIA_START + seconds(6))}
+    text = fmp4_server.app.test_client().get("/playlist/fmp4.m3u8", query_string=query)
+    first = m3u8.loads(text.get_data(as_text=True)).playlists[0].uri  # highest BANDWIDTH
+    codec = first.split(".m3u8")[0].rsplit("/", 1)[1]
+    out = tmp_path / "out.mp4"
+    streamlink(url(fmp4_server, "/playlist/fmp4.m3u8", MEDIA_START, MEDIA_START + seconds(6)), out)
+    expected = sum(duration.total_seconds() for _, duration in fmp4_media(codec))
+    assert_plays(out, codec, 2 * FMP4_SEGMENTS * 30, expected)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="streamlink writes every segment into one byte stream and does not handle "
+    "EXT-X-DISCONTINUITY (it warns of 'incoherent output data'): after a codec switch "
+    "the second init section lands mid-file and readers keep the first",
+)
+def test_fmp4_codec_switch_plays_in_streamlink(fmp4_server, tmp_path):
+    playlist = url(
+        fmp4_server, "/playlist/switch/source.m3u8", MEDIA_START, MEDIA_START + seconds(12)
+    )
+    out = tmp_path / "out.mp4"
+    streamlink(playlist, out)
+    probe = ffprobe(str(out), "-count_frames", "-select_streams", "v")
+    assert sorted(s["codec_name"] for s in probe["streams"]) == ["h264", "hevc"]
