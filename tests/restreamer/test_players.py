@@ -342,12 +342,13 @@ def test_fmp4_plays_in_streamlink(fmp4_server, fmp4_media, codec, tmp_path):
 
 
 @pytest.mark.slow
-def test_fmp4_live_playlist_plays_in_streamlink(fmp4_media, tmp_path):
+@pytest.mark.parametrize("codec", FMP4_CODECS)
+def test_fmp4_live_playlist_plays_in_streamlink(fmp4_media, codec, tmp_path):
     """A range with no end, still being recorded: streamlink follows the EVENT
     playlist from its first segment and writes segments that arrive after it
     started, until it has the 6 s asked for."""
     base = str(tmp_path / "store")
-    segments = fmp4_media("hevc")
+    segments = fmp4_media(codec)
     add_to_store(base, "chan", "source", MEDIA_START, segments[:1])
     now = [MEDIA_START + seconds(2)]
     app = create_app(base, now=lambda: now[0])
@@ -375,7 +376,7 @@ def test_fmp4_live_playlist_plays_in_streamlink(fmp4_media, tmp_path):
         text = app.test_client().get(playlist[len(server.url) :]).get_data(as_text=True)
         assert "#EXT-X-PLAYLIST-TYPE:EVENT" in text and text.count("#EXTINF") == FMP4_SEGMENTS
         expected = sum(duration.total_seconds() for _, duration in segments)
-        assert_plays(out, "hevc", 2 * FMP4_SEGMENTS * 30, expected)
+        assert_plays(out, codec, 2 * FMP4_SEGMENTS * 30, expected)
     finally:
         if process and process.poll() is None:
             process.kill()
