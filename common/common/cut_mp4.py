@@ -130,7 +130,7 @@ def _seconds(delta):
 
 
 def _init_hash(segment):
-    return layout.read_layout(segment.path).init_hash if segment.container == "mp4" else None
+    return layout.cached_layout(segment.path).init_hash if segment.container == "mp4" else None
 
 
 def runs(segments):
@@ -170,7 +170,7 @@ def _parts(run):
     parts = [(run[0].path, 0)]
     for segment in run[1:]:
         try:
-            parts.append((segment.path, layout.read_layout(segment.path).init_size))
+            parts.append((segment.path, layout.cached_layout(segment.path).init_size))
         except layout.BadLayout as e:
             raise FFmpegError(str(e)) from None
     return parts

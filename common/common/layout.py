@@ -22,6 +22,7 @@ PAT and PMT, raises `BadLayout` saying why. A media part cut short (a
 `partial` segment) is fine: only the init section must be whole.
 """
 
+import functools
 import hashlib
 import struct
 from typing import NamedTuple
@@ -74,6 +75,14 @@ def read_layout(path, container="mp4"):
     if len(init) != init_size:
         raise BadLayout(f"{path}: shorter than its init section")
     return Layout(init_size, hashlib.sha256(init).hexdigest(), size)
+
+
+# Layouts kept by `cached_layout`: two days of 2 s segments, at about 200
+# bytes each. Keyed by path, which names the bytes (the hash is in the name),
+# so an entry never goes stale; failures are not kept (lru_cache does not
+# cache exceptions), so a file that was short while being copied is read again.
+CACHE_SIZE = 100_000
+cached_layout = functools.lru_cache(maxsize=CACHE_SIZE)(read_layout)
 
 
 def _init_size(f, size, path):

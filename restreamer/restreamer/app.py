@@ -74,9 +74,6 @@ FORMAT_SLICE = 4096  # segments
 # segments each, about 6 MB: longer ones are formatted again when asked for.
 PLAYLIST_CACHE_SIZE = 8
 PLAYLIST_CACHE_MAX_SEGMENTS = 50_000
-# Segment layouts (where an init section ends) kept, by path: two days of 2 s
-# segments at about 200 bytes each. Past that the cache starts over.
-LAYOUT_CACHE_SIZE = 100_000
 SEGMENT_CONTENT_TYPES = {"ts": "video/mp2t", "mp4": "video/mp4"}
 
 # CORS: the API is public and read-only, so any origin may read it. Range is
@@ -106,7 +103,6 @@ class Store:
         self.base_dir = os.path.realpath(base_dir)
         self.registry = registry
         self.now = now
-        self._layouts = {}
         # (segments, entries, ended, body), most recently used first
         self._playlists = []
         self.best_segments = timed(
@@ -204,17 +200,11 @@ class Store:
         """Where a segment's init section ends (`common.layout`), or None if the
         file has none to find (logged) or is gone. Cached by path: the name
         carries the hash, so a path's bytes never change."""
-        found = self._layouts.get(segment.path)
-        if found is None:
-            try:
-                found = layout.read_layout(segment.path, segment.container)
-            except (OSError, layout.BadLayout) as e:
-                logger.warning("Leaving %s out of playlists: %s", segment.path, e)
-                return None
-            if len(self._layouts) >= LAYOUT_CACHE_SIZE:
-                self._layouts.clear()
-            self._layouts[segment.path] = found
-        return found
+        try:
+            return layout.cached_layout(segment.path, segment.container)
+        except (OSError, layout.BadLayout) as e:
+            logger.warning("Leaving %s out of playlists: %s", segment.path, e)
+            return None
 
     def media_playlist_body(self, segments, ended):
         """A media playlist (a list of bytes), reusing recent work for the same segments.
