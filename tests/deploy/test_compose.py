@@ -90,6 +90,7 @@ def generate(checkout, env):
     )
 
 
+@pytest.mark.slow
 def test_generate_writes_a_valid_compose_file(checkout, fake_docker):
     env, calls = fake_docker
     (checkout / "settings.jsonnet").write_text("{ node_name: 'east', ports: { http: 8080 } }\n")
@@ -128,6 +129,7 @@ def test_generate_writes_a_valid_compose_file(checkout, fake_docker):
     assert (checkout / "secrets/db-password").read_text() == password
 
 
+@pytest.mark.slow
 def test_generate_falls_back_to_the_venv_when_the_jsonnet_image_cannot_be_built(
     checkout, fake_docker
 ):
@@ -503,6 +505,7 @@ def test_front_door_serves_only_what_peers_and_the_public_need(tmp_path, upstrea
         proc.wait(timeout=10)
 
 
+@pytest.mark.slow
 def test_front_door_takes_a_certificate(tmp_path, upstream):
     """With tls, HTTPS serves (the certificate given) and plain HTTP only redirects."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"

@@ -25,6 +25,7 @@ def test_quality_size():
             quality_size(bad)
 
 
+@pytest.mark.slow
 def test_teststream_serves_live_hls_on_an_exact_time_grid(tmp_path):
     with TestStream(tmp_path, qualities=("source", "144p")) as stream:
         assert stream.url == f"http://127.0.0.1:{stream.port}/test/master.m3u8"
@@ -59,6 +60,7 @@ def test_teststream_serves_live_hls_on_an_exact_time_grid(tmp_path):
     assert not stream.alive
 
 
+@pytest.mark.slow
 def test_teststream_command_prints_its_url_and_stops_on_sigterm(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "devtools.teststream", "--port", "0", "--work-dir", str(tmp_path),

@@ -17,6 +17,9 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from tests.conftest import MEDIA_START
 from tests.media import add_to_store
 
+# A real Chromium drives the page: slow by the suite's rule (the fast subset has none).
+pytestmark = pytest.mark.slow
+
 CHANNEL = "desertbus"
 QUALITY = "source"
 FRAME = 1 / 30  # seconds: the test media's frame duration
