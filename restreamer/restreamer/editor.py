@@ -15,9 +15,12 @@ in the restreamer; a missing file is a plain 404.
 Registered in `create_app` with `app.register_blueprint(editor.blueprint)`.
 """
 
+import logging
 import os
 
 import flask
+
+logger = logging.getLogger(__name__)
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 EDITOR_DIR = os.path.join(STATIC_DIR, "editor")
@@ -47,6 +50,10 @@ def page():
 def hls_js():
     """hls.js from the npm install next to the page."""
     if not os.path.exists(os.path.join(HLS_JS_DIR, HLS_JS_NAME)):
+        logger.warning(
+            "The editor's player is missing (%s): run tools/setup",
+            os.path.join(HLS_JS_DIR, HLS_JS_NAME),
+        )
         return (
             "hls.js is not installed: run tools/setup (npm ci in restreamer/restreamer/static)\n",
             503,

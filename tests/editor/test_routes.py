@@ -45,11 +45,13 @@ def test_hls_js_is_the_pinned_release(client):
     assert pinned.encode() in response.data
 
 
-def test_hls_js_missing_says_how_to_fix(client, monkeypatch, tmp_path):
+def test_hls_js_missing_says_how_to_fix(client, monkeypatch, tmp_path, caplog):
     monkeypatch.setattr(editor, "HLS_JS_DIR", str(tmp_path / "nowhere"))
     response = client.get("/editor/vendor/hls.min.js")
     assert response.status_code == 503
     assert b"tools/setup" in response.data
+    # The node's log says it too, for the operator who never opens the page.
+    assert any("player is missing" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize(
