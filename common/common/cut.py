@@ -65,7 +65,6 @@ import functools
 import logging
 import math
 import os
-import time
 import weakref
 
 import gevent
@@ -123,6 +122,8 @@ class ContainsHoles(CutError):
 
 class NoContent(CutError):
     """Nothing at all was recorded in the range."""
+
+    outcome = "no_content"  # as `ffmpeg.Run` counts it
 
 
 # --- metrics -----------------------------------------------------------------
@@ -737,26 +738,21 @@ def cut(segments, start, end, type="fast", allow_holes=False, registry=prometheu
 
 
 def _cut(segments, start, end, type, metrics):
-    processes, pipes = [], []
-    method = type
-    wall_start = time.monotonic()
-    outcome = "error"
-    video_seconds = 0.0
-    try:
+    with ffmpeg.Run(metrics, type, method=type) as cut_run:
         runs, reasons = _runs(segments)
         # A run of one segment may hold no frame of the range at all (a sliver
         # of a segment before a hole, or a range shorter than a frame).
         runs = [run for run in runs if len(run) > 1 or _has_frames(run[0], start, end)]
         if not runs:
             raise NoContent(f"no frame between {format_time(start)} and {format_time(end)}")
-        video_seconds = sum(
+        cut_run.video_seconds = sum(
             (min(end, run[-1].end) - max(start, run[0].start)).total_seconds() for run in runs
         )
         if type == "fast":
             if len(runs) > 1:
                 reason = "format" if "format" in reasons else _join_blocker(runs)
                 if reason is None:
-                    method = "joined"
+                    cut_run.method = "joined"
                     logger.info(
                         "Cut %s to %s: joining %d runs (%s) without re-encoding",
                         start.isoformat(), end.isoformat(), len(runs), ", ".join(sorted(reasons)),
@@ -764,32 +760,15 @@ def _cut(segments, start, end, type, metrics):
             else:
                 reason = _fast_blocker(runs[0])
             if reason:
-                method = "concat"
+                cut_run.method = "concat"
                 metrics.fallbacks.labels(reason=reason).inc()
                 logger.warning(
                     "Cut %s to %s cannot be fast (%s across %d runs): using the concat filter",
                     start.isoformat(), end.isoformat(), reason, len(runs),
                 )  # fmt: skip
-        if method == "fast":
-            yield from _fast_cut(runs[0], start, end, processes)
-        elif method == "joined":
-            yield from _joined_fast_cut(runs, start, end, processes)
+        if cut_run.method == "fast":
+            yield from _fast_cut(runs[0], start, end, cut_run.processes)
+        elif cut_run.method == "joined":
+            yield from _joined_fast_cut(runs, start, end, cut_run.processes)
         else:
-            yield from _concat_cut(runs, start, end, processes, pipes)
-        outcome = "ok"
-    except GeneratorExit:
-        outcome = "cancelled"
-        raise
-    except NoContent:
-        outcome = "no_content"
-        raise
-    finally:
-        for process in processes:
-            process.kill()
-        for pipe in pipes:
-            ffmpeg.close_quietly(pipe)
-        metrics.cuts.labels(type=type, method=method, outcome=outcome).inc()
-        if outcome == "ok" and video_seconds > 0:
-            metrics.latency.labels(type=type, method=method).observe(
-                (time.monotonic() - wall_start) / video_seconds
-            )
+            yield from _concat_cut(runs, start, end, cut_run.processes, cut_run.pipes)

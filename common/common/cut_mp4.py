@@ -37,7 +37,6 @@ import datetime
 import logging
 import math
 import os
-import time
 from fractions import Fraction
 
 import gevent
@@ -292,10 +291,7 @@ def cut(segments, start, end, type, container, metrics):
 
 
 def _cut(segments, start, end, type, container, metrics):
-    processes, pipes = [], []
     method = "full"
-    wall_start = time.monotonic()
-    outcome = "error"
     if type == "fast":
         method = "concat"
         reason = fast_blocker(segments, container)
@@ -304,28 +300,11 @@ def _cut(segments, start, end, type, container, metrics):
             "Cut %s to %s as .%s cannot be fast (%s): re-encoding it all",
             start.isoformat(), end.isoformat(), container, reason,
         )  # fmt: skip
-    video_seconds = sum(
-        (min(end, s.end) - max(start, s.start)).total_seconds() for s in segments if s
-    )
-    try:
-        yield from _made(segments, start, end, container, processes, pipes)
-        outcome = "ok"
-    except GeneratorExit:
-        outcome = "cancelled"
-        raise
-    except NoContent:
-        outcome = "no_content"
-        raise
-    finally:
-        for process in processes:
-            process.kill()
-        for pipe in pipes:
-            ffmpeg.close_quietly(pipe)
-        metrics.cuts.labels(type=type, method=method, outcome=outcome).inc()
-        if outcome == "ok" and video_seconds > 0:
-            metrics.latency.labels(type=type, method=method).observe(
-                (time.monotonic() - wall_start) / video_seconds
-            )
+    with ffmpeg.Run(metrics, type, method) as run:
+        run.video_seconds = sum(
+            (min(end, s.end) - max(start, s.start)).total_seconds() for s in segments if s
+        )
+        yield from _made(segments, start, end, container, run.processes, run.pipes)
 
 
 def _made(segments, start, end, container, processes, pipes):

@@ -16,6 +16,7 @@ it needed) stops quietly.
 import collections
 import logging
 import os
+import time
 
 import gevent
 import gevent.subprocess
@@ -146,3 +147,46 @@ def close_quietly(pipe):
         pipe.close()
     except OSError:
         pass
+
+
+class Run:
+    """One cut's ffmpegs, pipes and accounting, as a context manager.
+
+    The cut appends the processes and pipes it starts to `processes` and
+    `pipes`, and sets `method` and `video_seconds` as it decides them. On
+    exit, however the cut ends (done, failed, or closed early by its reader:
+    GeneratorExit), every process is killed and every pipe closed, and the
+    cut is counted in `metrics` (`common.cut`'s) by type, method and outcome
+    (an exception's `outcome` attribute, if it has one), and timed per second
+    of video when it succeeded.
+    """
+
+    def __init__(self, metrics, type, method):
+        self.metrics = metrics
+        self.type = type
+        self.method = method
+        self.video_seconds = 0.0
+        self.processes = []
+        self.pipes = []
+        self.wall_start = time.monotonic()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        if exc_type is None:
+            outcome = "ok"
+        elif issubclass(exc_type, GeneratorExit):
+            outcome = "cancelled"
+        else:
+            outcome = getattr(exc, "outcome", "error")
+        for process in self.processes:
+            process.kill()
+        for pipe in self.pipes:
+            close_quietly(pipe)
+        self.metrics.cuts.labels(type=self.type, method=self.method, outcome=outcome).inc()
+        if outcome == "ok" and self.video_seconds > 0:
+            self.metrics.latency.labels(type=self.type, method=self.method).observe(
+                (time.monotonic() - self.wall_start) / self.video_seconds
+            )
+        return False
