@@ -4,7 +4,7 @@ Every retry loop in streamvault (a playlist poll, a segment attempt, a peer's
 pass, a database reconnect, a YouTube chunk) waits the same way: double the
 wait with each failure in a row up to a cap, vary it by a little so retries from
 many greenlets or nodes never synchronise, and sleep on the stop event so a
-shutdown never waits out a sleep (STYLE habit 4).
+shutdown never waits out a sleep.
 """
 
 import random

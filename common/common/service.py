@@ -1,4 +1,4 @@
-"""The one lifecycle every service shares (STYLE habit 7).
+"""The one lifecycle every service shares.
 
 `run_service` starts the metrics server and the optional backdoor, installs
 SIGTERM/SIGINT handlers, runs the service's workers as greenlets and waits.

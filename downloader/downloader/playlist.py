@@ -1,6 +1,6 @@
 """HLS playlists: parsing, naming variants, spotting ads, and placing segments in time.
 
-Pure code, no I/O (STYLE habit 3): the worker fetches text and hands it here;
+Pure code, no I/O: the worker fetches text and hands it here;
 tests feed it tables of playlists. Parsing itself is the `m3u8` library's; this
 module turns its objects into what the downloader needs, and refuses what the
 store cannot hold. Tag names are written out where they are handled, so the

@@ -29,7 +29,7 @@ const SEEK_EPSILON_S = 0.001;
 const PREVIEW_PLAY_MAX_BYTES = 100 * 1000 * 1000;
 const API_STORAGE_KEY = "streamvault.editor.api";
 const LOCATION_STORAGE_KEY = "streamvault.editor.upload_location";
-// Job states in which a cutter may still be stopped (DESIGN §4).
+// Job states in which a cutter may still be stopped (docs/DATABASE.md).
 const CANCELLABLE = new Set(["EDITED", "CLAIMED"]);
 
 const $ = (id) => document.getElementById(id);
