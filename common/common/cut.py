@@ -611,6 +611,22 @@ def _joined_fast_cut(runs, start, end, processes):
         out_end = end_frame + out_end - first_frame
 
 
+def conform_video(fmt, target):
+    """The filter tail that brings video of format `fmt` to `target`'s frame
+    rate, size (scaled to fit, padded), SAR and pixel format, for the concat
+    filter, which needs every input alike."""
+    width, height = target.video["width"], target.video["height"]
+    tail = ""
+    if fmt.video["frame_rate"] != target.video["frame_rate"]:
+        tail += ",fps={}/{}".format(*target.video["frame_rate"])
+    return tail + (
+        f",scale={width}:{height}:force_original_aspect_ratio=decrease"
+        f",pad={width}:{height}:(ow-iw)/2:(oh-ih)/2"
+        f",setsar={target.video['sar'].replace(':', '/')}"
+        f",format={target.video['pix_fmt'] or 'yuv420p'}"
+    )
+
+
 def _concat_cut(runs, start, end, processes, pipes):
     """Yield a re-encoded cut of the runs, joined by ffmpeg's concat filter.
 
@@ -619,10 +635,6 @@ def _concat_cut(runs, start, end, processes, pipes):
     padded and resampled to the first segment's format, then all are joined.
     """
     target = segment_format(runs[0][0].path)
-    width, height = target.video["width"], target.video["height"]
-    rate = "{}/{}".format(*target.video["frame_rate"])
-    sar = target.video["sar"].replace(":", "/")
-    pix_fmt = target.video["pix_fmt"] or "yuv420p"
     audio = target.audio or {"sample_rate": 48000, "channel_layout": "stereo", "channels": 2}
     layout = audio["channel_layout"] or ("stereo" if audio["channels"] == 2 else "mono")
 
@@ -651,12 +663,7 @@ def _concat_cut(runs, start, end, processes, pipes):
             first_frame = _next_frame(first_pts, s, fmt.frame_ticks)
             end_frame = _next_frame(first_pts, e, fmt.frame_ticks)
             video = f"[{i}:v:0]trim=start_pts={s}:end_pts={e},setpts=PTS-{first_frame}"
-            if fmt.video["frame_rate"] != target.video["frame_rate"]:
-                video += f",fps={rate}"
-            video += (
-                f",scale={width}:{height}:force_original_aspect_ratio=decrease"
-                f",pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,setsar={sar},format={pix_fmt}[v{i}]"
-            )
+            video += conform_video(fmt, target) + f"[v{i}]"
             if fmt.audio:
                 sound = (
                     f"[{i}:a:0]atrim=start={_seconds(first_frame)}:end={_seconds(end_frame)}"

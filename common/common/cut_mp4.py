@@ -43,7 +43,7 @@ import gevent
 import gevent.fileobject
 
 from . import ffmpeg, layout, probe
-from .cut import AUDIO_BITRATE, CutError, NoContent
+from .cut import AUDIO_BITRATE, CutError, NoContent, conform_video
 from .cut import _video_encode_args as _x264_args
 from .probe import FFmpegError
 
@@ -220,10 +220,6 @@ def cut_args(runs, start, end, container, read_fds):
     Also returns the seconds of video the output holds.
     """
     target = probe.stream_format(runs[0][0].path)
-    width, height = target.video["width"], target.video["height"]
-    sar = target.video["sar"].replace(":", "/")
-    pix_fmt = target.video["pix_fmt"] or "yuv420p"
-    rate = "{}/{}".format(*target.video["frame_rate"])
     audio = target.audio or {"sample_rate": 48000, "channel_layout": "stereo", "channels": 2}
     layout_name = audio["channel_layout"] or ("stereo" if audio["channels"] == 2 else "mono")
     args = ffmpeg.base_args() + ["-copyts"]
@@ -244,12 +240,7 @@ def cut_args(runs, start, end, container, read_fds):
             f"[{i}:v:0]trim=start={_f(first_frame - frame / 2)}:end={_f(end_frame - frame / 2)}"
             f",setpts=PTS-{_f(first_frame)}/TB"
         )
-        if fmt.video["frame_rate"] != target.video["frame_rate"]:
-            video += f",fps={rate}"
-        video += (
-            f",scale={width}:{height}:force_original_aspect_ratio=decrease"
-            f",pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,setsar={sar},format={pix_fmt}[v{i}]"
-        )
+        video += conform_video(fmt, target) + f"[v{i}]"
         if fmt.audio:
             # A segment's last 20-60 ms of audio are muxed with the next one's
             # video: a run ending where the range's segments end is padded with
