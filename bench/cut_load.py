@@ -59,7 +59,7 @@ sys.path.insert(0, ROOT)
 from common.segments import parse_segment_path  # noqa: E402
 from common.times import UTC, format_time, parse_time  # noqa: E402
 from devtools.ports import free_ports  # noqa: E402
-from tests.load import children, client_addresses  # noqa: E402
+from tests.load import children, client_addresses, request  # noqa: E402
 from tests.media import add_to_store, make_media  # noqa: E402
 
 MEDIA_START = datetime.datetime(2026, 11, 28, 0, 0, tzinfo=UTC)
@@ -72,7 +72,6 @@ POLL_EVERY = 1.0  # seconds between reads of the test stream's playlist
 STARTUP_TIMEOUT = 30  # seconds
 DRAIN_TIMEOUT = 30  # seconds for in-flight cuts once a level ends
 SETTLE = 8  # seconds after the last level for the downloader's last segments
-REQUEST_TIMEOUT = 60  # seconds
 
 
 def percentile(values, fraction):
@@ -104,22 +103,6 @@ def wait_for_line(stream, pattern, what):
             threading.Thread(target=lambda: [None for _ in stream], daemon=True).start()
             return match
     sys.exit(f"cut_load: {what} did not start: {''.join(lines[-5:])}")
-
-
-def get(port, path, source="127.0.0.1"):
-    """(status, body length) of GET `path`, on a new connection from `source`."""
-    connection = http.client.HTTPConnection(
-        "127.0.0.1", port, timeout=REQUEST_TIMEOUT, source_address=(source, 0)
-    )
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        size = 0
-        while chunk := response.read(65536):
-            size += len(chunk)
-        return response.status, size
-    finally:
-        connection.close()
 
 
 class Node:
@@ -177,7 +160,7 @@ class Node:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while True:
             try:
-                if get(self.port, "/files")[0] == 200:
+                if request(self.port, "/files")[0] == 200:
                     break
             except OSError:
                 pass
@@ -260,7 +243,7 @@ def cut_client(node, index, source, until, results):
         count += 1
         began = time.monotonic()
         try:
-            status, size = get(node.port, path, source)
+            status, _, size = request(node.port, path, source)
         except OSError as e:
             results.append(("error", type, time.monotonic() - began, repr(e)))
             time.sleep(REFUSED_WAIT)
@@ -290,7 +273,7 @@ def listing_client(port, until, queue):
         count += 1
         began = time.monotonic()
         try:
-            status, _ = get(port, path)
+            status, _, _ = request(port, path)
         except OSError:
             status = "error"
         latencies.append(time.monotonic() - began)

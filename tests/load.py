@@ -3,11 +3,17 @@
 - `children(pid)`: a process's ffmpeg children, read from /proc (the count a
   cut bound must keep flat);
 - `client_addresses(count)`: source addresses for load clients, so that a
-  per-client bound does not hide a per-node one.
+  per-client bound does not hide a per-node one;
+- `request(port, path, source)`: one GET on a new connection from `source`,
+  its body read and counted.
 """
 
+import http.client
 import os
 import socket
+
+# A cut under load may queue behind others: long enough for the slowest.
+REQUEST_TIMEOUT = 60  # seconds
 
 
 def children(pid, name="ffmpeg"):
@@ -44,3 +50,20 @@ def client_addresses(count):
     except OSError:
         return ["127.0.0.1"]
     return addresses
+
+
+def request(port, path, source="127.0.0.1", timeout=REQUEST_TIMEOUT):
+    """(status, headers, body length) of GET `path` on 127.0.0.1:`port`, on a new
+    connection from `source` (a loopback address: the client's identity)."""
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", port, timeout=timeout, source_address=(source, 0)
+    )
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        size = 0
+        while chunk := response.read(65536):
+            size += len(chunk)
+        return response.status, response.headers, size
+    finally:
+        connection.close()

@@ -37,7 +37,7 @@ from common.segments import get_best_segments, parse_segment_path
 from common.times import format_time, parse_time
 from devtools.ports import free_ports
 from tests.conftest import MEDIA_START
-from tests.load import children, client_addresses
+from tests.load import children, client_addresses, request
 from tests.media import add_to_store
 from tests.util import wait_for
 
@@ -60,24 +60,7 @@ STARTUP_TIMEOUT = 30  # seconds; generous on a loaded 2-core machine
 # In-flight cuts when the flood ends, and the downloader's last segments of
 # the window (a segment is stored once the next one is published).
 DRAIN_TIMEOUT = 30  # seconds
-REQUEST_TIMEOUT = 60  # seconds
 SEGMENT = datetime.timedelta(seconds=2)  # the test stream's segment length
-
-
-def request(port, path, source="127.0.0.1"):
-    """(status, headers, body length) of GET `path`, on a new connection from `source`."""
-    connection = http.client.HTTPConnection(
-        "127.0.0.1", port, timeout=REQUEST_TIMEOUT, source_address=(source, 0)
-    )
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        size = 0
-        while chunk := response.read(65536):
-            size += len(chunk)
-        return response.status, response.headers, size
-    finally:
-        connection.close()
 
 
 class Node:
