@@ -10,6 +10,7 @@ monkey.patch_all()
 
 import datetime  # noqa: E402
 
+import prometheus_client  # noqa: E402
 import pytest  # noqa: E402
 
 from tests.media import make_fmp4_media, make_media  # noqa: E402
@@ -17,6 +18,12 @@ from tests.media import make_fmp4_media, make_media  # noqa: E402
 # Broadcast time the shared media is filed under: just before an hour boundary,
 # so that ranges over it cross hours.
 MEDIA_START = datetime.datetime(2026, 11, 28, 13, 59, 42, tzinfo=datetime.UTC)
+
+
+@pytest.fixture
+def registry():
+    """A fresh Prometheus registry, so each test reads back only its own samples."""
+    return prometheus_client.CollectorRegistry()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,3 @@
-import prometheus_client
 import pytest
 
 from backfiller import client, main
@@ -25,11 +24,6 @@ def fast(monkeypatch):
     monkeypatch.setattr(main, "PASS_INTERVAL", 0.02)
     monkeypatch.setattr(main, "NODE_FILE_INTERVAL", 0.02)
     monkeypatch.setattr(main, "NODE_FILE_POLL", 0.02)
-
-
-@pytest.fixture
-def registry():
-    return prometheus_client.CollectorRegistry()
 
 
 @pytest.fixture

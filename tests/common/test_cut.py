@@ -12,7 +12,6 @@ import math
 import os
 from fractions import Fraction
 
-import prometheus_client
 import pytest
 
 from common import cut as cutmod
@@ -50,11 +49,6 @@ def frames_between(a, b, first=0):
     """The frame numbers shown in [a, b) seconds of media (counting from `first`)."""
     a, b = Fraction(str(a)), Fraction(str(b))
     return list(range(first + math.ceil(a * RATE), first + math.ceil(b * RATE)))
-
-
-@pytest.fixture
-def registry():
-    return prometheus_client.CollectorRegistry()
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import subprocess
 from fractions import Fraction
 from itertools import pairwise
 
-import prometheus_client
 import pytest
 
 from common.cut import NoContent, cut
@@ -49,11 +48,6 @@ def at(seconds, origin=FMP4_START):
 def frames_between(a, b, first=0):
     a, b = Fraction(str(a)), Fraction(str(b))
     return list(range(first + math.ceil(a * RATE), first + math.ceil(b * RATE)))
-
-
-@pytest.fixture
-def registry():
-    return prometheus_client.CollectorRegistry()
 
 
 @pytest.fixture

@@ -21,11 +21,6 @@ GOOD = {
 }
 
 
-@pytest.fixture
-def registry():
-    return prometheus_client.CollectorRegistry()
-
-
 def new_editor(jobs):
     """(name, token) of a new editor with a unique name."""
     name = f"ed-{secrets.token_hex(4)}"

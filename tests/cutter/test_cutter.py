@@ -6,7 +6,6 @@ import logging
 import os
 
 import gevent
-import prometheus_client
 import psycopg2
 import pytest
 
@@ -37,11 +36,6 @@ from tests.media import add_to_store
 
 def sample(registry, name, **labels):
     return registry.get_sample_value(name, labels) or 0
-
-
-@pytest.fixture
-def registry():
-    return prometheus_client.CollectorRegistry()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import time
 
 import gevent
 import gevent.socket
-import prometheus_client
 import pytest
 
 from common.cut import cut
@@ -50,11 +49,6 @@ def slow_last_piece(tmp_path, monkeypatch):
 @pytest.fixture
 def stalling_last_piece(tmp_path, monkeypatch):
     wrap_ffmpeg(tmp_path, monkeypatch, "exec sleep 60")
-
-
-@pytest.fixture
-def registry():
-    return prometheus_client.CollectorRegistry()
 
 
 def serve(base, registry, **limits):

@@ -8,7 +8,6 @@ import time
 import gevent
 import gevent.pywsgi
 import gevent.subprocess
-import prometheus_client
 import pytest
 
 from restreamer.app import create_app
@@ -41,11 +40,6 @@ def cut_store(tmp_path, media):
     add_to_store(base, "chan", "source", MEDIA_START, media[:2])
     add_to_store(base, "chan", "source", MEDIA_START + datetime.timedelta(seconds=18), media[3:])
     return base
-
-
-@pytest.fixture
-def registry():
-    return prometheus_client.CollectorRegistry()
 
 
 @pytest.fixture
