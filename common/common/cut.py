@@ -29,16 +29,20 @@ How it fails, and what it does about it:
   starting over), possibly with another resolution, codec, frame rate or
   audio layout — are found by reading a few packets of every segment in range
   (`mpegts.scan_head`, cached). The range is then split into runs of joinable
-  segments. Runs of one format (a restart of the same encoder setup, or the
-  two sides of a hole allowed by `allow_holes`) are each cut fast and joined
-  as they are (method `joined`): later runs' timestamps are shifted so the
-  timeline runs on one frame after the previous run, their continuity
-  counters follow on, and nothing is re-encoded beyond each run's ends; at a
-  join the audio may pause for up to 60 ms (see the last point). Runs of
-  different formats go through ffmpeg's concat filter, every run scaled/padded
-  and resampled to the first segment's format; a fast cut that has to do
-  this logs and counts it (`cut_fallbacks_total`). Either way the hole or the
-  restart is simply absent from the output.
+  segments, joined by `common.cut_join`. Runs of the first run's format (a
+  restart of the same encoder setup, or the two sides of a hole allowed by
+  `allow_holes`) are each cut fast and joined as they are (method `joined`):
+  later runs' timestamps are shifted so the timeline runs on one frame after
+  the previous run, their continuity counters follow on, and nothing is
+  re-encoded beyond each run's ends; at a join the audio may pause for up to
+  60 ms (see the last point). A run of another format is re-encoded whole
+  into the first run's (scaled/padded, resampled, AAC audio) and joined the
+  same way (method `converted`): the cost is that run's, the rest is still
+  copied. Only when the first run cannot be cut fast, or its audio is not
+  AAC-LC, does everything go through ffmpeg's concat filter, every run
+  scaled/padded and resampled to the first segment's format; a fast cut that
+  has to do this logs and counts it (`cut_fallbacks_total`). Either way the
+  hole or the restart is simply absent from the output.
 - An ffmpeg that fails raises `FFmpegError` from the iterator, with its last
   lines of stderr; the output so far is then incomplete.
 - Closing the iterator early (a client went away) kills every ffmpeg it
@@ -132,7 +136,7 @@ class _Metrics:
     def __init__(self, registry):
         self.cuts = Counter(
             "cuts",
-            "Cuts by requested type, method used (fast, joined, full, concat) and outcome",
+            "Cuts by requested type, method used (fast, joined, converted, full, concat) and outcome",
             ["type", "method", "outcome"],
             registry=registry,
         )
@@ -590,7 +594,7 @@ def cut(segments, start, end, type="fast", allow_holes=False, registry=prometheu
 
 
 def _cut(segments, start, end, type, metrics):
-    from . import cut_join  # several runs (it builds on this module)
+    from . import cut_join  # joins several runs (it builds on this module)
 
     with ffmpeg.Run(metrics, type, method=type) as cut_run:
         runs, reasons = _runs(segments)
@@ -602,14 +606,17 @@ def _cut(segments, start, end, type, metrics):
         cut_run.video_seconds = sum(
             (min(end, run[-1].end) - max(start, run[0].start)).total_seconds() for run in runs
         )
+        kinds = None  # how each run joins the first (`cut_join.join_plan`)
         if type == "fast":
             if len(runs) > 1:
-                reason = "format" if "format" in reasons else cut_join.join_blocker(runs)
-                if reason is None:
-                    cut_run.method = "joined"
+                kinds, reason = cut_join.join_plan(runs)
+                if kinds:
+                    converted = kinds.count("convert")
+                    cut_run.method = "converted" if converted else "joined"
                     logger.info(
-                        "Cut %s to %s: joining %d runs (%s) without re-encoding",
+                        "Cut %s to %s: joining %d runs (%s), re-encoding the %d of another format",
                         start.isoformat(), end.isoformat(), len(runs), ", ".join(sorted(reasons)),
+                        converted,
                     )  # fmt: skip
             else:
                 reason = _fast_blocker(runs[0])
@@ -622,7 +629,9 @@ def _cut(segments, start, end, type, metrics):
                 )  # fmt: skip
         if cut_run.method == "fast":
             yield from _fast_cut(runs[0], start, end, cut_run.processes)
-        elif cut_run.method == "joined":
-            yield from cut_join.joined_fast_cut(runs, start, end, cut_run.processes)
+        elif kinds:
+            yield from cut_join.joined_cut(
+                runs, kinds, start, end, cut_run.processes, cut_run.pipes
+            )
         else:
             yield from cut_join.concat_cut(runs, start, end, cut_run.processes, cut_run.pipes)

@@ -4,18 +4,24 @@
 byte (`cut._runs`: a stream restart, timestamps starting over, or a hole
 allowed by `allow_holes`, ends a run) and hands several runs here:
 
-- `join_blocker` says whether the runs can be cut fast and joined as they are
-  (one format, the same PIDs and B-frame reorder delay);
-- `joined_fast_cut` does that: each run cut fast (`cut._start_fast`), later
-  runs shifted onto the output's timeline (`mpegts.Shifter`);
-- `concat_cut` is the fallback: everything re-encoded through ffmpeg's concat
-  filter, every run scaled/padded (`conform_video`) and resampled to the first
-  segment's format.
+- `join_plan` says how each run joins the first: copied (it has the first
+  run's format, PIDs and B-frame reorder delay) or converted (any other
+  format), or that they cannot be joined so (the first run cannot be cut
+  fast, or its audio is not AAC-LC) and need `concat_cut`;
+- `joined_cut` makes that: copied runs cut fast (`cut._start_fast`),
+  converted runs re-encoded whole into the first run's format (`_Conversion`),
+  every later run shifted onto the output's timeline (`mpegts.Shifter`), so
+  that the output is one stream, timestamps and continuity counters running
+  on across each join, and only the converted runs cost a re-encode;
+- `concat_cut` is the fallback (and the full cut): everything re-encoded
+  through ffmpeg's concat filter, every run scaled/padded (`conform_video`)
+  and resampled to the first segment's format.
 
-This module builds on `common.cut` (its planning helpers and ffmpeg arguments),
-which imports it only when a cut has several runs.
+This module builds on `common.cut` (its planning helpers and ffmpeg
+arguments), which imports it lazily, when it cuts.
 """
 
+import math
 import os
 
 import gevent
@@ -25,9 +31,11 @@ from . import ffmpeg, mpegts
 from .cut import (
     AUDIO_BITRATE,
     _as_ffmpeg_sees,
+    _drop_args,
     _fast_blocker,
     _first_pts,
     _made_groups,
+    _mux_args,
     _next_frame,
     _reorder_delay,
     _seconds,
@@ -39,31 +47,45 @@ from .cut import (
 )
 
 
-def join_blocker(runs):
-    """Why these runs cannot each be cut fast and joined as they are, or None.
+def join_plan(runs):
+    """How each run joins the first: (["copy" | "convert", ...], None), or
+    (None, reason) when the runs must all go through `concat_cut`.
 
-    They can when every run can be cut fast and all have one format, the
-    same PIDs and the same B-frame reorder delay (so decode timestamps step
-    evenly across a join): a stream that restarted, or resumed after a hole,
-    with its encoder set up as before.
+    A run is copied (cut fast, its packets kept) when it can be cut fast and
+    has the first run's format, PIDs and B-frame reorder delay (so decode
+    timestamps step evenly across a join): a stream that restarted, or
+    resumed after a hole, with its encoder set up as before. Any other run is
+    converted to the first run's format. That needs the first run itself to
+    be cut fast ("codec" if not) and its audio to be AAC-LC, which ffmpeg's
+    encoder can continue ("codec" if not).
     """
-    for run in runs:
-        reason = _fast_blocker(run)
-        if reason:
-            return reason
-    first = segment_head(runs[0][0].path)
-    fmt = segment_format(runs[0][0].path)
-    for run in runs:
-        for segment in (run[0], run[-1]):
-            head = segment_head(segment.path)
-            if segment_format(segment.path).key() != fmt.key():
-                return "format"
-            pids = (head.pmt_pid, head.video_pid, head.audio_pid)
-            if pids != (first.pmt_pid, first.video_pid, first.audio_pid):
-                return "format"
-            if _reorder_delay(head, fmt) != _reorder_delay(first, fmt):
-                return "format"
-    return None
+    reason = _fast_blocker(runs[0])
+    if reason:
+        return None, reason
+    audio = segment_format(runs[0][0].path).audio
+    if audio and (audio["codec_name"] != "aac" or audio["profile"] not in ("LC", None)):
+        return None, "codec"
+    kinds = ["copy"] + ["copy" if _copyable(run, runs[0]) else "convert" for run in runs[1:]]
+    return kinds, None
+
+
+def _copyable(run, first_run):
+    """Whether `run` can be cut fast and joined to `first_run` as it is."""
+    if _fast_blocker(run):
+        return False
+    first = segment_head(first_run[0].path)
+    fmt = segment_format(first_run[0].path)
+    for segment in (run[0], run[-1]):
+        head = segment_head(segment.path)
+        if segment_format(segment.path).key() != fmt.key():
+            return False
+        if (head.pmt_pid, head.video_pid, head.audio_pid) != (
+            first.pmt_pid, first.video_pid, first.audio_pid
+        ):  # fmt: skip
+            return False
+        if _reorder_delay(head, fmt) != _reorder_delay(first, fmt):
+            return False
+    return True
 
 
 def _run_frames(run, start, end):
@@ -77,33 +99,50 @@ def _run_frames(run, start, end):
     return _next_frame(first_pts, start_pts, ticks), _next_frame(last_pts, end_pts, ticks)
 
 
-def joined_fast_cut(runs, start, end, processes):
-    """Yield the fast cuts of several runs as one stream, nothing re-encoded
-    beyond each run's ends.
+def joined_cut(runs, kinds, start, end, processes, pipes):
+    """Yield several runs as one stream, as `join_plan` says: the copied runs
+    cut fast (nothing re-encoded beyond their ends), the others converted
+    whole (`_Conversion`).
 
-    Each later run's timestamps (PTS, DTS, PCR) are shifted so that its first
-    frame comes one frame after the previous run's last, and its continuity
-    counters follow on (`mpegts.Shifter`): the hole or the restart is simply
-    absent from the output. Audio keeps its packets, so at a join it may
-    leave a gap of less than one audio frame.
+    Every run's ffmpegs start at once. Each later run's timestamps (PTS, DTS,
+    PCR) are shifted so that its first frame comes one frame after the
+    previous run's last, and its continuity counters follow on
+    (`mpegts.Shifter`): the hole or the restart is simply absent from the
+    output. Copied audio keeps its packets, so at a join it may leave a gap
+    of less than one audio frame, or up to 60 ms where the source's last
+    audio before a restart was never recorded; a converted run's audio
+    starts and ends with its video.
     """
-    started = [_start_fast(run, start, end, processes) for run in runs]
+    started = []
+    for run, kind in zip(runs, kinds, strict=True):
+        if kind == "copy":
+            started.append(_start_fast(run, start, end, processes))
+        else:
+            started.append(_Conversion(run, runs[0], start, end, processes, pipes))
     counters = yield from _made_groups(started[0])
     out_end = _run_frames(runs[0], start, end)[1]
-    for run, groups in zip(runs[1:], started[1:], strict=True):
-        first_frame, end_frame = _run_frames(run, start, end)
-        shifter = mpegts.Shifter(out_end - first_frame, after=counters)
-        for chunk in _made_groups(groups):
-            yield shifter.feed(chunk)
-        shifter.finish()
-        counters = shifter.last_counters
-        out_end = end_frame + out_end - first_frame
+    try:
+        for run, what in zip(runs[1:], started[1:], strict=True):
+            if isinstance(what, _Conversion):
+                first_frame, length, chunks = what.base, what.length, what.chunks()
+            else:
+                first_frame, end_frame = _run_frames(run, start, end)
+                length, chunks = end_frame - first_frame, _made_groups(what)
+            shifter = mpegts.Shifter(out_end - first_frame, after=counters)
+            for chunk in chunks:
+                yield shifter.feed(chunk)
+            shifter.finish()
+            counters = shifter.last_counters
+            out_end += length
+    finally:
+        writers = [what.writer for what in started if isinstance(what, _Conversion)]
+        gevent.killall(writers, timeout=ffmpeg.KILL_TIMEOUT)
 
 
 def conform_video(fmt, target):
     """The filter tail that brings video of format `fmt` to `target`'s frame
-    rate, size (scaled to fit, padded), SAR and pixel format, for the concat
-    filter, which needs every input alike."""
+    rate, size (scaled to fit, padded), SAR and pixel format: for a converted
+    run, and for the concat filter, which needs every input alike."""
     width, height = target.video["width"], target.video["height"]
     tail = ""
     if fmt.video["frame_rate"] != target.video["frame_rate"]:
@@ -114,6 +153,100 @@ def conform_video(fmt, target):
         f",setsar={target.video['sar'].replace(':', '/')}"
         f",format={target.video['pix_fmt'] or 'yuv420p'}"
     )
+
+
+# Where a converted run's own timeline starts (10 s, in 90 kHz ticks) before
+# `mpegts.Shifter` moves it onto the output's: far enough from 0 that its
+# DTS (up to two frames before the PTS) and PCR (the mux delay, up to 1.4 s,
+# before that) never go negative, which the MPEG-TS muxer cannot write.
+CONVERTED_BASE = 10 * mpegts.CLOCK
+
+
+class _Conversion:
+    """One run re-encoded whole into the first run's format: MPEG-TS that
+    continues the first run's stream once shifted (started at once).
+
+    Its segments' bytes go through a pipe into one ffmpeg, which trims the
+    run to its part of the range and conforms the video (`conform_video`),
+    then encodes it as a fast cut's re-encoded pieces are: the same x264
+    settings, B-frame reorder delay (decode timestamps set one frame apart, as
+    `cut._encode_piece_args` does), PIDs and mux delay. The audio is
+    resampled to the first run's rate and layout, padded with silence to the
+    video's length (a run's last audio before a restart is often missing;
+    a run without audio gets silence) and encoded as AAC; the encoder's
+    priming packet, one frame before the first sample, and any packet from
+    half a frame before the video's end on are dropped, so that audio starts
+    and ends with the video. Its first frame is at `base` (90 kHz) and it
+    lasts `length` ticks. `chunks()` yields the output and raises
+    `FFmpegError` if ffmpeg failed.
+    """
+
+    def __init__(self, run, target_run, start, end, processes, pipes):
+        target = segment_format(target_run[0].path)
+        target_head = segment_head(target_run[0].path)
+        fmt = segment_format(run[0].path)
+        head, last_head = segment_head(run[0].path), segment_head(run[-1].path)
+        # ffmpeg reads the run as one file: timestamps as it sees them there.
+        first_pts = _first_pts(head)
+        last_pts = _as_ffmpeg_sees(last_head.video_pts, head.video_dts)
+        s = first_pts + _ticks(max(start, run[0].start) - run[0].start)
+        e = last_pts + _ticks(min(end, run[-1].end) - run[-1].start)
+        first_frame = _next_frame(first_pts, s, fmt.frame_ticks)
+        ticks = target.frame_ticks
+        frames = max(1, round((_next_frame(first_pts, e, fmt.frame_ticks) - first_frame) / ticks))
+        # On the output's frame grid, so that an fps filter keeps it exactly.
+        self.base = round(math.ceil(CONVERTED_BASE / ticks) * ticks)
+        self.length = round(frames * ticks)
+
+        video = f"[0:v:0]trim=start_pts={s}:end_pts={e},setpts=PTS-{first_frame}+{self.base}"
+        filters = [video + conform_video(fmt, target) + f",trim=end_frame={frames}[v]"]
+        delay = _reorder_delay(target_head, target)
+        args = ["-map", "[v]"] + _video_encode_args(target, delay)
+        args += ["-enc_time_base:v", f"1:{mpegts.CLOCK}", "-fps_mode", "passthrough"]
+        args += ["-bsf:v", f"setts=pts=PTS:dts=STARTPTS+(N-{delay})*{ticks:g}/{mpegts.CLOCK}/TB"]
+        if target.audio:
+            rate = target.audio["sample_rate"]
+            layout = target.audio["channel_layout"] or (
+                "stereo" if target.audio["channels"] == 2 else "mono"
+            )
+            if fmt.audio:
+                sound = (
+                    f"[0:a:0]atrim=start={_seconds(first_frame)}"
+                    f":end={_seconds(first_frame + self.length)}"
+                    f",asetpts=PTS+({_seconds(self.base - first_frame)})/TB"
+                )
+            else:
+                sound = (
+                    f"anullsrc=r={rate}:cl={layout},atrim=end={_seconds(self.length)}"
+                    f",asetpts=PTS+{_seconds(self.base)}/TB"
+                )
+            filters.append(
+                sound + f",aresample={rate},aformat=sample_fmts=fltp:channel_layouts={layout}"
+                f",apad=whole_dur={_seconds(self.length)}[a]"
+            )
+            half_audio = target.audio_frame_ticks / 2
+            args += ["-map", "[a]", "-c:a", "aac", "-b:a", AUDIO_BITRATE, "-ar", str(rate)]
+            args += _drop_args(
+                "a", "pts", self.base - half_audio, self.base + self.length - half_audio
+            )
+        args += ["-filter_complex", ";".join(filters)] + _mux_args(target_head)
+
+        read_fd, write_fd = os.pipe()
+        try:
+            # The write end belongs to `pipes` at once, so that it is closed
+            # however the cut ends.
+            pipes.append(gevent.fileobject.FileObjectPosix(write_fd, "wb", close=True))
+            source = ["-copyts", "-f", "mpegts", "-i", f"pipe:{read_fd}"]
+            self.process = ffmpeg.Process(ffmpeg.base_args() + source + args, pass_fds=[read_fd])
+            processes.append(self.process)
+        finally:
+            os.close(read_fd)
+        self.writer = gevent.spawn(ffmpeg.feed, [segment.path for segment in run], pipes[-1])
+
+    def chunks(self):
+        yield from self.process.chunks()
+        self.process.check()
+        self.writer.get()
 
 
 def concat_cut(runs, start, end, processes, pipes):
