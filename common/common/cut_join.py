@@ -114,14 +114,14 @@ def joined_cut(runs, kinds, start, end, processes, pipes):
     starts and ends with its video.
     """
     started = []
-    for run, kind in zip(runs, kinds, strict=True):
-        if kind == "copy":
-            started.append(_start_fast(run, start, end, processes))
-        else:
-            started.append(_Conversion(run, runs[0], start, end, processes, pipes))
-    counters = yield from _made_groups(started[0])
-    out_end = _run_frames(runs[0], start, end)[1]
     try:
+        for run, kind in zip(runs, kinds, strict=True):
+            if kind == "copy":
+                started.append(_start_fast(run, start, end, processes))
+            else:
+                started.append(_Conversion(run, runs[0], start, end, processes, pipes))
+        counters = yield from _made_groups(started[0])
+        out_end = _run_frames(runs[0], start, end)[1]
         for run, what in zip(runs[1:], started[1:], strict=True):
             if isinstance(what, _Conversion):
                 first_frame, length, chunks = what.base, what.length, what.chunks()
@@ -198,8 +198,14 @@ class _Conversion:
         self.base = round(math.ceil(CONVERTED_BASE / ticks) * ticks)
         self.length = round(frames * ticks)
 
+        # Exactly `frames` frames: a run whose last segment holds fewer than
+        # its listed duration says (cut short before a hole) ends on copies
+        # of its last frame, so that the next run still joins one frame on.
         video = f"[0:v:0]trim=start_pts={s}:end_pts={e},setpts=PTS-{first_frame}+{self.base}"
-        filters = [video + conform_video(fmt, target) + f",trim=end_frame={frames}[v]"]
+        filters = [
+            video + conform_video(fmt, target)
+            + f",tpad=stop=-1:stop_mode=clone,trim=end_frame={frames}[v]"
+        ]  # fmt: skip
         delay = _reorder_delay(target_head, target)
         args = ["-map", "[v]"] + _video_encode_args(target, delay)
         args += ["-enc_time_base:v", f"1:{mpegts.CLOCK}", "-fps_mode", "passthrough"]
@@ -229,7 +235,7 @@ class _Conversion:
             args += _drop_args(
                 "a", "pts", self.base - half_audio, self.base + self.length - half_audio
             )
-        args += ["-filter_complex", ";".join(filters)] + _mux_args(target_head)
+        args = ["-filter_complex", ";".join(filters)] + args + _mux_args(target_head)
 
         read_fd, write_fd = os.pipe()
         try:
