@@ -177,8 +177,10 @@ class _Conversion:
     priming packet, one frame before the first sample, and any packet from
     half a frame before the video's end on are dropped, so that audio starts
     and ends with the video. Its first frame is at `base` (90 kHz) and it
-    lasts `length` ticks. `chunks()` yields the output and raises
-    `FFmpegError` if ffmpeg failed.
+    lasts `length` ticks, whatever the source holds: a frame it lacks
+    (damaged, or past the end of a segment cut short) is the one before
+    held. `chunks()` yields the output and raises `FFmpegError` if ffmpeg
+    failed (a warning from ffmpeg reading damaged input is logged).
     """
 
     def __init__(self, run, target_run, start, end, processes, pipes):
@@ -198,14 +200,17 @@ class _Conversion:
         self.base = round(math.ceil(CONVERTED_BASE / ticks) * ticks)
         self.length = round(frames * ticks)
 
-        # Exactly `frames` frames: a run whose last segment holds fewer than
-        # its listed duration says (cut short before a hole) ends on copies
-        # of its last frame, so that the next run still joins one frame on.
+        # Exactly `frames` frames, one frame apart: a frame lost to damage is
+        # filled by the one before (`fps`, which `conform_video` adds only
+        # for another rate), and a run whose last segment holds fewer frames
+        # than its listed duration says (cut short before a hole) ends on
+        # copies of its last frame, so that the next run still joins one
+        # frame on.
         video = f"[0:v:0]trim=start_pts={s}:end_pts={e},setpts=PTS-{first_frame}+{self.base}"
-        filters = [
-            video + conform_video(fmt, target)
-            + f",tpad=stop=-1:stop_mode=clone,trim=end_frame={frames}[v]"
-        ]  # fmt: skip
+        video += conform_video(fmt, target)
+        if fmt.frame_rate == target.frame_rate:
+            video += ",fps={}/{}".format(*target.frame_rate)
+        filters = [video + f",tpad=stop=-1:stop_mode=clone,trim=end_frame={frames}[v]"]
         delay = _reorder_delay(target_head, target)
         args = ["-map", "[v]"] + _video_encode_args(target, delay)
         args += ["-enc_time_base:v", f"1:{mpegts.CLOCK}", "-fps_mode", "passthrough"]

@@ -306,6 +306,39 @@ def test_a_frame_rate_change_is_converted_to_the_first_rate(
 
 
 @pytest.mark.slow
+def test_a_converted_run_cut_short_still_lasts_its_listed_time(
+    tmp_path, marked_media, small_media, registry
+):
+    # The restart's segment lost its second half (the recording broke; a hole
+    # follows), yet says it lasts 6 s: its last frame is held to fill them,
+    # so that what comes after the hole still joins one frame on.
+    short = tmp_path / "short.ts"
+    data = open(small_media[0][0], "rb").read()
+    short.write_bytes(data[: len(data) // 2 // 188 * 188])
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", MEDIA_START, marked_media[:2])
+    add_to_store(base, "chan", "source", at(12), [(str(short), SIX)])
+    add_to_store(base, "chan", "source", at(24), marked_media[:1])
+    a, b = 3.25, 28
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(a), at(b))
+    out = write_cut(
+        tmp_path / "out.ts", cut(segments, at(a), at(b), allow_holes=True, registry=registry)
+    )
+    found = frame_numbers(out, WIDTH)
+    first, middle, last = found[:262], found[262 : 262 + 180], found[262 + 180 :]
+    assert first == frames_between(a, 12) and last == frames_between(0, b - 24)
+    # What is left of it (a frame or two the damage spoils held from the one
+    # before), then its last frame held.
+    kept = middle.index(middle[-1]) + 1
+    assert 30 < kept < 150 and middle[:kept] == sorted(middle[:kept])
+    assert len(set(middle[:kept])) >= kept - 2
+    assert middle[kept:] == [middle[-1]] * (180 - kept)
+    judge(out, a + 6, b, found, reencoded_audio=True, audio_joins=2)
+    labels = {"type": "fast", "method": "converted", "outcome": "ok"}
+    assert registry.get_sample_value("cuts_total", labels) == 1
+
+
+@pytest.mark.slow
 def test_a_restart_the_first_format_cannot_take_falls_back_to_concat(
     tmp_path, mp2_media, small_media, registry
 ):
