@@ -26,6 +26,7 @@ import os
 
 import gevent
 import gevent.fileobject
+import gevent.queue
 
 from . import ffmpeg, mpegts
 from .cut import (
@@ -160,6 +161,11 @@ def conform_video(fmt, target):
 # DTS (up to two frames before the PTS) and PCR (the mux delay, up to 1.4 s,
 # before that) never go negative, which the MPEG-TS muxer cannot write.
 CONVERTED_BASE = 10 * mpegts.CLOCK
+# How much of a converted run's output is read ahead (bytes, at most) while
+# the runs before it are still being sent, so that its encode runs alongside
+# theirs instead of waiting on a full pipe: about a minute of 720p, which the
+# converter writes at 0.6 MB/s (bench/cut.py's test pattern, CRF 18).
+READ_AHEAD = 32 * 1024 * 1024
 
 
 class _Conversion:
@@ -179,8 +185,9 @@ class _Conversion:
     and ends with the video. Its first frame is at `base` (90 kHz) and it
     lasts `length` ticks, whatever the source holds: a frame it lacks
     (damaged, or past the end of a segment cut short) is the one before
-    held. `chunks()` yields the output and raises `FFmpegError` if ffmpeg
-    failed (a warning from ffmpeg reading damaged input is logged).
+    held. Its output is read ahead (up to `READ_AHEAD`) as it comes;
+    `chunks()` yields it and raises `FFmpegError` if ffmpeg failed (a
+    warning from ffmpeg reading damaged input is logged).
     """
 
     def __init__(self, run, target_run, start, end, processes, pipes):
@@ -253,11 +260,26 @@ class _Conversion:
         finally:
             os.close(read_fd)
         self.writer = gevent.spawn(ffmpeg.feed, [segment.path for segment in run], pipes[-1])
+        self.output = gevent.queue.Queue(maxsize=READ_AHEAD // ffmpeg.CHUNK_SIZE)
+        # A reader of the process: `kill` ends it.
+        self.process.readers.append(gevent.spawn(self._read_ahead))
+
+    def _read_ahead(self):
+        """Queue the output's chunks, then None, or the error that ended it."""
+        try:
+            for chunk in self.process.chunks():
+                self.output.put(chunk)
+            self.process.check()
+            self.writer.get()
+            self.output.put(None)
+        except Exception as e:  # FFmpegError, or the writer's OSError: for `chunks`
+            self.output.put(e)
 
     def chunks(self):
-        yield from self.process.chunks()
-        self.process.check()
-        self.writer.get()
+        while (chunk := self.output.get()) is not None:
+            if isinstance(chunk, Exception):
+                raise chunk
+            yield chunk
 
 
 def concat_cut(runs, start, end, processes, pipes):

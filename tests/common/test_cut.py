@@ -289,6 +289,30 @@ def test_a_changed_run_in_the_middle_is_converted_alone(
 
 
 @pytest.mark.slow
+def test_closing_a_converted_cut_early_kills_its_ffmpegs(
+    tmp_path, marked_media, small_media, registry, monkeypatch
+):
+    # The conversion (the one ffmpeg padding video: tpad) hangs, reading nothing.
+    script = tmp_path / "ffmpeg"
+    script.write_text('#!/bin/sh\ncase "$*" in *tpad=*) exec sleep 60;; esac\nexec ffmpeg "$@"\n')
+    script.chmod(0o755)
+    monkeypatch.setattr(cutmod.ffmpeg, "FFMPEG", str(script))
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", MEDIA_START, marked_media[:2])
+    add_to_store(base, "chan", "source", at(12), small_media)
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(3.25), at(20))
+    before = child_processes()
+    chunks = cut(segments, at(3.25), at(20), registry=registry)
+    assert next(chunks)
+    running = [open(f"/proc/{pid}/cmdline", "rb").read() for pid in child_processes() - before]
+    assert any(cmdline.startswith(b"sleep") for cmdline in running), "expected the conversion"
+    chunks.close()
+    assert new_children_after(before) == set()
+    labels = {"type": "fast", "method": "converted", "outcome": "cancelled"}
+    assert registry.get_sample_value("cuts_total", labels) == 1
+
+
+@pytest.mark.slow
 def test_a_frame_rate_change_is_converted_to_the_first_rate(
     tmp_path, marked_media, fast_media, registry
 ):
