@@ -13,10 +13,13 @@ mid-GOP and crossing an hour boundary, runs in one go:
 - fast: `common.cut.cut(type="fast")`;
 - full: `common.cut.cut(type="full")`.
 
-Then, with `--restarts` (the default), 60 s fast cuts (`allow_holes`) across
-a stream restart: the first 30 s of the store, a 13.7 s hole, then 30 s more
-whose timestamps start over: of the same format (the first 30 s again), or
-of another (640x360, made once): beside a plain 60 s fast cut in one run.
+Then (unless `--no-restarts`), 60 s fast cuts (`allow_holes`) across a
+stream restart: the first 30 s of the store, a 13.7 s hole, then 30 s more
+whose timestamps start over: of the same format (the first 30 s again:
+joined, nothing re-encoded), or of another (640x360, made once: that part
+re-encoded); and 18 s, the hole, 18 s of the other format, then the first
+format again. Beside them a plain 60 s fast cut, and the full re-encode of
+the restart to another format (what such a fast cut used to cost).
 
 Each writes its output to a file; wall and CPU time (this process plus its
 children) are measured around that. The start error is read off the first
@@ -71,42 +74,54 @@ RESTART_SECONDS = 30  # of each recording
 
 def make_restart_store(store, kind):
     """A store with a restart in it: 30 s of `store`, a hole, then 30 s more that
-    start their timestamps over, of the same format or (`kind="format"`) not."""
+    start their timestamps over, of the same format or (`kind="format"`) not; or
+    (`kind="middle"`) 18 s of `store`, the hole, 18 s of the other format, then
+    `store`'s start again (a restart back to the first format, no hole)."""
     path = os.path.join(CACHE, f"restart-{kind}")
     done = os.path.join(path, ".done")
     if not os.path.exists(done):
-        span = datetime.timedelta(seconds=RESTART_SECONDS)
+        seconds = 18 if kind == "middle" else RESTART_SECONDS
+        span = datetime.timedelta(seconds=seconds)
         first = [(s.path, s.duration) for s in get_best_segments(store, START, START + span)]
-        second = first
-        if kind == "format":
-            second = make_media(
+        other = first
+        if kind in ("format", "middle"):
+            other = make_media(
                 os.path.join(CACHE, "media-restart-640x360"),
                 seconds=RESTART_SECONDS,
                 size="640x360",
                 rate=RATE,
                 extra_video_filter=marker_filter(640),
-            )
+            )[: seconds // 6]
         add_to_store(path, "bench", "source", START, first)
-        add_to_store(path, "bench", "source", START + span + RESTART_HOLE, second)
+        add_to_store(path, "bench", "source", START + span + RESTART_HOLE, other)
+        if kind == "middle":
+            add_to_store(path, "bench", "source", START + 2 * span + RESTART_HOLE, first)
         open(done, "w").close()
     return os.path.join(path, "bench", "source")
 
 
 def restart_rows(store, out_dir):
-    """[(case, wall, cpu, duration, expected duration)] for the restart cuts."""
+    """[(case, wall, cpu, duration, expected duration)] for the restart cuts: 60 s
+    fast cuts (`allow_holes`) across a restart, beside a plain one and, for the
+    restart to another format, the full re-encode that such a cut used to fall
+    back to (ffmpeg's concat filter over every part)."""
     start = START + datetime.timedelta(seconds=3.2345)
     end = start + datetime.timedelta(seconds=60)
+    new_format = make_restart_store(store, "format")
     cases = [
-        ("plain fast cut", store, False),
-        ("across a restart, same format", make_restart_store(store, "same"), True),
-        ("across a restart, new format", make_restart_store(store, "format"), True),
-    ]
+        ("plain fast cut", store, False, "fast"),
+        ("across a restart, same format (joined)", make_restart_store(store, "same"), True, "fast"),
+        ("across a restart, new format (19.5 s re-encoded)", new_format, True, "fast"),
+        ("new format in the middle (18 s re-encoded)", make_restart_store(store, "middle"), True,
+         "fast"),
+        ("new format, type=full (all 46.3 s re-encoded)", new_format, True, "full"),
+    ]  # fmt: skip
     rows = []
-    for name, path, holes in cases:
+    for name, path, holes, type in cases:
         segments = get_best_segments(path, start, end)
         out = os.path.join(out_dir, "restart.ts")
         run_cat([s for s in segments if s], os.devnull)()
-        wall, cpu = measure(run_cut(segments, start, end, "fast", out, allow_holes=holes))
+        wall, cpu = measure(run_cut(segments, start, end, type, out, allow_holes=holes))
         expected = 60 - (RESTART_HOLE.total_seconds() if holes else 0)
         rows.append((name, wall, cpu, timing(out)[0], expected))
         print(f"  {name}: {wall:.2f} s", file=sys.stderr)

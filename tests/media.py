@@ -32,6 +32,7 @@ def make_media(
     ts_offset=36000,
     tone=440,
     extra_video_filter=None,
+    audio_codec="aac",
 ):
     """Encode `seconds` of test video into HLS segments in `out_dir`.
 
@@ -52,7 +53,7 @@ def make_media(
             "-t", str(seconds),
             "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
             "-bf", "2", "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
-            "-c:a", "aac", "-ar", "48000", "-ac", "2", "-b:a", "64k",
+            "-c:a", audio_codec, "-ar", "48000", "-ac", "2", "-b:a", "64k",
             "-output_ts_offset", str(ts_offset),
             "-f", "hls", "-hls_time", str(segment_seconds), "-hls_list_size", "0",
             "-hls_segment_filename", os.path.join(out_dir, "seg%05d.ts"),

@@ -43,8 +43,9 @@ import gevent
 import gevent.fileobject
 
 from . import ffmpeg, layout, probe
-from .cut import AUDIO_BITRATE, CutError, NoContent, conform_video
+from .cut import AUDIO_BITRATE, CutError, NoContent
 from .cut import _video_encode_args as _x264_args
+from .cut_join import conform_video
 from .probe import FFmpegError
 
 logger = logging.getLogger(__name__)

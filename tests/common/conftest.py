@@ -28,6 +28,30 @@ def small_media(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def fast_media(tmp_path_factory):
+    """6 s at 60 fps (256x144), one segment, other timestamps: a restart at another rate."""
+    return make_media(
+        tmp_path_factory.mktemp("fast"),
+        seconds=6,
+        size="256x144",
+        rate=60,
+        ts_offset=200,
+        extra_video_filter=marker_filter(256),
+    )
+
+
+@pytest.fixture(scope="session")
+def mp2_media(tmp_path_factory):
+    """Like `marked_media` but 12 s, its audio MP2: a format a restart cannot be converted to."""
+    return make_media(
+        tmp_path_factory.mktemp("mp2"),
+        seconds=12,
+        audio_codec="mp2",
+        extra_video_filter=marker_filter(320),
+    )
+
+
+@pytest.fixture(scope="session")
 def wrapping_media(tmp_path_factory):
     """18 s whose 33-bit timestamps wrap 2.3 s in (a stream past its 26.5th hour)."""
     return make_media(

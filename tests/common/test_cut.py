@@ -217,8 +217,19 @@ def test_restart_of_the_same_format_is_joined_fast(tmp_path, marked_media, regis
     assert registry.get_sample_value("cuts_total", labels) == 1
 
 
+def audio_at_joins(found, joins):
+    """Where audio starts after each join, less the video (90 kHz ticks).
+
+    `joins`: the output PTS of the first frame after each. A part's audio
+    ends before half an audio frame before its video's end, the next one's
+    starts from half a frame before its first frame: the first audio packet
+    from there on is the next part's."""
+    audio = sorted(p[0] for p in found["audio"])
+    return [next(t for t in audio if t >= join - AUDIO_FRAME / 2) - join for join in joins]
+
+
 @pytest.mark.slow
-def test_resolution_change_falls_back_to_first_format(
+def test_resolution_change_reencodes_only_the_changed_run(
     tmp_path, marked_media, small_media, registry
 ):
     base = str(tmp_path / "store")
@@ -229,11 +240,143 @@ def test_resolution_change_falls_back_to_first_format(
     assert None not in segments
     out = write_cut(tmp_path / "out.ts", cut(segments, at(a), at(b), registry=registry))
     # The 256x144 part is scaled to 320x180, so its markers read the same way.
+    # Its audio is re-encoded; at the join the first part's last 20-60 ms of
+    # audio are missing (they were muxed into a segment after the restart).
+    video_start, _ = judge(
+        out, a, b, frames_between(a, 12) + frames_between(0, b - 12), reencoded_audio=True,
+        audio_joins=1,
+    )  # fmt: skip
+    found = packets(out)
+    assert {(s["width"], s["height"]) for s in found["streams"] if "width" in s} == {(320, 180)}
+    # The first part keeps the source's timestamps (it is cut fast); the
+    # converted part's audio starts with its video.
+    assert video_start == FIRST_PTS + frames_between(a, b)[0] * FRAME
+    join = video_start + len(frames_between(a, 12)) * FRAME
+    assert audio_at_joins(found, [join]) == [0]
+    assert registry.get_sample_value("cut_fallbacks_total", {"reason": "format"}) is None
+    labels = {"type": "fast", "method": "converted", "outcome": "ok"}
+    assert registry.get_sample_value("cuts_total", labels) == 1
+
+
+@pytest.mark.slow
+def test_a_changed_run_in_the_middle_is_converted_alone(
+    tmp_path, marked_media, small_media, registry
+):
+    # 320x180 until 18 s, a restart at 256x144 until 30 s, then 320x180 again.
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", MEDIA_START, marked_media[:3])
+    add_to_store(base, "chan", "source", at(18), small_media)
+    add_to_store(base, "chan", "source", at(30), marked_media[:2])
+    a, b = 3.25, 40
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(a), at(b))
+    out = write_cut(tmp_path / "out.ts", cut(segments, at(a), at(b), registry=registry))
+    expected = frames_between(a, 18) + frames_between(0, 12) + frames_between(0, b - 30)
+    video_start, _ = judge(out, a, b, expected, reencoded_audio=True, audio_joins=2)
+    found = packets(out)
+    assert {(s["width"], s["height"]) for s in found["streams"] if "width" in s} == {(320, 180)}
+    # The first part's middle segment is copied byte for byte.
+    with open(out, "rb") as f, open(marked_media[1][0], "rb") as segment:
+        assert segment.read() in f.read()
+    joins = [video_start + len(frames_between(a, 18)) * FRAME]
+    joins.append(joins[0] + 12 * 90000)
+    offsets = audio_at_joins(found, joins)
+    # Into the converted part: its audio starts with its video. Out of it:
+    # the copied audio starts within half an audio frame of its video.
+    assert offsets[0] == 0
+    assert abs(offsets[1]) <= AUDIO_FRAME / 2
+    labels = {"type": "fast", "method": "converted", "outcome": "ok"}
+    assert registry.get_sample_value("cuts_total", labels) == 1
+
+
+@pytest.mark.slow
+def test_closing_a_converted_cut_early_kills_its_ffmpegs(
+    tmp_path, marked_media, small_media, registry, monkeypatch
+):
+    # The conversion (the one ffmpeg padding video: tpad) hangs, reading nothing.
+    script = tmp_path / "ffmpeg"
+    script.write_text('#!/bin/sh\ncase "$*" in *tpad=*) exec sleep 60;; esac\nexec ffmpeg "$@"\n')
+    script.chmod(0o755)
+    monkeypatch.setattr(cutmod.ffmpeg, "FFMPEG", str(script))
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", MEDIA_START, marked_media[:2])
+    add_to_store(base, "chan", "source", at(12), small_media)
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(3.25), at(20))
+    before = child_processes()
+    chunks = cut(segments, at(3.25), at(20), registry=registry)
+    assert next(chunks)
+    running = [open(f"/proc/{pid}/cmdline", "rb").read() for pid in child_processes() - before]
+    assert any(cmdline.startswith(b"sleep") for cmdline in running), "expected the conversion"
+    chunks.close()
+    assert new_children_after(before) == set()
+    labels = {"type": "fast", "method": "converted", "outcome": "cancelled"}
+    assert registry.get_sample_value("cuts_total", labels) == 1
+
+
+@pytest.mark.slow
+def test_a_frame_rate_change_is_converted_to_the_first_rate(
+    tmp_path, marked_media, fast_media, registry
+):
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", MEDIA_START, marked_media[:2])
+    add_to_store(base, "chan", "source", at(12), fast_media)
+    a, b = 3.25, 17
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(a), at(b))
+    out = write_cut(tmp_path / "out.ts", cut(segments, at(a), at(b), registry=registry))
+    # 60 fps brought to 30: every other frame of the second part.
+    converted = list(range(0, 5 * 60, 2))
+    judge(out, a, b, frames_between(a, 12) + converted, reencoded_audio=True, audio_joins=1)
+    labels = {"type": "fast", "method": "converted", "outcome": "ok"}
+    assert registry.get_sample_value("cuts_total", labels) == 1
+
+
+@pytest.mark.slow
+def test_a_converted_run_cut_short_still_lasts_its_listed_time(
+    tmp_path, marked_media, small_media, registry
+):
+    # The restart's segment lost its second half (the recording broke; a hole
+    # follows), yet says it lasts 6 s: its last frame is held to fill them,
+    # so that what comes after the hole still joins one frame on.
+    short = tmp_path / "short.ts"
+    data = open(small_media[0][0], "rb").read()
+    short.write_bytes(data[: len(data) // 2 // 188 * 188])
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", MEDIA_START, marked_media[:2])
+    add_to_store(base, "chan", "source", at(12), [(str(short), SIX)])
+    add_to_store(base, "chan", "source", at(24), marked_media[:1])
+    a, b = 3.25, 28
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(a), at(b))
+    out = write_cut(
+        tmp_path / "out.ts", cut(segments, at(a), at(b), allow_holes=True, registry=registry)
+    )
+    found = frame_numbers(out, WIDTH)
+    first, middle, last = found[:262], found[262 : 262 + 180], found[262 + 180 :]
+    assert first == frames_between(a, 12) and last == frames_between(0, b - 24)
+    # What is left of it (a frame or two the damage spoils held from the one
+    # before), then its last frame held.
+    kept = middle.index(middle[-1]) + 1
+    assert 30 < kept < 150 and middle[:kept] == sorted(middle[:kept])
+    assert len(set(middle[:kept])) >= kept - 2
+    assert middle[kept:] == [middle[-1]] * (180 - kept)
+    judge(out, a + 6, b, found, reencoded_audio=True, audio_joins=2)
+    labels = {"type": "fast", "method": "converted", "outcome": "ok"}
+    assert registry.get_sample_value("cuts_total", labels) == 1
+
+
+@pytest.mark.slow
+def test_a_restart_the_first_format_cannot_take_falls_back_to_concat(
+    tmp_path, mp2_media, small_media, registry
+):
+    # The first part's audio is MP2: a converted part (AAC) could not continue it.
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", MEDIA_START, mp2_media)
+    add_to_store(base, "chan", "source", at(12), small_media)
+    a, b = 3.25, 20
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(a), at(b))
+    out = write_cut(tmp_path / "out.ts", cut(segments, at(a), at(b), registry=registry))
     judge(out, a, b, frames_between(a, 12) + frames_between(0, b - 12), reencoded_audio=True)
-    assert {(s["width"], s["height"]) for s in packets(out)["streams"] if "width" in s} == {
-        (320, 180)
-    }
-    assert registry.get_sample_value("cut_fallbacks_total", {"reason": "format"}) == 1
+    assert registry.get_sample_value("cut_fallbacks_total", {"reason": "codec"}) == 1
+    labels = {"type": "fast", "method": "concat", "outcome": "ok"}
+    assert registry.get_sample_value("cuts_total", labels) == 1
 
 
 def test_a_range_between_two_frames_has_no_content(store, registry):
