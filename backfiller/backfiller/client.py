@@ -208,33 +208,38 @@ class PeerClient:
                     length = response.headers.get("Content-Length", "")
                     if length.isdigit() and int(length) > limit:
                         raise PeerError("too_large", f"{url}: {length} bytes")
-                    with SegmentWriter(
-                        base_dir,
-                        channel,
-                        quality,
-                        segment.start,
-                        segment.duration,
-                        segment.container,
-                    ) as writer:
-                        # Kept in memory as well, for check_body: bounded
-                        # by the size limit, and cheaper than reading back.
-                        chunks = []
-                        for chunk in body_chunks(response):
-                            # Writing and hashing release the GIL: in a thread,
-                            # they run beside the other fetches' reads (inline,
-                            # they were a third of a fast peer's copy time).
-                            offload(writer.write, chunk)
-                            chunks.append(chunk)
-                            if writer.size > limit:
-                                raise PeerError("too_large", f"{url}: over {limit} bytes")
-                        body = b"".join(chunks)
-                        del chunks
-                        if writer.hash != segment.hash:
-                            raise HashMismatch(
-                                f"{writer.size} bytes from {url} hash to {writer.hash}"
-                            )
-                        check_body(body, segment, url)
-                        writer.finish(segment.type)
-                        return writer.size
+                    chunks, size = [], 0
+                    for chunk in body_chunks(response):
+                        chunks.append(chunk)
+                        size += len(chunk)
+                        if size > limit:
+                            raise PeerError("too_large", f"{url}: over {limit} bytes")
             except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
                 raise request_error(url, e) from None
+        # Hashing, writing and renaming release the GIL: in a thread, they run
+        # beside the other fetches' reads. One hand-off a segment, not one a
+        # chunk as before: each wakes the hub, and 3 a segment cost more than
+        # the overlap won.
+        return offload(store_verified, base_dir, segment, b"".join(chunks), url)
+
+
+def store_verified(base_dir, segment, body, url):
+    """Write `body` as `segment` into the store if it is what the name says; returns its size.
+
+    The bytes are hashed as they are written to a `temp` file, which is
+    renamed into place only if the hash is the name's (HashMismatch
+    otherwise) and the body is the media the name says (PeerError
+    `bad_media`); on every other way out it is removed. Run in a thread
+    (`offload`), so once started it finishes even if the fetch is killed:
+    nothing it leaves behind is unverified.
+    """
+    with SegmentWriter(
+        base_dir, segment.channel, segment.quality, segment.start, segment.duration,
+        segment.container,
+    ) as writer:  # fmt: skip
+        writer.write(body)
+        if writer.hash != segment.hash:
+            raise HashMismatch(f"{writer.size} bytes from {url} hash to {writer.hash}")
+        check_body(body, segment, url)
+        writer.finish(segment.type)
+        return writer.size
