@@ -1,7 +1,7 @@
 """Talking to one peer's restreamer: listings and segment bodies, trusting nothing.
 
 `PeerClient` does the HTTP: `get_list` reads one JSON listing, `fetch`
-streams one segment into the store. Every way a peer can fail or lie ends in
+copies one segment into the store. Every way a peer can fail or lie ends in
 a `PeerError` whose `kind` labels the error metric; deciding what to ask for,
 counting and logging are the worker's (`main.py`).
 
@@ -15,8 +15,8 @@ How it fails, and what it does about it:
 - Bodies are read exactly as sent, never decoded (`read_body`), and bounded:
   a listing by MAX_LISTING_BYTES, a segment by MAX_SEGMENT_BYTES, before they
   fill memory or the disk.
-- A segment is written to a `temp` file while hashed and renamed into place
-  only if the bytes hash to its name (`HashMismatch` otherwise) and parse as
+- A segment's body is read whole into memory, then written to a `temp` file
+  while hashed and renamed into place only if the bytes hash to its name (`HashMismatch` otherwise) and parse as
   their container with the timeline the name says (`media.check_segment`;
   `bad_media` otherwise); on every other way out the writer removes its temp
   file.
@@ -49,9 +49,9 @@ FETCH_TIMEOUTS = (10, 120)  # socket, whole; seconds
 # (512 MB each was allowed before: 1.8 GB of temp files in one pass).
 MAX_LISTING_BYTES = 8 * 2**20
 MAX_SEGMENT_BYTES = 64 * 2**20
-# Bytes per read from a segment response: big enough that per-chunk Python work
-# (hashing call, write call) is negligible next to the copy. Measured on 500 KB
-# segments: 64 KB and 256 KB alike, 1 MB slower (more memory traffic).
+# Bytes per read of a body without a Content-Length (chunked, or until the peer
+# closes); one with a Content-Length is read straight into a buffer of its
+# size. Big enough that per-chunk Python work is negligible next to the copy.
 CHUNK_SIZE = 256 * 2**10
 USER_AGENT = "streamvault-backfiller"
 HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
