@@ -205,7 +205,10 @@ class PeerClient:
         if connection is None or is_dropped(connection):
             if connection is not None:
                 connection.close()
-            connection = self._connection_class(self._netloc, timeout=timeout)
+            try:
+                connection = self._connection_class(self._netloc, timeout=timeout)
+            except http.client.InvalidURL as e:  # a port that is not a number
+                raise PeerError("connection", f"{url}: {e}") from None
         elif connection.sock is not None:
             connection.sock.settimeout(timeout)
         connection.timeout = timeout

@@ -65,3 +65,12 @@ def test_a_connection_the_peer_closed_while_idle_is_replaced():
     finally:
         client.close()
         server.stop()
+
+
+def test_a_peer_url_with_a_bad_port_is_a_connection_error(tmp_path, metrics, registry):
+    peer = peer_from_url("http://127.0.0.1:notaport")
+    worker = PeerWorker(peer, str(tmp_path), ["chan"], ["source"], metrics=metrics)
+    worker.run(once=True)
+    assert worker.errors == 1
+    labels = {"peer": peer.name, "kind": "connection"}
+    assert registry.get_sample_value("backfiller_errors_total", labels) == 1
