@@ -16,10 +16,10 @@ How it fails, and what it does about it:
   a listing by MAX_LISTING_BYTES, a segment by MAX_SEGMENT_BYTES, before they
   fill memory or the disk.
 - A segment's body is read whole into memory, then written to a `temp` file
-  while hashed and renamed into place only if the bytes hash to its name (`HashMismatch` otherwise) and parse as
-  their container with the timeline the name says (`media.check_segment`;
-  `bad_media` otherwise); on every other way out the writer removes its temp
-  file.
+  while hashed, and renamed into place only if the bytes hash to its name
+  (`HashMismatch` otherwise) and parse as their container with the timeline
+  the name says (`media.check_segment`; `bad_media` otherwise); on every
+  other way out the writer removes its temp file.
 """
 
 import contextlib
@@ -59,6 +59,10 @@ CHUNK_SIZE = 256 * 2**10
 # client's CPU than writing, then hashing, the whole body (1.38 against 1.74 s
 # an hour, median of 6); 32-64 KB were no better.
 STORE_PIECE = 128 * 2**10
+# Seconds a killed fetch waits for its thread to finish storing its segment
+# (a millisecond or so from a healthy disk): longer than any write but a
+# stalled disk's, well within the 5 s the service gives its workers to stop.
+OFFLOAD_STOP_WAIT = 2
 USER_AGENT = "streamvault-backfiller"
 HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
 
@@ -143,9 +147,17 @@ def offload(function, *args):
     """Run `function(*args)` in gevent's thread pool, this greenlet waiting for it.
 
     For work that releases the GIL (file writes, hashing big chunks): it then
-    runs on another core while the hub serves the other greenlets.
+    runs on another core while the hub serves the other greenlets. A thread
+    cannot be killed, so if this greenlet is (a SIGTERM stopping the fetches)
+    it first waits up to OFFLOAD_STOP_WAIT for the call to end: what the call
+    started (a temp file) it finishes or removes, before the process exits.
     """
-    return gevent.get_hub().threadpool.apply(function, args)
+    result = gevent.get_hub().threadpool.spawn(function, *args)
+    try:
+        return result.get()
+    except BaseException:
+        result.wait(OFFLOAD_STOP_WAIT)
+        raise
 
 
 def check_body(data, segment, url):
@@ -160,11 +172,11 @@ class PeerClient:
     """The HTTP side of one peer: its listings and its segments, `concurrency` at once.
 
     Plain `http.client` connections, kept alive and reused (up to
-    `concurrency` + 1 idle): requests cost ~0.6 ms of CPU a request more
-    (session, adapter and urllib3 layers), a third of the client's CPU when
-    copying 500 KB segments, and with 2 cores shared with the peer that is
-    wall time too. Redirects are never followed (http.client does not), and
-    bodies are never decoded (`read_body`).
+    `concurrency` + 1 idle). The `requests` library's session, adapter and
+    urllib3 layers cost ~0.6 ms of CPU more a request (bench/backfill.py:
+    0.4 s of 2.1 s an hour of 500 KB segments), and on 2 cores shared with
+    the peer that is wall time too. Redirects are never followed
+    (http.client does not), and bodies are never decoded (`read_body`).
     """
 
     def __init__(self, peer, concurrency, max_segment_bytes=None):
@@ -263,10 +275,9 @@ class PeerClient:
             if response.status != 200:
                 raise PeerError("http", f"{url}: HTTP {response.status}")
             body = read_body(response, limit, url)
-        # Hashing, writing and renaming release the GIL: in a thread, they run
-        # beside the other fetches' reads. One hand-off a segment, not one a
-        # chunk as before: each wakes the hub, and 3 a segment cost more than
-        # the overlap won.
+        # Hashing and writing release the GIL: in a thread, they run beside
+        # the other fetches' reads. One hand-off a segment, not one a chunk:
+        # each wakes a thread and then the hub.
         return offload(store_verified, base_dir, segment, body, url)
 
 

@@ -8,8 +8,10 @@ peer has closed while idle must be noticed before it is used.
 import datetime
 
 import gevent
+import gevent.monkey
 import gevent.server
 
+from backfiller import client
 from backfiller.client import PeerClient, PeerError
 from backfiller.main import PeerWorker
 from backfiller.plan import peer_from_url
@@ -74,3 +76,19 @@ def test_a_peer_url_with_a_bad_port_is_a_connection_error(tmp_path, metrics, reg
     assert worker.errors == 1
     labels = {"peer": peer.name, "kind": "connection"}
     assert registry.get_sample_value("backfiller_errors_total", labels) == 1
+
+
+def test_a_killed_fetch_lets_its_thread_finish_storing():
+    # A SIGTERM kills the fetches; a store already running in a thread (which
+    # cannot be killed) must end, renamed or removed, before the process does.
+    sleep = gevent.monkey.get_original("time", "sleep")
+    done = []
+
+    def store():
+        sleep(0.2)
+        done.append(True)
+
+    fetch = gevent.spawn(client.offload, store)
+    gevent.sleep(0.05)
+    fetch.kill()
+    assert done == [True]
