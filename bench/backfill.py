@@ -13,7 +13,11 @@ once under bench/.cache. Then, in one run, alternating:
   the same concurrency: listing, fetching, hashing, verifying and renaming.
 
 Both are timed from process start to exit, and the median of `--repeat` runs
-is reported. The target is a ratio of at least 0.8 of the floor.
+is reported, with the CPU seconds (user + system) of the client processes and
+of the peer serving them, and the load average: on 2 cores the peer's CPU
+competes with the client's, and other processes' load moves both sides' times
+(the ratio within one run is what counts). The target is a ratio of at least
+0.8 of the floor.
 
 Run: .venv/bin/python bench/backfill.py [--repeat N] [--concurrency N]
 """
@@ -125,6 +129,13 @@ def run_backfiller(url, dest, concurrency):
     return time.perf_counter() - started
 
 
+def process_cpu(pid):
+    """User + system seconds a running process has used so far (from /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def count_files(dest):
     return sum(len(files) for _, _, files in os.walk(dest))
 
@@ -141,6 +152,8 @@ def main():
     peer, url = start_peer()
     times = {"curl": [], "backfiller": []}
     cpu = {"curl": [], "backfiller": []}  # user + system seconds of the client processes
+    peer_cpu = {"curl": [], "backfiller": []}  # ...and of the peer serving them
+    load = os.getloadavg()[0]
     try:
         for _ in range(args.repeat):
             for method in times:
@@ -148,6 +161,7 @@ def main():
                     prefix=f"bench-backfill-{method}-", dir=ROOT + "/bench/.cache"
                 )
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                peer_before = process_cpu(peer.pid)
                 try:
                     if method == "curl":
                         elapsed = run_curl(url, names, dest, args.concurrency)
@@ -160,6 +174,7 @@ def main():
                     cpu[method].append(
                         after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
                     )
+                    peer_cpu[method].append(process_cpu(peer.pid) - peer_before)
                 finally:
                     shutil.rmtree(dest)
     finally:
@@ -169,11 +184,12 @@ def main():
     print(
         f"\nbackfill of {COUNT} segments x {total_bytes // COUNT // 1000} KB ({total_bytes / 1e6:.0f} MB) "
         f"from one restreamer, concurrency {args.concurrency}, median of {args.repeat}; "
-        f"target: backfiller at 0.8 of the floor or better\n"
+        f"target: backfiller at 0.8 of the floor or better; load average "
+        f"{load:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs\n"
     )
     print(
         f"{'method':<34} {'seconds':>8} {'MB/s':>8} {'segments/s':>11} {'vs floor':>9} "
-        f"{'CPU s':>6}  runs (s)"
+        f"{'CPU s':>6} {'peer CPU s':>10}  runs (s)"
     )
     for method, label in (
         ("curl", "floor: curl, xargs -P"),
@@ -183,7 +199,8 @@ def main():
         print(
             f"{label:<34} {elapsed:8.2f} {total_bytes / elapsed / 1e6:8.0f} "
             f"{COUNT / elapsed:11.0f} {floor / elapsed:9.2f} "
-            f"{statistics.median(cpu[method]):6.2f}  " + " ".join(f"{t:.2f}" for t in times[method])
+            f"{statistics.median(cpu[method]):6.2f} {statistics.median(peer_cpu[method]):10.2f}  "
+            + " ".join(f"{t:.2f}" for t in times[method])
         )
 
 

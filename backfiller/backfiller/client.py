@@ -1,7 +1,7 @@
 """Talking to one peer's restreamer: listings and segment bodies, trusting nothing.
 
 `PeerClient` does the HTTP: `get_list` reads one JSON listing, `fetch`
-streams one segment into the store. Every way a peer can fail or lie ends in
+copies one segment into the store. Every way a peer can fail or lie ends in
 a `PeerError` whose `kind` labels the error metric; deciding what to ask for,
 counting and logging are the worker's (`main.py`).
 
@@ -12,24 +12,23 @@ How it fails, and what it does about it:
 - Redirects are never followed: a peer answering 302 to another host (or to
   an internal address only it can reach) gets an `http` error, as for any
   status but 200 and 404. Peers are restreamers, which never redirect.
-- Bodies are read exactly as sent, never decoded (`body_chunks`), and bounded:
+- Bodies are read exactly as sent, never decoded (`read_body`), and bounded:
   a listing by MAX_LISTING_BYTES, a segment by MAX_SEGMENT_BYTES, before they
   fill memory or the disk.
-- A segment is written to a `temp` file while hashed and renamed into place
-  only if the bytes hash to its name (`HashMismatch` otherwise) and parse as
-  their container with the timeline the name says (`media.check_segment`;
-  `bad_media` otherwise); on every other way out the writer removes its temp
-  file.
+- A segment's body is read whole into memory, then written to a `temp` file
+  while hashed, and renamed into place only if the bytes hash to its name
+  (`HashMismatch` otherwise) and parse as their container with the timeline
+  the name says (`media.check_segment`; `bad_media` otherwise); on every
+  other way out the writer removes its temp file.
 """
 
 import contextlib
+import http.client
 import json
+import select
 import urllib.parse
 
 import gevent
-import requests
-import requests.adapters
-import urllib3.exceptions
 
 from common.segments import SegmentWriter
 
@@ -50,11 +49,22 @@ FETCH_TIMEOUTS = (10, 120)  # socket, whole; seconds
 # (512 MB each was allowed before: 1.8 GB of temp files in one pass).
 MAX_LISTING_BYTES = 8 * 2**20
 MAX_SEGMENT_BYTES = 64 * 2**20
-# Bytes per read from a segment response: big enough that per-chunk Python work
-# (hashing call, write call) is negligible next to the copy. Measured on 500 KB
-# segments: 64 KB and 256 KB alike, 1 MB slower (more memory traffic).
+# Bytes per read of a body without a Content-Length (chunked, or until the peer
+# closes); one with a Content-Length is read straight into a buffer of its
+# size. Big enough that per-chunk Python work is negligible next to the copy.
 CHUNK_SIZE = 256 * 2**10
+# Bytes a body is written and hashed in, piece by piece: the hash then reads
+# each piece while the file write has just brought it into the CPU cache. On
+# bench/backfill.py (532 KB segments) 128 KB pieces took 10-20% less of the
+# client's CPU than writing, then hashing, the whole body (1.38 against 1.74 s
+# an hour, median of 6); 32-64 KB were no better.
+STORE_PIECE = 128 * 2**10
+# Seconds a killed fetch waits for its thread to finish storing its segment
+# (a millisecond or so from a healthy disk): longer than any write but a
+# stalled disk's, well within the 5 s the service gives its workers to stop.
+OFFLOAD_STOP_WAIT = 2
 USER_AGENT = "streamvault-backfiller"
+HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
 
 
 class PeerError(Exception):
@@ -91,49 +101,63 @@ def deadline(seconds, what):
         timeout.close()
 
 
-def body_chunks(response):
-    """The body of a streamed response exactly as sent, in chunks.
+def read_body(response, limit, url):
+    """The body of `response` exactly as sent, at most `limit` bytes; PeerError otherwise.
 
-    Never decoded: a `Content-Encoding` the peer adds is not undone, so a
+    Never decoded: http.client does not undo a `Content-Encoding`, so a
     compressed body fails its hash (or its JSON) instead of expanding, maybe a
-    thousandfold, in memory. We ask for `identity` anyway.
+    thousandfold, in memory. We ask for `identity` anyway. With a
+    Content-Length (every restreamer answer) the body is read straight into
+    one buffer of that size, refused before any read if over `limit`, and a
+    body cut short is a `connection` error; without one (chunked, or until
+    the peer closes) it grows CHUNK_SIZE at a time up to `limit`.
     """
-    return response.raw.stream(CHUNK_SIZE, decode_content=False)
+    length = response.length
+    if length is not None:
+        if length > limit:
+            raise PeerError("too_large", f"{url}: {length} bytes")
+        body = bytearray(length)
+        view = memoryview(body)
+        done = 0
+        while done < length:
+            count = response.readinto(view[done:])
+            if not count:
+                raise PeerError("connection", f"{url}: cut short at {done} of {length} bytes")
+            done += count
+        return body
+    body = bytearray()
+    while chunk := response.read(CHUNK_SIZE):
+        body += chunk
+        if len(body) > limit:
+            raise PeerError("too_large", f"{url}: over {limit} bytes")
+    return body
 
 
-def request_error(url, e):
-    """A requests or urllib3 exception as a PeerError: `timeout` (also mid-body) or `connection`."""
-    cause = e.args[0] if e.args else None
-    timeouts = (requests.Timeout, urllib3.exceptions.TimeoutError)
-    if isinstance(e, timeouts) or isinstance(cause, timeouts):
-        return PeerError("timeout", f"{url}: {e}")
-    return PeerError("connection", f"{url}: {e}")
+def is_dropped(connection):
+    """True if an idle kept-alive connection was closed by the peer (or sent us junk).
 
-
-def make_session(concurrency):
-    """A requests session keeping up to `concurrency` connections to one peer alive."""
-    session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(
-        pool_connections=1, pool_maxsize=concurrency + 1, max_retries=0
-    )
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers["User-Agent"] = USER_AGENT
-    session.headers["Accept-Encoding"] = "identity"
-    # Peers are reached directly. With this left on, requests reads the proxy
-    # and netrc settings from the environment on every request: ~0.4 ms each,
-    # an eighth of the client's time when copying 500 KB segments.
-    session.trust_env = False
-    return session
+    An idle connection has nothing to read; if its socket is readable, the
+    peer closed it (or sent bytes nobody asked for) and it must not be reused.
+    """
+    sock = connection.sock
+    return sock is not None and bool(select.select([sock], [], [], 0)[0])
 
 
 def offload(function, *args):
     """Run `function(*args)` in gevent's thread pool, this greenlet waiting for it.
 
     For work that releases the GIL (file writes, hashing big chunks): it then
-    runs on another core while the hub serves the other greenlets.
+    runs on another core while the hub serves the other greenlets. A thread
+    cannot be killed, so if this greenlet is (a SIGTERM stopping the fetches)
+    it first waits up to OFFLOAD_STOP_WAIT for the call to end: what the call
+    started (a temp file) it finishes or removes, before the process exits.
     """
-    return gevent.get_hub().threadpool.apply(function, args)
+    result = gevent.get_hub().threadpool.spawn(function, *args)
+    try:
+        return result.get()
+    except BaseException:
+        result.wait(OFFLOAD_STOP_WAIT)
+        raise
 
 
 def check_body(data, segment, url):
@@ -145,39 +169,88 @@ def check_body(data, segment, url):
 
 
 class PeerClient:
-    """The HTTP side of one peer: its listings and its segments, `concurrency` at once."""
+    """The HTTP side of one peer: its listings and its segments, `concurrency` at once.
+
+    Plain `http.client` connections, kept alive and reused (up to
+    `concurrency` + 1 idle). The `requests` library's session, adapter and
+    urllib3 layers cost ~0.6 ms of CPU more a request (bench/backfill.py:
+    0.4 s of 2.1 s an hour of 500 KB segments), and on 2 cores shared with
+    the peer that is wall time too. Redirects are never followed
+    (http.client does not), and bodies are never decoded (`read_body`).
+    """
 
     def __init__(self, peer, concurrency, max_segment_bytes=None):
         self.peer = peer
         # None: MAX_SEGMENT_BYTES as it is when fetching (tests change it).
         self.max_segment_bytes = max_segment_bytes
-        self.session = make_session(concurrency)
+        parts = urllib.parse.urlsplit(peer.url)
+        self._connection_class = (
+            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        )
+        self._netloc = parts.netloc
+        self._prefix = parts.path
+        self._idle = []  # kept-alive connections, most recently used last
+        self._keep = concurrency + 1
 
     def close(self):
-        self.session.close()
+        while self._idle:
+            self._idle.pop().close()
 
     def url(self, *parts):
-        return self.peer.url + "/" + "/".join(urllib.parse.quote(p, safe=":") for p in parts)
+        return self.peer.url + self._target(*parts)[len(self._prefix) :]
+
+    def _target(self, *parts):
+        return self._prefix + "/" + "/".join(urllib.parse.quote(p, safe=":") for p in parts)
+
+    @contextlib.contextmanager
+    def _get(self, parts, timeout):
+        """GET `parts` from the peer; yields the response, its body for the caller to read.
+
+        `timeout` bounds each socket operation (connect, each read). Network
+        failures become PeerError: `timeout`, or `connection` (refused,
+        reset, closed, a malformed answer). The connection is kept for the
+        next request only if the caller read the whole body; on any other
+        way out it is closed.
+        """
+        url = self.url(*parts)
+        connection = self._idle.pop() if self._idle else None
+        if connection is None or is_dropped(connection):
+            if connection is not None:
+                connection.close()
+            try:
+                connection = self._connection_class(self._netloc, timeout=timeout)
+            except http.client.InvalidURL as e:  # a port that is not a number
+                raise PeerError("connection", f"{url}: {e}") from None
+        elif connection.sock is not None:
+            connection.sock.settimeout(timeout)
+        connection.timeout = timeout
+        try:
+            connection.request("GET", self._target(*parts), headers=HEADERS)
+            response = connection.getresponse()
+            yield response
+        except TimeoutError as e:
+            connection.close()
+            raise PeerError("timeout", f"{url}: {e or 'timed out'}") from None
+        except (OSError, http.client.HTTPException) as e:
+            connection.close()
+            raise PeerError("connection", f"{url}: {e!r}") from None
+        except BaseException:
+            connection.close()
+            raise
+        if response.isclosed() and len(self._idle) < self._keep:
+            self._idle.append(connection)
+        else:
+            connection.close()
 
     def get_list(self, *parts):
         """GET a JSON list from the peer. A 404 is an empty list; anything odd is PeerError."""
         url = self.url(*parts)
-        with deadline(LIST_TIMEOUTS[1], url):
-            try:
-                with self.session.get(
-                    url, stream=True, timeout=LIST_TIMEOUTS[0], allow_redirects=False
-                ) as response:
-                    if response.status_code == 404:
-                        return []
-                    if response.status_code != 200:
-                        raise PeerError("http", f"{url}: HTTP {response.status_code}")
-                    body = bytearray()
-                    for chunk in body_chunks(response):
-                        body += chunk
-                        if len(body) > MAX_LISTING_BYTES:
-                            raise PeerError("too_large", f"{url}: over {MAX_LISTING_BYTES} bytes")
-            except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
-                raise request_error(url, e) from None
+        with deadline(LIST_TIMEOUTS[1], url), self._get(parts, LIST_TIMEOUTS[0]) as response:
+            if response.status == 404:
+                return []
+            if response.status != 200:
+                raise PeerError("http", f"{url}: HTTP {response.status}")
+            body = read_body(response, MAX_LISTING_BYTES, url)
         try:
             value = json.loads(body)
         except ValueError as e:
@@ -187,54 +260,46 @@ class PeerClient:
         return value
 
     def fetch(self, segment, base_dir):
-        """Stream one segment into the store under `base_dir`; returns its size.
+        """Fetch one segment into the store under `base_dir`; returns its size.
 
         None if the peer no longer has it (a 404). Raises PeerError
-        (HashMismatch for a lie), or OSError if our own disk fails; the temp
-        file is removed on every way out but success.
+        (HashMismatch for a lie), or OSError if our own disk fails; nothing
+        unverified is left in the store on any way out (`store_verified`).
         """
-        channel, quality, hour, name = segment.channel, segment.quality, segment.hour, segment.name
-        url = self.url("segments", channel, quality, hour, name)
+        parts = ("segments", segment.channel, segment.quality, segment.hour, segment.name)
+        url = self.url(*parts)
         limit = self.max_segment_bytes or MAX_SEGMENT_BYTES
-        with deadline(FETCH_TIMEOUTS[1], url):
-            try:
-                with self.session.get(
-                    url, stream=True, timeout=FETCH_TIMEOUTS[0], allow_redirects=False
-                ) as response:
-                    if response.status_code == 404:
-                        return None
-                    if response.status_code != 200:
-                        raise PeerError("http", f"{url}: HTTP {response.status_code}")
-                    length = response.headers.get("Content-Length", "")
-                    if length.isdigit() and int(length) > limit:
-                        raise PeerError("too_large", f"{url}: {length} bytes")
-                    with SegmentWriter(
-                        base_dir,
-                        channel,
-                        quality,
-                        segment.start,
-                        segment.duration,
-                        segment.container,
-                    ) as writer:
-                        # Kept in memory as well, for check_body: bounded
-                        # by the size limit, and cheaper than reading back.
-                        chunks = []
-                        for chunk in body_chunks(response):
-                            # Writing and hashing release the GIL: in a thread,
-                            # they run beside the other fetches' reads (inline,
-                            # they were a third of a fast peer's copy time).
-                            offload(writer.write, chunk)
-                            chunks.append(chunk)
-                            if writer.size > limit:
-                                raise PeerError("too_large", f"{url}: over {limit} bytes")
-                        body = b"".join(chunks)
-                        del chunks
-                        if writer.hash != segment.hash:
-                            raise HashMismatch(
-                                f"{writer.size} bytes from {url} hash to {writer.hash}"
-                            )
-                        check_body(body, segment, url)
-                        writer.finish(segment.type)
-                        return writer.size
-            except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
-                raise request_error(url, e) from None
+        with deadline(FETCH_TIMEOUTS[1], url), self._get(parts, FETCH_TIMEOUTS[0]) as response:
+            if response.status == 404:
+                return None
+            if response.status != 200:
+                raise PeerError("http", f"{url}: HTTP {response.status}")
+            body = read_body(response, limit, url)
+        # Hashing and writing release the GIL: in a thread, they run beside
+        # the other fetches' reads. One hand-off a segment, not one a chunk:
+        # each wakes a thread and then the hub.
+        return offload(store_verified, base_dir, segment, body, url)
+
+
+def store_verified(base_dir, segment, body, url):
+    """Write `body` as `segment` into the store if it is what the name says; returns its size.
+
+    The bytes are hashed as they are written to a `temp` file, which is
+    renamed into place only if the hash is the name's (HashMismatch
+    otherwise) and the body is the media the name says (PeerError
+    `bad_media`); on every other way out it is removed. Run in a thread
+    (`offload`), so once started it finishes even if the fetch is killed:
+    nothing it leaves behind is unverified.
+    """
+    with SegmentWriter(
+        base_dir, segment.channel, segment.quality, segment.start, segment.duration,
+        segment.container,
+    ) as writer:  # fmt: skip
+        view = memoryview(body)
+        for at in range(0, len(view), STORE_PIECE):
+            writer.write(view[at : at + STORE_PIECE])  # the file's copy, then the hash
+        if writer.hash != segment.hash:
+            raise HashMismatch(f"{writer.size} bytes from {url} hash to {writer.hash}")
+        check_body(body, segment, url)
+        writer.finish(segment.type)
+        return writer.size

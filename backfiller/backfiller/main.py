@@ -24,18 +24,20 @@ How it fails, and what it does about it. Nothing a peer says is trusted:
   `validate_name_part` and `parse_segment_path` (which must agree with the
   channel, quality and hour asked for) before it gets near the filesystem. A
   bad entry is skipped, logged and counted; the rest of the listing is used.
-- Every body is hashed while it is written to a `temp` file; if the hash is not
-  the one in the name, or the body is not the media its name says
-  (`media.check_segment`), the file is deleted, logged and counted. Truncated,
-  oversized, slow and reset bodies end the same way: only whole, verified
-  files are ever renamed into place.
+- Every body is read whole into memory (bounded by --max-segment-mb), then
+  hashed while it is written to a `temp` file; if the hash is not the one in
+  the name, or the body is not the media its name says
+  (`media.check_segment`), the file is deleted, logged and counted.
+  Truncated, oversized, slow and reset bodies never reach the disk: only
+  whole, verified files are ever renamed into place.
 - A listing that cannot be read (connection refused or reset, 5xx, garbage or
   oversized JSON, a peer that stops answering) ends the pass for that peer.
   A pass with any error is followed by an exponentially growing, jittered
   wait (`BACKOFF`), so a broken or lying peer costs little, and each peer has
   its own worker, so it never slows the others.
 - SIGTERM stops the workers at once: a pass in progress is abandoned, and the
-  fetches in flight are killed, which removes their `temp` files.
+  fetches in flight are killed; a body already being stored (in a thread, a
+  millisecond or so) is finished, verified or removed, as it would have been.
 """
 
 import datetime

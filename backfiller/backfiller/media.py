@@ -49,16 +49,21 @@ def check_segment(data, container, duration, whole=True):
 
     A body that is not `whole` (a `partial` or `suspect` copy, cut short when
     its download broke) may end mid-packet or mid-box and last less, never
-    more: what is there must still parse and fit its name.
+    more: what is there must still parse and fit its name. A table or box
+    too short for its fields (IndexError, struct.error as the parsers read
+    past it) is a ValueError too: a refused body, not a bug in the caller.
     """
-    if container == "ts":
-        if not whole:
-            data = data[: len(data) - len(data) % PACKET_SIZE]
-        tracks = _ts_tracks(data)
-    elif container == "mp4":
-        tracks = _mp4_tracks(data, whole)
-    else:
-        raise ValueError(f"unknown container {container!r}")
+    try:
+        if container == "ts":
+            if not whole:
+                data = data[: len(data) - len(data) % PACKET_SIZE]
+            tracks = _ts_tracks(data)
+        elif container == "mp4":
+            tracks = _mp4_tracks(data, whole)
+        else:
+            raise ValueError(f"unknown container {container!r}")
+    except (IndexError, struct.error) as e:
+        raise ValueError(f"malformed {container}: {e}") from None
     _check_timeline(tracks, duration, whole)
 
 
@@ -142,23 +147,32 @@ def _ts_tracks(data):
     while index != -1:
         offset = index * PACKET_SIZE
         index = starts.find(1, index + 1)
+        pid = packet_pid(data, offset)
+        # Only the first PAT and PMT count, and only the PMT's streams' PES
+        # are used: the rest (a third of a video segment's unit starts are
+        # repeated tables) are passed over before any payload is looked at.
+        if pid == PAT_PID:
+            if pmt_pid is not None:
+                continue
+        elif pid == pmt_pid:
+            if streams is not None:
+                continue
+        elif streams is not None and pid not in streams:
+            continue
         control = (data[offset + 3] >> 4) & 3
         if not control & 1:
             continue
         start = offset + 4 + (1 + data[offset + 4] if control & 2 else 0)
-        payload = bytes(data[start : offset + PACKET_SIZE])
+        payload = data[start : offset + PACKET_SIZE]  # a view: no copy
         if not payload:
             continue
-        pid = packet_pid(data, offset)
         if pid == PAT_PID:
-            if pmt_pid is None:
-                _, programs = parse_pat(payload)
-                if programs:
-                    pmt_pid = min(programs.items())[1]
+            _, programs = parse_pat(payload)
+            if programs:
+                pmt_pid = min(programs.items())[1]
         elif pid == pmt_pid:
-            if streams is None:
-                _, found = parse_pmt(payload)
-                streams = found or None
+            _, found = parse_pmt(payload)
+            streams = found or None
         else:
             value, _ = pes_timestamps(payload)
             if value is not None:

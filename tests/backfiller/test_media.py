@@ -7,13 +7,25 @@ or lasts other than its name says, is refused.
 
 import datetime
 import os
+import random
 import subprocess
 
 import pytest
 
 from backfiller.main import PeerWorker
-from backfiller.media import check_segment
+from backfiller.media import _timeline, _ts_tracks, check_segment
 from backfiller.plan import peer_from_url
+from common.mpegts import (
+    AUDIO_STREAM_TYPES,
+    PACKET_SIZE,
+    PAT_PID,
+    VIDEO_STREAM_TYPES,
+    check_packets,
+    packet_pid,
+    parse_pat,
+    parse_pmt,
+    pes_timestamps,
+)
 from common.segments import UTC, SegmentWriter
 from tests.backfiller.peers import FakePeer, media, store_files
 
@@ -125,3 +137,87 @@ def test_mp4_segments_are_replicated_and_checked(ffmpeg_segments, servers, tmp_p
     peer_files = store_files(peer_dir)
     assert store_files(local) == {path: peer_files[path] for path in good}
     assert worker.fetched == 3 and worker.errors == 2
+
+
+def _plain_ts_tracks(data):
+    """MPEG-TS tracks the plain way, every unit-start packet parsed: the oracle for `_ts_tracks`.
+
+    `_ts_tracks` passes repeated PATs and PMTs, and PES of streams the PMT
+    does not list, over before reading their payloads; this reads them all.
+    """
+    check_packets(data)
+    pmt_pid = streams = None
+    pts = {}
+    for offset in range(0, len(data), PACKET_SIZE):
+        if not data[offset + 1] & 0x40:
+            continue
+        control = (data[offset + 3] >> 4) & 3
+        if not control & 1:
+            continue
+        start = offset + 4 + (1 + data[offset + 4] if control & 2 else 0)
+        payload = bytes(data[start : offset + PACKET_SIZE])
+        if not payload:
+            continue
+        pid = packet_pid(data, offset)
+        if pid == PAT_PID:
+            if pmt_pid is None:
+                programs = parse_pat(payload)[1]
+                pmt_pid = min(programs.items())[1] if programs else None
+        elif pid == pmt_pid:
+            if streams is None:
+                streams = parse_pmt(payload)[1] or None
+        elif (value := pes_timestamps(payload)[0]) is not None:
+            pts.setdefault(pid, []).append(value)
+    if pmt_pid is None or streams is None:
+        raise ValueError("no PAT/PMT: not an MPEG-TS segment")
+    kinds = {
+        **dict.fromkeys(AUDIO_STREAM_TYPES, "audio"),
+        **dict.fromkeys(VIDEO_STREAM_TYPES, "video"),
+    }
+    return [
+        _timeline(kinds.get(stream_type, "other"), pts.get(pid, []), 90000)
+        for pid, stream_type in sorted(streams.items())
+    ]
+
+
+def _outcome(tracks_of, data):
+    try:
+        return [(t.kind, t.first, t.length, t.frame) for t in tracks_of(data)]
+    except (ValueError, IndexError) as e:
+        return type(e).__name__
+
+
+def test_ts_check_sees_what_the_plain_parse_sees():
+    # A hostile peer controls every byte: whatever it does to the packets that
+    # start a PES or table (move PIDs, repeat or change the PAT and PMT, add
+    # adaptation fields, break start codes and PTS flags), the fast check
+    # finds the same tracks as parsing every such packet, or fails alike.
+    rng = random.Random(1)
+    base = bytearray(media(b"x"))
+    second_pmt = bytearray(base[188:376])  # the PMT, listing PID 0x100 as video
+    second_pmt[3 + 4 + 13] = 0x0F  # ...now as AAC audio: only the first PMT may count
+    base = bytes(base[: 188 * 20] + base[:188] + second_pmt + base[188 * 20 :])
+    starts = [i for i in range(0, len(base), PACKET_SIZE) if base[i + 1] & 0x40]
+    assert _outcome(_ts_tracks, base) == _outcome(_plain_ts_tracks, base) != "ValueError"
+    outcomes, broken_tables = set(), []
+    for _ in range(3000):
+        data = bytearray(base)
+        for _ in range(rng.randint(1, 4)):
+            offset = rng.choice(starts)
+            at = offset + rng.choice(
+                [1, 2, 3, 4, 4, 5, 6, 7, 8, 11, 12, 13, 14, 15, 16, 17, 18, 20]
+            )
+            data[at] = rng.choice(
+                [0, 1, 0x10, 0x20, 0x30, 0x40, 0x80, 0xB0, 0xFF, rng.randrange(256)]
+            )
+        expected = _outcome(_plain_ts_tracks, data)
+        assert _outcome(_ts_tracks, data) == expected
+        assert _outcome(_ts_tracks, memoryview(data)) == expected
+        outcomes.add(expected if isinstance(expected, str) else "tracks")
+        if expected == "IndexError":
+            broken_tables.append(data)
+    assert outcomes == {"ValueError", "IndexError", "tracks"}  # mutations break and keep it
+    # A table cut too short for its fields is refused like any other bad body.
+    for data in broken_tables:
+        with pytest.raises(ValueError, match="malformed ts"):
+            check_segment(data, "ts", 2 * S)

@@ -199,10 +199,10 @@ def test_sigterm_mid_pass_stops_promptly_and_leaves_no_temp_files(servers, tmp_p
     proc = run_backfiller("--base-dir", str(local), "--channels", "chan", "--nodes", url,
                           "--concurrency", "3")  # fmt: skip
     try:
-        # Mid-pass: three fetches hang with their temp files open (the other three
-        # segments are queued behind them, or done).
-        wait_for(lambda: sum("-temp-" in p for p in store_files(local)) == 3,
-                 timeout=PROCESS_TIMEOUT)  # fmt: skip
+        # Mid-pass: three fetches hang part-way through their bodies (the other
+        # three segments are queued behind them, or done).
+        stalled = ["/segments/" + os.path.relpath(path, tmp_path / "peer") for path in paths[:3]]
+        wait_for(lambda: all(p in peer.requests for p in stalled), timeout=PROCESS_TIMEOUT)
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=PROCESS_TIMEOUT)
     finally:
