@@ -442,11 +442,10 @@ def hours_for_range(start, end):
     return hours
 
 
-# The common case: a readable (non-temp) segment with a well-formed hash. The
-# last hash character of a 32-byte digest carries 4 data bits and 2 zero bits,
-# hence its short alphabet. Anything else goes through `parse_segment_path`
-# for a precise error, and so do durations of 300 s and more (the slow path
-# holds them to MAX_DURATION).
+# The common case: a readable (non-temp) segment with a well-formed hash (the
+# last character of a 32-byte digest's base64 holds 4 data bits and 2 zero bits,
+# hence its short alphabet). Anything else, durations of 300 s and more too
+# (held to MAX_DURATION there), goes through `parse_segment_path`.
 _OFFSET = r"[0-5]\d:[0-5]\d\.\d{6}"
 _KIND = r"(?:[12]\d|\d)?\d(?:\.\d{1,6})?-(?:full|partial|suspect)"
 _HASH = r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]"
@@ -455,14 +454,14 @@ _OFFSET_RE, _KIND_RE = (re.compile(pattern, re.ASCII) for pattern in (_OFFSET, _
 # A directory of one container is checked in one `fullmatch` over its names,
 # each ended by a newline, capturing nothing (capturing the fields took half
 # a listing's time). It checks the layout, `OFFSET-KIND-HASH` with a 12-character
-# OFFSET and a KIND with one `-`; each distinct offset (`MM:SS.ffffff`) and kind
-# (`2.000-full`) is checked once. Together that is exactly _WELL_FORMED_RE.
+# OFFSET and a KIND of digits, dots, `-` and letters; each distinct offset
+# (`MM:SS.ffffff`) and kind (`2.000-full`) is checked once. Together that is
+# exactly _WELL_FORMED_RE. Possessive, as nothing in it needs to backtrack.
 _LAYOUT_RE = {
-    ext: re.compile(rf"(?:[^\n]{{12}}-[^\n-]*-[^\n-]*-{_HASH}\.{ext}\n)*+", re.ASCII)
+    ext: re.compile(rf"(?:.{{12}}-[0-9.]++-[a-z]++-{_HASH}\.{ext}\n)*+", re.ASCII)
     for ext in CONTAINERS
 }
-# Those fields sit at fixed places from the ends of a name of that layout,
-# so they are cut out by C-level slicing, with no Python code per name.
+# Fields at fixed places in a name of that layout: cut out by C-level slicing.
 _OFFSET_TEXT = operator.itemgetter(slice(0, 12))
 _KIND_TEXT = {"ts": operator.itemgetter(slice(13, -47)), "mp4": operator.itemgetter(slice(13, -48))}
 _HASH_TEXT = {"ts": operator.itemgetter(slice(-46, -3)), "mp4": operator.itemgetter(slice(-47, -4))}
@@ -529,9 +528,8 @@ def _list_segments(hour_path):
     # Names are zero-padded from the minute on, so name order is time order.
     names.sort()
     # Thousands of new tuples would set off the cyclic garbage collector again
-    # and again (it was a third of this function's time), though none of them
-    # can form a cycle. Nothing here yields to another greenlet, so pausing it
-    # affects only this loop.
+    # and again (it was a third of this function's time), though none can form
+    # a cycle. Nothing here yields to another greenlet: pausing it affects only this.
     with _gc_paused():
         return _parse_names(hour_path + "/", names, (channel, quality, hour, hour_start))
 
@@ -558,8 +556,12 @@ def _well_formed_segments(prefix, names, container, hour):
     channel, quality, hour, hour_start = hour
     kinds = list(map(_KIND_TEXT[container], names))
     parsed = {text: _kind(text) for text in set(kinds)}
-    durations = list(map({text: d for text, (d, _) in parsed.items()}.__getitem__, kinds))
-    types = map({text: t for text, (_, t) in parsed.items()}.__getitem__, kinds)
+    if len(parsed) == 1:  # the usual hour: one duration, all `full`
+        (duration, type), n = parsed[kinds[0]], len(names)
+        durations, types = [duration] * n, repeat(type)
+    else:
+        durations = list(map({text: d for text, (d, _) in parsed.items()}.__getitem__, kinds))
+        types = map({text: t for text, (_, t) in parsed.items()}.__getitem__, kinds)
     starts = list(map(hour_start.__add__, map(_offsets.__getitem__, map(_OFFSET_TEXT, names))))
     segments = list(map(tuple.__new__, repeat(SegmentInfo), zip(
         map(prefix.__add__, names), repeat(channel), repeat(quality), repeat(hour), starts,
