@@ -1,6 +1,7 @@
 import datetime
 import logging
 import os
+import pickle
 import random
 
 import gevent
@@ -9,6 +10,7 @@ import pytest
 
 from common import segments as segments_module
 from common.segments import (
+    SegmentInfo,
     SegmentWriter,
     atomic_write,
     best_segments_by_start,
@@ -757,3 +759,17 @@ def test_a_well_formed_hour_is_listed_in_one_pass(store, container, monkeypatch)
     ]
     clear_hour_cache()
     assert store.best(0, 12) == [(i * 2, 2, "full") for i in range(5)] + [(10, 1, "full"), None]
+
+
+@pytest.mark.parametrize("container", ["ts", "mp4"])
+def test_listed_segments_behave_as_parsed_ones(store, container):
+    store.add(0, 2, container=container)
+    (listed,) = list_segments(os.path.join(store.hours_path, "2026-11-28T13"))
+    parsed = parse_segment_path(listed.path)
+    assert listed == parsed and isinstance(listed, SegmentInfo)
+    assert listed.container == parsed.container == container
+    assert repr(listed) == repr(parsed)
+    other = "mp4" if container == "ts" else "ts"
+    moved = listed._replace(path=listed.path.rpartition(".")[0] + "." + other)
+    assert moved.container == other
+    assert pickle.loads(pickle.dumps(listed)) == listed
