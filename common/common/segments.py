@@ -129,7 +129,7 @@ _LISTED = {
         "__slots__": (), "container": container, "_make": staticmethod(SegmentInfo._make),
         "__reduce__": lambda self: (SegmentInfo._make, (tuple(self),)),
     })
-    for container in ("ts", "mp4")
+    for container in CONTAINERS
 }  # fmt: skip
 
 
