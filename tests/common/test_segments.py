@@ -655,7 +655,10 @@ def test_a_cold_listing_lets_waiting_requests_in(tmp_path):
 
 
 def reference_listing(hour):
-    """list_segments as its docstring words it: each name through parse_segment_path."""
+    """list_segments as its docstring words it: each name through parse_segment_path.
+
+    In time order, and by path within a start (which list_segments leaves open).
+    """
     segments = []
     for name in sorted(os.listdir(hour)):
         try:
@@ -664,7 +667,14 @@ def reference_listing(hour):
             continue
         if segment.type != "temp":
             segments.append(segment)
-    return sorted(segments, key=lambda s: s.start)  # stable: name order within a start
+    return sorted(segments, key=lambda s: (s.start, s.path))
+
+
+def listed(hour):
+    """list_segments(hour), checked to be in time order, then by path within a start."""
+    segments = list_segments(hour)
+    assert [s.start for s in segments] == sorted(s.start for s in segments)
+    return sorted(segments, key=lambda s: (s.start, s.path))
 
 
 HASH_DASH = next(h for i in range(1000) if "-" in (h := hash_bytes(str(i).encode())))
@@ -714,7 +724,7 @@ def test_listing_agrees_with_parse_segment_path(tmp_path, name, neighbours):
         (
             hour / segment_name(T0 + seconds(10 + 2 * i), seconds(2), "full", HASH, neighbours)
         ).touch()
-    assert list_segments(str(hour)) == reference_listing(str(hour))
+    assert listed(str(hour)) == reference_listing(str(hour))
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -738,7 +748,7 @@ def test_listing_agrees_with_parse_segment_path_on_random_names(tmp_path, seed, 
         (hour / name).touch()
     expected = reference_listing(str(hour))
     assert expected
-    assert list_segments(str(hour)) == expected
+    assert listed(str(hour)) == expected
     assert len(segments_module._offsets) <= 50
 
 
@@ -753,7 +763,7 @@ def test_a_well_formed_hour_is_listed_in_one_pass(store, container, monkeypatch)
     expected = reference_listing(hour)
     monkeypatch.setattr(segments_module, "parse_segment_path", None)
     monkeypatch.setattr(segments_module, "_WELL_FORMED_RE", None)
-    assert list_segments(hour) == expected
+    assert listed(hour) == expected
     assert [s.start for s in best_segments_by_start(expected)] == [
         T0 + seconds(2 * i) for i in range(6)
     ]
