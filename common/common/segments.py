@@ -529,7 +529,7 @@ def _list_segments(hour_path):
     names.sort()
     # Thousands of new tuples would set off the cyclic garbage collector again
     # and again (it was a third of this function's time), though none can form
-    # a cycle. Nothing here yields to another greenlet: pausing it affects only this.
+    # a cycle. Nothing here yields to another greenlet, so the pause is this loop's.
     with _gc_paused():
         return _parse_names(hour_path + "/", names, (channel, quality, hour, hour_start))
 
@@ -556,7 +556,7 @@ def _well_formed_segments(prefix, names, container, hour):
     channel, quality, hour, hour_start = hour
     kinds = list(map(_KIND_TEXT[container], names))
     parsed = {text: _kind(text) for text in set(kinds)}
-    if len(parsed) == 1:  # the usual hour: one duration, all `full`
+    if len(parsed) == 1:  # the usual hour: one duration and type
         (duration, type), n = parsed[kinds[0]], len(names)
         durations, types = [duration] * n, repeat(type)
     else:
@@ -575,9 +575,9 @@ def _well_formed_segments(prefix, names, container, hour):
 
 def _parse_names(prefix, names, hour):
     joined = "\n".join(names) + "\n"
-    # A name holding a newline would split into lines that are not names.
-    one_line_each = joined.count("\n") == len(names)
-    for container in CONTAINERS if one_line_each and names else ():
+    one_line_each = joined.count("\n") == len(names)  # no name holds a newline
+    # The hour being recorded ends in a temp file: no use trying the whole hour.
+    for container in CONTAINERS if one_line_each and "-temp-" not in names[-1] else ():
         if _LAYOUT_RE[container].fullmatch(joined):
             try:
                 return _well_formed_segments(prefix, names, container, hour)
@@ -585,15 +585,15 @@ def _parse_names(prefix, names, hour):
                 break  # a malformed offset or kind: looked at name by name below
     # Some names need a closer look (temp files, strays, both containers).
     good = _WELL_FORMED_RE.findall(joined) if one_line_each else []
-    segments = []
-    for container in CONTAINERS:
-        same = [name for name in good if name.endswith(container)]
-        segments += _well_formed_segments(prefix, same, container, hour)[0]
-    segments.sort(key=_path)  # in name order, as the names were
-    good = set(good)
+    mp4 = ".mp4\n" in joined and [name for name in good if name.endswith("4")]
+    ts = [name for name in good if name.endswith("s")] if mp4 else good
+    segments = _well_formed_segments(prefix, ts, "ts", hour)[0]
+    if mp4:
+        segments += _well_formed_segments(prefix, mp4, "mp4", hour)[0]
+        segments.sort(key=_path)  # in name order, as the names were
     extra = []
-    for name in names:
-        if name in good or name.startswith(".") or "-temp-" in name:
+    for name in sorted(set(names).difference(good)):
+        if name.startswith(".") or "-temp-" in name:
             continue
         try:
             segment = parse_segment_path(prefix + name)
