@@ -128,8 +128,7 @@ _LISTED = {
     container: type("SegmentInfo", (SegmentInfo,), {
         "__slots__": (), "container": container, "_make": staticmethod(SegmentInfo._make),
         "__reduce__": lambda self: (SegmentInfo._make, (tuple(self),)),
-    })
-    for container in CONTAINERS
+    }) for container in CONTAINERS
 }  # fmt: skip
 
 
@@ -574,6 +573,7 @@ def _well_formed_segments(prefix, names, container, hour):
 
 
 def _parse_names(prefix, names, hour):
+    """`(segments, joins)` as in _list_segments, for sorted `names` in `prefix`."""
     joined = "\n".join(names) + "\n"
     one_line_each = joined.count("\n") == len(names)  # no name holds a newline
     # The hour being recorded ends in a temp file: no use trying the whole hour.
@@ -585,7 +585,7 @@ def _parse_names(prefix, names, hour):
                 break  # a malformed offset or kind: looked at name by name below
     # Some names need a closer look (temp files, strays, both containers).
     good = _WELL_FORMED_RE.findall(joined) if one_line_each else []
-    mp4 = ".mp4\n" in joined and [name for name in good if name.endswith("4")]
+    mp4 = [name for name in good if name.endswith("4")]
     ts = [name for name in good if name.endswith("s")] if mp4 else good
     segments = _well_formed_segments(prefix, ts, "ts", hour)[0]
     if mp4:
