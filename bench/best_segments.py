@@ -13,6 +13,10 @@ Then bench/restreamer.py's three figures for long playlists on the same store
 (cold get_best_segments against list+sort, a cold playlist against it, and
 `/files` latency while cold playlists are built).
 
+Each ratio is of medians of wall time; `cpu` is the same ratio of this
+process's CPU time, which other work on a shared machine disturbs less (a
+busy machine stretches wall times unevenly: waiting for a core).
+
 Run: .venv/bin/python bench/best_segments.py [--repeat N]
 """
 
@@ -72,15 +76,16 @@ def best(hours_path, start, end):
 
 
 def measure(fn, *args, repeat, setup=None):
-    """Median wall time of `fn(*args)`; `setup()`, untimed, runs before each call."""
-    times = []
+    """Median wall and CPU time of `fn(*args)`; `setup()`, untimed, runs before each call."""
+    wall, cpu = [], []
     for _ in range(repeat):
         if setup is not None:
             setup()
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         fn(*args)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - started_cpu)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def main():
@@ -102,12 +107,12 @@ def main():
         rows.append((label, len(segments), t_floor, t_cold, t_warm))
     print(
         f"{'range':>6} {'segments':>9} {'list+sort (floor)':>18} "
-        f"{'best, cold':>12} {'ratio':>6} {'best, warm':>12} {'ratio':>6}"
+        f"{'best, cold':>12} {'ratio':>6} {'cpu':>6} {'best, warm':>12} {'ratio':>6}"
     )
-    for label, n, t_floor, t_cold, t_warm in rows:
+    for label, n, (t_floor, c_floor), (t_cold, c_cold), (t_warm, _) in rows:
         print(
             f"{label:>6} {n:>9} {t_floor * 1000:>15.1f} ms "
-            f"{t_cold * 1000:>9.1f} ms {t_cold / t_floor:>5.2f}x "
+            f"{t_cold * 1000:>9.1f} ms {t_cold / t_floor:>5.2f}x {c_cold / c_floor:>5.2f}x "
             f"{t_warm * 1000:>9.1f} ms {t_warm / t_floor:>5.2f}x"
         )
     print_playlist_targets(hours_path, min(args.repeat, 5))

@@ -103,16 +103,22 @@ def drain(response):
         pass
 
 
-def median_time(fn, runs, setup=None):
-    """Median wall time of `fn()`; `setup()`, untimed, runs before each call."""
-    times = []
+def median_times(fn, runs, setup=None):
+    """Median wall and CPU time (this process's) of `fn()`; `setup()`, untimed, runs before each."""
+    wall, cpu = [], []
     for _ in range(runs):
         if setup is not None:
             setup()
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - started_cpu)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def median_time(fn, runs, setup=None):
+    """Median wall time of `fn()`, as in median_times."""
+    return median_times(fn, runs, setup)[0]
 
 
 def make_day(base):
@@ -340,42 +346,49 @@ def print_targets(base, channel, quality, start, end, runs):
         response.close()
 
     count = len(get_best_segments(hours_path, start, end))
-    floor = median_time(lambda: floor_list_sort(hours_path, start, end), runs)
-    cold_best = median_time(lambda: get_best_segments(hours_path, start, end), runs, clear_caches)
-    cold_playlist = median_time(fetch, runs, clear_caches)
+    floor, floor_cpu = median_times(lambda: floor_list_sort(hours_path, start, end), runs)
+    cold_best, cold_best_cpu = median_times(
+        lambda: get_best_segments(hours_path, start, end), runs, clear_caches
+    )
+    cold_playlist, cold_playlist_cpu = median_times(fetch, runs, clear_caches)
     alone, during, builds = measure_stall(base, channel, quality, start, end, runs)
     ms = 1000
     print(f"\nLong playlists (issue 17, item 2): {count} segments, cold, median of {runs}")
-    print(f"| {'what':<52} | {'ms':>7} | {'baseline':<24} | {'ratio':>6} | {'target':<8} |")
-    print(f"|{'-' * 54}|{'-' * 8}:|{'-' * 26}|{'-' * 7}:|{'-' * 10}|")
+    # `cpu`: the same ratio of this process's CPU time, which a busy shared
+    # machine disturbs less than wall time (the verdict is on wall time).
+    print(
+        f"| {'what':<52} | {'ms':>7} | {'baseline':<24} | {'ratio':>6} | {'cpu':>6} "
+        f"| {'target':<8} |"
+    )
+    print(f"|{'-' * 54}|{'-' * 8}:|{'-' * 26}|{'-' * 7}:|{'-' * 7}:|{'-' * 10}|")
     rows = [
-        ("get_best_segments, cold", cold_best, "list+sort", floor, 3.0),
-        ("GET playlist, cold (test client)", cold_playlist, "get_best_segments, cold", cold_best,
-         1.5),
+        ("get_best_segments, cold", cold_best, cold_best_cpu, "list+sort", floor, floor_cpu, 3.0),
+        ("GET playlist, cold (test client)", cold_playlist, cold_playlist_cpu,
+         "get_best_segments, cold", cold_best, cold_best_cpu, 1.5),
     ]  # fmt: skip
-    for name, seconds, baseline_name, baseline, target in rows:
+    for name, seconds, cpu, baseline_name, baseline, baseline_cpu, target in rows:
         ratio = seconds / baseline
         verdict = "met" if ratio <= target else "NOT met"
         print(
             f"| {name:<52} | {seconds * ms:>7.1f} | {baseline_name + f' {baseline * ms:.1f}':<24} "
-            f"| {ratio:>5.2f}x | <={target}x {verdict} |"
+            f"| {ratio:>5.2f}x | {cpu / baseline_cpu:>5.2f}x | <={target}x {verdict} |"
         )
     worst = max(during)
     verdict = "met" if worst <= 0.150 else "NOT met"
     print(
         f"| {'GET /files during cold playlists, worst of ' + str(len(during)):<52} "
         f"| {worst * ms:>7.1f} | {f'alone: worst {max(alone) * ms:.1f}':<24} "
-        f"| {worst / max(alone):>5.1f}x | <=150 ms {verdict} |"
+        f"| {worst / max(alone):>5.1f}x |        | <=150 ms {verdict} |"
     )
     print(
         f"| {'GET /files during cold playlists, median':<52} "
         f"| {statistics.median(during) * ms:>7.1f} "
         f"| {f'alone: {statistics.median(alone) * ms:.1f}':<24} "
-        f"| {statistics.median(during) / statistics.median(alone):>5.1f}x |          |"
+        f"| {statistics.median(during) / statistics.median(alone):>5.1f}x |        |          |"
     )
     print(
         f"| {'the cold playlists themselves (python -m restreamer)':<52} "
-        f"| {statistics.median(builds) * ms:>7.1f} | {'':<24} |        |          |"
+        f"| {statistics.median(builds) * ms:>7.1f} | {'':<24} |        |        |          |"
     )
 
 

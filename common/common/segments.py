@@ -17,8 +17,9 @@ Bounds are part of a name's validity (hours in FIRST_HOUR..END_HOUR, durations
 up to MAX_DURATION), so a hostile name is invalid on every node alike.
 
 Listing is the hot path (a day-long playlist lists 43,200 names): an hour is
-matched in one regex pass, cached while its directory is unchanged, and
-`get_best_segments` lets other greenlets run between the hours it lists.
+checked in one regex pass and cut up with no Python code per name, cached while
+its directory is unchanged, and `get_best_segments` lets other greenlets run
+between the hours it lists.
 """
 
 import base64
@@ -35,6 +36,7 @@ import os
 import re
 import secrets
 import time
+from itertools import repeat
 from typing import NamedTuple
 
 import gevent
@@ -117,6 +119,17 @@ class SegmentInfo(NamedTuple):
     def container(self):
         """`ts` (MPEG-TS) or `mp4` (fragmented MP4), from the file's extension."""
         return "mp4" if self.path.endswith(".mp4") else "ts"
+
+
+# What listings make: SegmentInfos whose `container` is a class attribute, not
+# worked out from the path (a day's playlist asks 43,200 times: an eighth of
+# formatting it). Alike in all else; `_replace` and pickling give a plain one.
+_LISTED = {
+    container: type("SegmentInfo", (SegmentInfo,), {
+        "__slots__": (), "container": container, "_make": staticmethod(SegmentInfo._make),
+        "__reduce__": lambda self: (SegmentInfo._make, (tuple(self),)),
+    }) for container in CONTAINERS
+}  # fmt: skip
 
 
 def _bad(path, reason):
@@ -339,15 +352,9 @@ class SegmentWriter:
         self.start = to_utc(start)
         self.duration = duration
         self.container = _check_container(container)
+        temp_id = secrets.token_urlsafe(12)
         self.temp_path = segment_path(
-            base_dir,
-            channel,
-            quality,
-            self.start,
-            duration,
-            "temp",
-            secrets.token_urlsafe(12),
-            container,
+            base_dir, channel, quality, self.start, duration, "temp", temp_id, container
         )
         os.makedirs(os.path.dirname(self.temp_path), exist_ok=True)
         self._file = open(self.temp_path, "wb")
@@ -367,15 +374,9 @@ class SegmentWriter:
     def finish(self, type="full"):
         self._file.close()
         path = segment_path(
-            self.base_dir,
-            self.channel,
-            self.quality,
-            self.start,
-            self.duration,
-            type,
-            self.hash,
-            self.container,
-        )
+            self.base_dir, self.channel, self.quality, self.start, self.duration, type,
+            self.hash, self.container,
+        )  # fmt: skip
         os.replace(self.temp_path, path)
         self.path = path
         return path
@@ -440,40 +441,64 @@ def hours_for_range(start, end):
     return hours
 
 
-# The common case, matched for a whole directory in one `findall` over its
-# names joined by newlines: a readable (non-temp) segment with a well-formed
-# hash. The last hash character of a 32-byte digest carries 4 data bits and 2
-# zero bits, hence its short alphabet. Anything else goes through
-# `parse_segment_path` for a precise error, and so do durations of 300 s and
-# more (the slow path holds them to MAX_DURATION). Groups: the name, `MM:SS`,
-# the microseconds, the duration, the type, the hash.
-_FAST_NAMES_RE = re.compile(
-    r"^(([0-5]\d:[0-5]\d)\.(\d{6})-((?:[12]\d|\d)?\d(?:\.\d{1,6})?)-(full|partial|suspect)"
-    r"-([A-Za-z0-9_-]{42}[AEIMQUYcgkosw048])\.(?:ts|mp4))$",
-    re.MULTILINE | re.ASCII,
-)
-# Building a segment's start was most of the cost of parsing a name, and
-# almost all of it making timedeltas: so `MM:SS` offsets are made once here,
-# and microsecond parts once each (program date times have millisecond
-# precision in practice, so a day of them has at most a thousand).
-_MINUTE_SECOND = {
-    f"{m:02d}:{s:02d}": datetime.timedelta(seconds=m * 60 + s) for m in range(60) for s in range(60)
+# The common case: a readable (non-temp) segment with a well-formed hash (the
+# last character of a 32-byte digest's base64 holds 4 data bits and 2 zero bits,
+# hence its short alphabet). Anything else, durations of 300 s and more too
+# (held to MAX_DURATION there), goes through `parse_segment_path`.
+_OFFSET = r"[0-5]\d:[0-5]\d\.\d{6}"
+_KIND = r"(?:[12]\d|\d)?\d(?:\.\d{1,6})?-(?:full|partial|suspect)"
+_HASH = r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]"
+_WELL_FORMED_RE = re.compile(rf"^{_OFFSET}-{_KIND}-{_HASH}\.(?:ts|mp4)$", re.MULTILINE | re.ASCII)
+_OFFSET_RE, _KIND_RE = (re.compile(pattern, re.ASCII) for pattern in (_OFFSET, _KIND))
+# A directory of one container is checked in one `fullmatch` over its names,
+# each ended by a newline, capturing nothing (capturing the fields took half
+# a listing's time). It checks the layout, `OFFSET-KIND-HASH` with a 12-character
+# OFFSET and a KIND of digits, dots, `-` and letters; each distinct offset
+# (`MM:SS.ffffff`) and kind (`2.000-full`) is checked once. Together that is
+# exactly _WELL_FORMED_RE. Possessive, as nothing in it needs to backtrack.
+_LAYOUT_RE = {
+    ext: re.compile(rf"(?:.{{12}}-[0-9.]++-[a-z]++-{_HASH}\.{ext}\n)*+", re.ASCII)
+    for ext in CONTAINERS
 }
+# Fields at fixed places in a name of that layout: cut out by C-level slicing.
+_OFFSET_TEXT = operator.itemgetter(slice(0, 12))
+_KIND_TEXT = {"ts": operator.itemgetter(slice(13, -47)), "mp4": operator.itemgetter(slice(13, -48))}
+_HASH_TEXT = {"ts": operator.itemgetter(slice(-46, -3)), "mp4": operator.itemgetter(slice(-47, -4))}
+
+
+class _Offsets(dict):
+    """`MM:SS.ffffff` → timedelta from the hour's start, parsed on first use.
+
+    ValueError (nothing stored) for a malformed one. The hours of a stream
+    mostly share their starts (2 s segments: 1800), so lookups mostly hit;
+    starts that drift (6.006 s segments) miss, hence emptied at LIMIT (~3 MB).
+    """
+
+    LIMIT = 20_000
+
+    def __missing__(self, text):
+        if not _OFFSET_RE.fullmatch(text):
+            raise ValueError(f"bad start {text!r}")
+        if len(self) >= self.LIMIT:
+            self.clear()
+        seconds = int(text[:2]) * 60 + int(text[3:5])
+        value = self[text] = datetime.timedelta(microseconds=seconds * 1_000_000 + int(text[6:]))
+        return value
+
+
+_offsets = _Offsets()
 
 
 @functools.lru_cache(maxsize=4096)
-def _microseconds(text):
-    return datetime.timedelta(microseconds=int(text))
+def _kind(text):
+    """`2.000-full` → (duration, type); ValueError if not matching _KIND."""
+    if not _KIND_RE.fullmatch(text):
+        raise ValueError(f"bad duration and type {text!r}")
+    duration, _, type = text.partition("-")
+    return parse_duration(duration), type
 
 
-# Duration text -> timedelta: a stream has few distinct durations, so each is
-# parsed once.
-_cached_duration = functools.lru_cache(maxsize=4096)(parse_duration)
-
-
-_start = operator.attrgetter("start")
-_duration = operator.attrgetter("duration")
-_type = operator.attrgetter("type")
+_start, _duration, _type, _path = map(operator.attrgetter, ("start", "duration", "type", "path"))
 
 
 def list_segments(hour_path):
@@ -483,25 +508,29 @@ def list_segments(hour_path):
     skipped so that one stray file cannot break a listing. A missing directory
     is an empty hour.
     """
+    return _list_segments(hour_path)[0]
+
+
+def _list_segments(hour_path):
+    """`(list_segments(hour_path), True if they are known to join, as in _all_join)`."""
     try:
         names = os.listdir(hour_path)
     except (FileNotFoundError, NotADirectoryError):
-        return []
+        return [], None
     parts = hour_path.rstrip("/").split("/")
     channel, quality, hour = ([None, None, None] + parts)[-3:]
     try:
         hour_start = parse_hour(hour)
     except ValueError as e:
         logger.warning("Skipping directory %s: %s", hour_path, e)
-        return []
+        return [], None
     # Names are zero-padded from the minute on, so name order is time order.
     names.sort()
     # Thousands of new tuples would set off the cyclic garbage collector again
-    # and again (it was a third of this function's time), though none of them
-    # can form a cycle. Nothing here yields to another greenlet, so pausing it
-    # affects only this loop.
+    # and again (it was a third of this function's time), though none can form
+    # a cycle. Nothing here yields to another greenlet, so the pause is this loop's.
     with _gc_paused():
-        return _parse_names(hour_path, names, channel, quality, hour, hour_start)
+        return _parse_names(hour_path + "/", names, (channel, quality, hour, hour_start))
 
 
 @contextlib.contextmanager
@@ -516,30 +545,55 @@ def _gc_paused():
             gc.enable()
 
 
-def _parse_names(hour_path, names, channel, quality, hour, hour_start):
-    prefix = hour_path + "/"
-    joined = "\n".join(names)
-    # A name holding a newline would split into lines that are not names.
-    matches = _FAST_NAMES_RE.findall(joined) if joined.count("\n") == len(names) - 1 else []
-    # Locals, and tuple.__new__ rather than SegmentInfo(...): this is the loop
-    # of every listing.
-    new = tuple.__new__
-    minute_second, micro, duration_of = _MINUTE_SECOND, _microseconds, _cached_duration
-    segments = [
-        new(SegmentInfo, (
-            prefix + name, channel, quality, hour,
-            hour_start + minute_second[mmss] + micro(us), duration_of(duration), type, hash,
-        ))
-        for name, mmss, us, duration, type, hash in matches
-    ]  # fmt: skip
-    if len(segments) == len(names):
-        return segments
-    # Some names need a closer look (temp files, strays): those that parse are
-    # merged in, in time order.
-    matched = {match[0] for match in matches}
+def _well_formed_segments(prefix, names, container, hour):
+    """`(segments, joins)` as in _list_segments, for sorted names of _LAYOUT_RE[container].
+
+    `hour`: `(channel, quality, hour, hour_start)`. ValueError for a malformed
+    offset or kind. Each step maps a C function over the names (Python code
+    only for a new offset): this is the loop of every listing.
+    """
+    channel, quality, hour, hour_start = hour
+    kinds = list(map(_KIND_TEXT[container], names))
+    parsed = {text: _kind(text) for text in set(kinds)}
+    if len(parsed) == 1:  # the usual hour: one duration and type
+        (duration, type), n = parsed[kinds[0]], len(names)
+        durations, types = [duration] * n, repeat(type)
+    else:
+        durations = list(map({text: d for text, (d, _) in parsed.items()}.__getitem__, kinds))
+        types = map({text: t for text, (_, t) in parsed.items()}.__getitem__, kinds)
+    starts = list(map(hour_start.__add__, map(_offsets.__getitem__, map(_OFFSET_TEXT, names))))
+    segments = list(map(tuple.__new__, repeat(_LISTED[container]), zip(
+        map(prefix.__add__, names), repeat(channel), repeat(quality), repeat(hour), starts,
+        durations, types, map(_HASH_TEXT[container], names),
+    )))  # fmt: skip
+    # With every duration positive, joining also means one file per start.
+    if not all(d and t == "full" for d, t in parsed.values()):
+        return segments, None
+    return segments, all(map(operator.eq, map(operator.add, starts, durations), starts[1:])) or None
+
+
+def _parse_names(prefix, names, hour):
+    """`(segments, joins)` as in _list_segments, for sorted `names` in `prefix`."""
+    joined = "\n".join(names) + "\n"
+    one_line_each = joined.count("\n") == len(names)  # no name holds a newline
+    # The hour being recorded ends in a temp file: no use trying the whole hour.
+    for container in CONTAINERS if one_line_each and "-temp-" not in names[-1] else ():
+        if _LAYOUT_RE[container].fullmatch(joined):
+            try:
+                return _well_formed_segments(prefix, names, container, hour)
+            except ValueError:
+                break  # a malformed offset or kind: looked at name by name below
+    # Some names need a closer look (temp files, strays, both containers).
+    good = _WELL_FORMED_RE.findall(joined) if one_line_each else []
+    mp4 = [name for name in good if name.endswith("4")]
+    ts = [name for name in good if name.endswith("s")] if mp4 else good
+    segments = _well_formed_segments(prefix, ts, "ts", hour)[0]
+    if mp4:
+        segments += _well_formed_segments(prefix, mp4, "mp4", hour)[0]
+        segments.sort(key=_path)  # in name order, as the names were
     extra = []
-    for name in names:
-        if name in matched or name.startswith(".") or "-temp-" in name:
+    for name in sorted(set(names).difference(good)):
+        if name.startswith(".") or "-temp-" in name:
             continue
         try:
             segment = parse_segment_path(prefix + name)
@@ -551,7 +605,7 @@ def _parse_names(hour_path, names, channel, quality, hour, hour_start):
     if extra:
         segments += extra
         segments.sort(key=_start)
-    return segments
+    return segments, None
 
 
 # Parsed hours, kept while their directory is unchanged: a live playlist or a
@@ -571,26 +625,25 @@ def best_segments_in_hour(hour_path):
     return _hour(hour_path)[0]
 
 
-_NO_SEGMENTS = ([], False)
-
-
 def _hour(hour_path):
     """`(best segments, whether they all join)` for one hour directory, cached."""
     try:
         mtime = os.stat(hour_path).st_mtime_ns
     except (FileNotFoundError, NotADirectoryError):
-        return _NO_SEGMENTS
+        return [], False
     cached = _hour_cache.get(hour_path)
     if cached is not None and cached[0] == mtime:
         _hour_cache.move_to_end(hour_path)
         return cached[1]
     with _gc_paused():  # as in list_segments, for all the hour's tuples at once
-        segments = list_segments(hour_path)
-        starts = list(map(_start, segments))
-        if not _increasing(starts):  # else already one file per start, in order
-            segments = best_segments_by_start(segments)
+        segments, joins = _list_segments(hour_path)
+        if not joins:
             starts = list(map(_start, segments))
-        hour = (segments, _all_join(segments, starts))
+            if not _increasing(starts):  # else already one file per start, in order
+                segments = best_segments_by_start(segments)
+                starts = list(map(_start, segments))
+            joins = _all_join(segments, starts)
+        hour = (segments, joins)
     # Listing and parsing an hour takes milliseconds of CPU that nothing else
     # in this process can use: let other greenlets (requests) run between
     # hours, so a long cold range never holds them up for all of it.

@@ -1,13 +1,16 @@
 import datetime
 import logging
 import os
+import pickle
 import random
 
 import gevent
 import gevent.socket
 import pytest
 
+from common import segments as segments_module
 from common.segments import (
+    SegmentInfo,
     SegmentWriter,
     atomic_write,
     best_segments_by_start,
@@ -646,3 +649,137 @@ def test_a_cold_listing_lets_waiting_requests_in(tmp_path):
         client.close()
     finally:
         server.close(timeout=1)
+
+
+# --- the one-pass listing agrees with parse_segment_path ---------------------
+
+
+def reference_listing(hour):
+    """list_segments as its docstring words it: each name through parse_segment_path.
+
+    In time order, and by path within a start (which list_segments leaves open).
+    """
+    segments = []
+    for name in sorted(os.listdir(hour)):
+        try:
+            segment = parse_segment_path(os.path.join(hour, name))
+        except ValueError:
+            continue
+        if segment.type != "temp":
+            segments.append(segment)
+    return sorted(segments, key=lambda s: (s.start, s.path))
+
+
+def listed(hour):
+    """list_segments(hour), checked to be in time order, then by path within a start."""
+    segments = list_segments(hour)
+    assert [s.start for s in segments] == sorted(s.start for s in segments)
+    return sorted(segments, key=lambda s: (s.start, s.path))
+
+
+HASH_DASH = next(h for i in range(1000) if "-" in (h := hash_bytes(str(i).encode())))
+# Names near the one-pass listing's fast path: some it takes, some that pass
+# its layout check but not its offset or kind check, some only the careful
+# parser reads, and some no one reads.
+NEAR_NAMES = [
+    f"50:07.300000-2.000-full-{HASH}.ts",
+    f"50:07.300000-2.000-full-{HASH}.mp4",
+    f"59:59.999999-0.000001-suspect-{HASH_DASH}.ts",
+    f"00:00.000000-0-partial-{HASH}.ts",
+    f"00:00.000000-299.999999-full-{HASH}.mp4",
+    f"00:00.000000-300-full-{HASH}.ts",
+    f"00:00.000000-300.000001-full-{HASH}.ts",
+    f"00:00.000000-007-full-{HASH}.ts",
+    f"00:00.000000-2.-full-{HASH}.ts",
+    f"00:00.000000-.5-full-{HASH}.ts",
+    f"00:00.000000--full-{HASH}.ts",
+    f"00:00.000000-2.000--{HASH}.ts",
+    f"00:00.000000-2.0000001-full-{HASH}.ts",
+    f"00:00.000000-\u0662.000-full-{HASH}.ts",
+    f"00:00.000000-2.000-complete-{HASH}.ts",
+    f"00:00.000000-2.000-temp-{HASH}.ts",
+    "00:00.000000-2.000-temp-abc.ts",
+    f"00:00.000000-2.000-full-x-{HASH}.ts",
+    f"00:00.000000-2.000-full-{HASH[:-1]}B.ts",
+    f"00:00.000000-2.000-full-{HASH}.TS",
+    f"00:00.000000-2.000-full-{HASH}.ts.mp4",
+    f"00:00.000000x2.000-full-{HASH}.ts",
+    f".00:00.000000-2.000-full-{HASH}.ts",
+    f"60:00.000000-2.000-full-{HASH}.ts",
+    f"00:60.000000-2.000-full-{HASH}.ts",
+    f"00-00.000000-2.000-full-{HASH}.ts",
+    f"0\u0664:00.000000-2.000-full-{HASH}.ts",
+    f"00:00.00000a-2.000-full-{HASH}.mp4",
+    f"00:00.000000-2.000-full-{HASH}\n00:02.000000-2.000-full-{HASH}.ts",
+]
+
+
+@pytest.mark.parametrize("neighbours", [None, "ts", "mp4"])
+@pytest.mark.parametrize("name", NEAR_NAMES)
+def test_listing_agrees_with_parse_segment_path(tmp_path, name, neighbours):
+    hour = tmp_path / "chan" / "source" / "2026-11-28T13"
+    hour.mkdir(parents=True)
+    (hour / name).touch()
+    for i in range(3 if neighbours else 0):
+        (
+            hour / segment_name(T0 + seconds(10 + 2 * i), seconds(2), "full", HASH, neighbours)
+        ).touch()
+    assert listed(str(hour)) == reference_listing(str(hour))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_listing_agrees_with_parse_segment_path_on_random_names(tmp_path, seed, monkeypatch):
+    """Drifting starts, both containers, and names with one character changed."""
+    rng = random.Random(seed)
+    monkeypatch.setattr(segments_module._Offsets, "LIMIT", 50)  # emptied along the way
+    hour = tmp_path / "chan" / "source" / "2026-11-28T13"
+    hour.mkdir(parents=True)
+    containers = rng.choice((["ts"], ["mp4"], ["ts", "mp4"]))
+    for i in range(300):
+        start = T0 + datetime.timedelta(microseconds=rng.randrange(3600 * 10**6))
+        duration = datetime.timedelta(microseconds=rng.choice((2 * 10**6, 6_006_000, 0, 1)))
+        type = rng.choice(("full", "full", "suspect", "partial", "temp"))
+        name = segment_name(
+            start, duration, type, rng.choice((HASH, HASH_DASH)), rng.choice(containers)
+        )
+        if i % 10 == 0 and seed:  # a stray, for the careful parser; none for seed 0
+            at = rng.randrange(len(name))
+            name = name[:at] + rng.choice("-:.0913x_\u0661\n") + name[at + 1 :]
+        (hour / name).touch()
+    expected = reference_listing(str(hour))
+    assert expected
+    assert listed(str(hour)) == expected
+    assert len(segments_module._offsets) <= 50
+
+
+@pytest.mark.parametrize("container", ["ts", "mp4"])
+def test_a_well_formed_hour_is_listed_in_one_pass(store, container, monkeypatch):
+    """Not name by name: neither the careful parser nor the per-name regex is used."""
+    for i in range(5):
+        store.add(2 * i, 2, container=container)
+    store.add(10, 2, "partial", container=container)
+    store.add(10, 1, container=container)  # a second file for one start
+    hour = os.path.join(store.hours_path, "2026-11-28T13")
+    expected = reference_listing(hour)
+    monkeypatch.setattr(segments_module, "parse_segment_path", None)
+    monkeypatch.setattr(segments_module, "_WELL_FORMED_RE", None)
+    assert listed(hour) == expected
+    assert [s.start for s in best_segments_by_start(expected)] == [
+        T0 + seconds(2 * i) for i in range(6)
+    ]
+    clear_hour_cache()
+    assert store.best(0, 12) == [(i * 2, 2, "full") for i in range(5)] + [(10, 1, "full"), None]
+
+
+@pytest.mark.parametrize("container", ["ts", "mp4"])
+def test_listed_segments_behave_as_parsed_ones(store, container):
+    store.add(0, 2, container=container)
+    (listed,) = list_segments(os.path.join(store.hours_path, "2026-11-28T13"))
+    parsed = parse_segment_path(listed.path)
+    assert listed == parsed and isinstance(listed, SegmentInfo)
+    assert listed.container == parsed.container == container
+    assert repr(listed) == repr(parsed)
+    other = "mp4" if container == "ts" else "ts"
+    moved = listed._replace(path=listed.path.rpartition(".")[0] + "." + other)
+    assert moved.container == other
+    assert pickle.loads(pickle.dumps(listed)) == listed
