@@ -42,7 +42,7 @@ from fractions import Fraction
 import gevent
 import gevent.fileobject
 
-from . import ffmpeg, layout, probe
+from . import cut_mp4_fast, ffmpeg, layout, probe
 from .cut import AUDIO_BITRATE, CutError, NoContent, conform_video
 from .cut import _video_encode_args as _x264_args
 from .probe import FFmpegError
@@ -98,14 +98,18 @@ def check_output(segments, container):
 
 
 def fast_blocker(segments, container):
-    """Why a fast cut of this range must be done the full way (always, for now):
-    `codec` for AV1, `format` for a mix of containers, `fmp4` otherwise."""
+    """Why a fast cut of this range cannot even be tried (the full way, then), or
+    None: `format` for a mix of containers, `container` for an output in
+    another container than the recording's (MPEG-TS to .mp4, fMP4 to .ts),
+    `codec` for video other than H.264 and HEVC (AV1)."""
     present = [s for s in segments if s is not None]
     if len({s.container for s in present}) > 1:
         return "format"
-    if probe.stream_format(present[0].path).video["codec_name"] == "av1":
+    if present[0].container != container:
+        return "container"
+    if probe.stream_format(present[0].path).video["codec_name"] not in ("h264", "hevc"):
         return "codec"
-    return "fmp4" if present[0].container == "mp4" else "container"
+    return None
 
 
 # --- facts about segments ----------------------------------------------------
@@ -282,20 +286,43 @@ def cut(segments, start, end, type, container, metrics):
 
 
 def _cut(segments, start, end, type, container, metrics):
-    method = "full"
-    if type == "fast":
-        method = "concat"
-        reason = fast_blocker(segments, container)
-        metrics.fallbacks.labels(reason=reason).inc()
-        logger.warning(
-            "Cut %s to %s as .%s cannot be fast (%s): re-encoding it all",
-            start.isoformat(), end.isoformat(), container, reason,
-        )  # fmt: skip
-    with ffmpeg.Run(metrics, type, method) as run:
+    with ffmpeg.Run(metrics, type, "full") as run:
         run.video_seconds = sum(
             (min(end, s.end) - max(start, s.start)).total_seconds() for s in segments if s
         )
+        if type == "fast":
+            fast = _fast_plan(segments, start, end, container)
+            if not isinstance(fast, str):
+                run.method = "fast"
+                results = cut_mp4_fast.start(fast, run.processes)
+                yield from cut_mp4_fast.made(fast, results, fast.init_size)
+                return
+            run.method = "concat"
+            metrics.fallbacks.labels(reason=fast).inc()
         yield from _made(segments, start, end, container, run.processes, run.pipes)
+
+
+def _fast_plan(segments, start, end, container):
+    """The fast cut's plan (`cut_mp4_fast.plan`), or why there is none (a
+    `cut_fallbacks_total` reason), logged."""
+    reason = fast_blocker(segments, container)
+    why = reason
+    if reason is None:
+        split = runs(segments)
+        if len(split) > 1:
+            reason = why = "format"
+            why = f"{len(split)} runs (a hole, a restart or another init section)"
+        else:
+            try:
+                init_size = layout.cached_layout(split[0][0].path).init_size
+                return cut_mp4_fast.plan(split[0], start, end, init_size)
+            except (cut_mp4_fast.NotFast, layout.BadLayout) as e:
+                reason, why = getattr(e, "reason", "format"), str(e)
+    logger.warning(
+        "Cut %s to %s as .%s cannot be fast (%s): re-encoding it all",
+        start.isoformat(), end.isoformat(), container, why,
+    )  # fmt: skip
+    return reason
 
 
 def _made(segments, start, end, container, processes, pipes):

@@ -166,9 +166,52 @@ def test_av1_in_mpegts_is_refused(fmp4_store, registry):
     assert registry.get_sample_value("cuts_total", labels) == 1
 
 
+FAST_RANGES = [
+    (0.55, 5.1),  # mid-GOP at both ends, across all three segments and 14:00
+    (0.55, 1.4),  # inside one segment (one GOP)
+    (2, 4),  # on segment boundaries: nothing re-encoded
+    (2.5, 3.5),  # across the hour, two segments
+    (1.5, 2.2),  # a few frames either side of a segment boundary
+    (3.99, 6),  # starting on a segment's last frame, to the end
+]
+
+
+def fast_cut(fmp4_store, tmp_path, registry, codec, a, b):
+    store = fmp4_store(codec)
+    segments = get_best_segments(store, at(a), at(b))
+    chunks = cut(segments, at(a), at(b), container="mp4", registry=registry)
+    out = write_cut(tmp_path / "out.mp4", chunks)
+    labels = {"type": "fast", "method": "fast", "outcome": "ok"}
+    assert registry.get_sample_value("cuts_total", labels) == 1
+    assert registry.get_sample_value("cut_fallbacks_total", {"reason": "fmp4"}) is None
+    return out
+
+
 @pytest.mark.parametrize(
-    "codec, reason", [("h264", "fmp4"), pytest.param("av1", "codec", marks=SLOW)]
+    "codec, a, b",
+    [("h264", *FAST_RANGES[0]), ("hevc", *FAST_RANGES[0])]
+    + [pytest.param(c, *r, marks=SLOW) for c in ("h264", "hevc") for r in FAST_RANGES[1:]],
 )
+def test_fast_cut_of_fmp4_is_frame_exact(fmp4_store, tmp_path, registry, codec, a, b):
+    out = fast_cut(fmp4_store, tmp_path, registry, codec, a, b)
+    judge(out, a, b, frames_between(a, b))
+
+
+def test_fast_cut_of_fmp4_copies_the_middle(fmp4_store, tmp_path, registry):
+    # Starting on a keyframe, nothing before the middle segment is re-encoded:
+    # its fragment is in the output as stored, but for its sequence number and
+    # decode times (patched in place, in the moof). After a re-encoded piece
+    # it would be rewritten, to carry the source's parameter sets again.
+    out = fast_cut(fmp4_store, tmp_path, registry, "h264", 0, 5.1)
+    judge(out, 0, 5.1, frames_between(0, 5.1))
+    middle = get_best_segments(fmp4_store("h264"), at(2), at(4))[0]
+    with open(middle.path, "rb") as f:
+        stored = f.read()
+    mdat = stored[stored.index(b"mdat") - 4 :]
+    assert mdat in out.read_bytes()
+
+
+@pytest.mark.parametrize("codec, reason", [pytest.param("av1", "codec", marks=SLOW)])
 def test_fast_cut_of_fmp4_falls_back_exactly(fmp4_store, tmp_path, registry, codec, reason):
     a, b = 0.55, 5.1
     store = fmp4_store(codec)
