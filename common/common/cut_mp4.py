@@ -2,10 +2,24 @@
 
 `common.cut.cut` hands a range here when any of its segments is
 fMP4, or when the caller asked for an `.mp4` file; MPEG-TS ranges cut to
-MPEG-TS stay in `common.cut`. Every cut here re-encodes the video (the
-`full` method; a `fast` cut asked of such a range falls back to it, counted
-in `cut_fallbacks_total` with its reason): frame-exact, any codec, any mix of
-containers.
+MPEG-TS stay in `common.cut`. Two ways to cut, both frame-exact:
+
+- **fast** (`common.cut_mp4_fast`): one run of fMP4 H.264 or HEVC segments
+  cut to `.mp4`. Only the partial GOPs at the two ends are re-encoded;
+  every other sample (all the audio) is copied, the segments between the
+  ends fragment by fragment, into one fragmented MP4 behind the recording's
+  init section (sample entry renamed to allow in-band parameter sets).
+- **full** (here): the video re-encoded, through ffmpeg's concat filter:
+  any codec, any mix of containers and formats. A `fast` cut that cannot be
+  done the fast way (AV1; a mix of containers; MPEG-TS to `.mp4` or fMP4 to
+  `.ts`; several runs: a hole, a restart, another init section; an open GOP)
+  is done this way (method `concat`), logged and counted in
+  `cut_fallbacks_total` with its reason (`fast_blocker`, `cut_mp4_fast.NotFast`).
+
+Why splice at the sample level rather than join re-encoded pieces and
+copied media with one ffmpeg `-c copy` remux (exact too): the remux reads
+and rewrites every packet of the range, so its cost grows with the length,
+while the splice only parses the moofs in between (`bench/cut_mp4.py`).
 
 How a range is read: it is split into runs of segments one ffmpeg can read
 as one stream: the same container, for fMP4 the same init section (one

@@ -197,6 +197,52 @@ def test_fast_cut_of_fmp4_is_frame_exact(fmp4_store, tmp_path, registry, codec, 
     judge(out, a, b, frames_between(a, b))
 
 
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        (1.1, 10.3),  # a GOP and a half re-encoded, whole GOPs copied in both segments
+        pytest.param(2.5, 5.5, marks=SLOW),  # one segment: re-encoded, copied, re-encoded
+        pytest.param(4, 8, marks=SLOW),  # on keyframes: nothing re-encoded
+    ],
+)
+def test_fast_cut_of_fmp4_with_gops_inside_segments(tmp_path, multi_gop_fmp4_media, registry, a, b):
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", FMP4_START, multi_gop_fmp4_media)
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(a), at(b))
+    out = write_cut(
+        tmp_path / "out.mp4", cut(segments, at(a), at(b), container="mp4", registry=registry)
+    )
+    judge(out, a, b, frames_between(a, b))
+    labels = {"type": "fast", "method": "fast", "outcome": "ok"}
+    assert registry.get_sample_value("cuts_total", labels) == 1
+
+
+@SLOW
+@pytest.mark.parametrize("codec", ["h264", "hevc"])
+def test_fast_cut_starts_at_zero_whatever_the_offset(tmp_path, marked_fmp4_media, registry, codec):
+    # Twitch's fMP4 presents from the broadcast's start (10 h in here, through
+    # an empty edit): the fast cut still starts at the segment's name, at 0.
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", FMP4_START, marked_fmp4_media(codec, 36000))
+    a, b = 1.25, 4.6
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(a), at(b))
+    out = write_cut(
+        tmp_path / "out.mp4", cut(segments, at(a), at(b), container="mp4", registry=registry)
+    )
+    judge(out, a, b, frames_between(a, b))
+    assert min(p[0] for p in packet_times(out)["video"]) == 0
+    labels = {"type": "fast", "method": "fast", "outcome": "ok"}
+    assert registry.get_sample_value("cuts_total", labels) == 1
+
+
+def test_fast_cut_of_fmp4_to_mpegts_falls_back(fmp4_store, tmp_path, registry):
+    a, b = 0.55, 3.1
+    segments = get_best_segments(fmp4_store("h264"), at(a), at(b))
+    chunks = cut(segments, at(a), at(b), container="ts", registry=registry)
+    judge(write_cut(tmp_path / "out.ts", chunks), a, b, frames_between(a, b))
+    assert registry.get_sample_value("cut_fallbacks_total", {"reason": "container"}) == 1
+
+
 def test_fast_cut_of_fmp4_copies_the_middle(fmp4_store, tmp_path, registry):
     # Starting on a keyframe, nothing before the middle segment is re-encoded:
     # its fragment is in the output as stored, but for its sequence number and
