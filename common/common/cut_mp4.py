@@ -48,6 +48,7 @@ iterator kills ffmpeg (the caller's `finally` does).
 """
 
 import datetime
+import functools
 import logging
 import math
 import os
@@ -56,7 +57,7 @@ from fractions import Fraction
 import gevent
 import gevent.fileobject
 
-from . import cut_mp4_fast, ffmpeg, layout, probe
+from . import cut_mp4_fast, ffmpeg, layout, mp4box, probe
 from .cut import AUDIO_BITRATE, CutError, NoContent, conform_video
 from .cut import _video_encode_args as _x264_args
 from .probe import FFmpegError
@@ -135,11 +136,30 @@ def _time_base(path):
 
 
 def first_time(segment):
-    """The segment's first frame's presentation time, in seconds, as ffmpeg reads it."""
+    """The segment's first frame's presentation time, in seconds, as ffmpeg reads it.
+
+    For fMP4, from the init section and the first fragment's header (a few KB
+    read: `mp4box.first_video_pts`, cached); from ffprobe (a read of the whole
+    file) for MPEG-TS, or an fMP4 file mp4box cannot read.
+    """
+    if segment.container == "mp4":
+        try:
+            return _mp4_first_time(segment.path)
+        except (mp4box.Unsupported, layout.BadLayout) as e:
+            logger.info("Probing %s instead: %s", segment.path, e)
     keyframes = probe.stream_format(segment.path).keyframes
     if not keyframes:
         raise FFmpegError(f"{segment.path}: no keyframe")
     return keyframes[0] * _time_base(segment.path)
+
+
+@functools.lru_cache(maxsize=probe.CACHE_SIZE)
+def _mp4_first_time(path):
+    init_size = layout.cached_layout(path).init_size
+    with open(path, "rb") as f:
+        tracks = mp4box.read_init(f.read(init_size))
+        video, pts = mp4box.first_video_pts(f, init_size, tracks)
+    return Fraction(pts + video.view_offset, video.timescale)
 
 
 def _seconds(delta):
@@ -166,8 +186,12 @@ def runs(segments):
                 segment.container == previous.container
                 and _init_hash(segment) == _init_hash(previous)
                 and abs(first_time(segment) - first_time(previous) - expected) <= TIME_TOLERANCE
-                and probe.stream_format(segment.path).key()
-                == probe.stream_format(previous.path).key()
+                # One fMP4 init section describes one format: no probe needed.
+                and (
+                    segment.container == "mp4"
+                    or probe.stream_format(segment.path).key()
+                    == probe.stream_format(previous.path).key()
+                )
             )
             if not joinable:
                 logger.info("Cannot read %s on from %s as one stream", segment.path, previous.path)

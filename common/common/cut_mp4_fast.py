@@ -317,9 +317,7 @@ def _video_items(media, lo, hi, frame):
 def _encode_args(media, piece, fmt):
     """ffmpeg arguments re-encoding `piece` (an Encode) of `media`'s segment to fMP4."""
     video = media.video
-    # Times as ffmpeg presents them: the probe's first keyframe against ours.
-    keyframes = fmt.keyframes
-    offset = keyframes[0] - _first_pts(media) if keyframes else video.view_offset
+    offset = video.view_offset  # times as ffmpeg presents them
     delay = round(media.samples[video.track_id][0].cto * fmt.video["frame_rate"][0]
                   / (fmt.video["frame_rate"][1] * video.timescale))  # fmt: skip
     first, last = piece.times[0] + offset, piece.times[-1] + offset
@@ -340,10 +338,10 @@ def _encode_args(media, piece, fmt):
 def start(plan, processes):
     """Start every piece's ffmpeg at once; returns {id(Encode): AsyncResult}."""
     results = {}
+    fmt = probe.stream_format(plan.parts[0].media.segment.path)  # one init: one format
     for part in plan.parts:
         if not isinstance(part, Part):
             continue
-        fmt = probe.stream_format(part.media.segment.path)
         for kind, what in part.video:
             if kind != "encode":
                 continue

@@ -323,12 +323,53 @@ def read_media(data, start, tracks):
         if kind == b"moof":
             moof = (offset, size)
         elif kind == b"mdat" and moof is not None:
-            fragments.append(_read_moof(data, moof, (offset, size), tracks, samples))
+            fragment = _read_moof(data, moof, tracks, samples)._replace(mdat=(offset, size))
+            for found in samples.values():
+                if found and found[-1].offset + found[-1].size > offset + size:
+                    raise Unsupported("sample data past its mdat")
+            fragments.append(fragment)
             moof = None
     return fragments, samples
 
 
-def _read_moof(data, moof, mdat, tracks, samples):
+# Bytes read at a time while looking for a file's first moof: its init section
+# and first boxes are a few KB (a 2 s fragment's moof: about 1 KB at 30 fps).
+HEAD_READ = 64 * 1024
+
+
+def first_video_pts(f, init_size, tracks):
+    """(video Track, first frame's pts in its media ticks) of an fMP4 file `f`
+    (opened binary) from its first fragment alone: a few KB read, not the media.
+    Unsupported if it has no video fragment there."""
+    video = next((t for t in tracks.values() if t.handler == b"vide"), None)
+    if video is None:
+        raise Unsupported("no video track")
+    size = f.seek(0, 2)
+    offset = init_size
+    while offset + 8 <= size:
+        f.seek(offset)
+        header = f.read(16)
+        box_size, kind = struct.unpack_from(">I4s", header)
+        if box_size == 1:
+            (box_size,) = struct.unpack_from(">Q", header, 8)
+        if box_size < 8 or offset + box_size > size:
+            break
+        if kind == b"moof":
+            f.seek(offset)
+            moof = f.read(box_size)
+            samples = {track_id: [] for track_id in tracks}
+            _read_moof(moof, (0, box_size), tracks, samples)
+            found = samples[video.track_id]
+            if found:
+                # A GOP's first frame is presented first (closed GOPs) or
+                # after its leading pictures: the least pts of the fragment.
+                return video, min(s.pts for s in found)
+            raise Unsupported("first fragment without video")
+        offset += box_size
+    raise Unsupported("no fragment")
+
+
+def _read_moof(data, moof, tracks, samples):
     moof_offset, moof_size = moof
     mfhd = _path(data, moof_offset, b"mfhd")
     decode_times = []
@@ -373,10 +414,7 @@ def _read_moof(data, moof, mdat, tracks, samples):
                 (default_duration, default_size, default_flags), samples[track_id],
             )  # fmt: skip
         data_end = position if position is not None else data_end
-    for found in samples.values():
-        if found and found[-1].offset + found[-1].size > mdat[0] + mdat[1]:
-            raise Unsupported("sample data past its mdat")
-    return Fragment(moof, mdat, mfhd + 12, tuple(decode_times))
+    return Fragment(moof, None, mfhd + 12, tuple(decode_times))
 
 
 def _read_trun(data, offset, base, position, dts, defaults, out):

@@ -243,6 +243,21 @@ def test_fast_cut_of_fmp4_to_mpegts_falls_back(fmp4_store, tmp_path, registry):
     assert registry.get_sample_value("cut_fallbacks_total", {"reason": "container"}) == 1
 
 
+def test_fast_cut_of_fmp4_across_a_hole_falls_back(tmp_path, marked_fmp4_media, registry):
+    # Two runs (the middle segment missing): re-encoded whole, the hole left out.
+    base = str(tmp_path / "store")
+    media = marked_fmp4_media("h264")
+    add_to_store(base, "chan", "source", FMP4_START, media[:1])
+    add_to_store(base, "chan", "source", at(4), media[2:])
+    a, b = 1.5, 4.5
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(a), at(b))
+    chunks = cut(segments, at(a), at(b), allow_holes=True, container="mp4", registry=registry)
+    out = write_cut(tmp_path / "out.mp4", chunks)
+    assert decode_warnings(out) == ""
+    assert frame_numbers(out, WIDTH) == frames_between(a, 2) + frames_between(4, b)
+    assert registry.get_sample_value("cut_fallbacks_total", {"reason": "format"}) == 1
+
+
 def test_fast_cut_of_fmp4_copies_the_middle(fmp4_store, tmp_path, registry):
     # Starting on a keyframe, nothing before the middle segment is re-encoded:
     # its fragment is in the output as stored, but for its sequence number and
