@@ -57,7 +57,6 @@ from typing import NamedTuple
 
 import gevent
 import gevent.event
-import gevent.subprocess
 
 from . import ffmpeg, mp4box, probe
 from .cut import NoContent
@@ -76,6 +75,8 @@ MAX_DELAY = 2
 # x265's B-frame settings giving each reorder delay (frames).
 X265_DELAY = {0: "bframes=0", 1: "bframes=1:b-pyramid=0", 2: "bframes=3:b-pyramid=1"}
 HEVC_CRF = 22
+# Samples in an AAC frame: the audio's unit when a segment shows none.
+AAC_FRAME = 1024
 
 
 class NotFast(Exception):
@@ -173,13 +174,13 @@ def plan(run, start, end, init_size):
         + _ceil_frames(_seconds(min(end, run[-1].end) - run[-1].start), rate) * frame
     )
     video, audio = first.video, first.audio
-    half_audio = Fraction(first.samples[audio.track_id][0].duration, 2) if audio else 0
-
-    def view(track, ticks):  # presentation seconds, as ffmpeg reads the source
-        return Fraction(ticks + track.view_offset, track.timescale)
-
-    audio_lo = view(video, lo) - (half_audio / audio.timescale if audio else 0)
-    audio_hi = view(video, hi) - (half_audio / audio.timescale if audio else 0)
+    # Audio from half an audio frame before the first frame to half a frame
+    # before the end: within half a frame of the video, no packet cut.
+    half_audio = 0
+    if audio:
+        sound = first.samples[audio.track_id] or last.samples[audio.track_id]
+        half_audio = Fraction(sound[0].duration if sound else AAC_FRAME, 2 * audio.timescale)
+    audio_lo, audio_hi = _view(video, lo) - half_audio, _view(video, hi) - half_audio
     parts = []
     for i, segment in enumerate(run):
         media = first if i == 0 else last if i == len(run) - 1 else None
@@ -193,8 +194,8 @@ def plan(run, start, end, init_size):
         if audio:
             kept_audio = [
                 s for s in media.samples[audio.track_id]
-                if (i > 0 or view(audio, s.pts) >= audio_lo)
-                and (i < len(run) - 1 or view(audio, s.pts) < audio_hi)
+                if (i > 0 or _view(audio, s.pts) >= audio_lo)
+                and (i < len(run) - 1 or _view(audio, s.pts) < audio_hi)
             ]  # fmt: skip
         silence = (0, b"")
         if audio and i == len(run) - 1:
@@ -209,25 +210,37 @@ def plan(run, start, end, init_size):
         parts[1] = Part(media, _video_items(media, -math.inf, math.inf, frame),
                         media.samples[audio.track_id] if audio else [])  # fmt: skip
 
+    media_times, shifts = _timeline(parts, video, audio)
+    try:
+        init = mp4box.rewrite_init(first.data[:init_size], media_times)
+    except mp4box.Unsupported as e:
+        raise NotFast("format", str(e)) from None
+    return Plan(init, init_size, parts, shifts)
+
+
+def _view(track, ticks):
+    """A track's media time in presentation seconds, as ffmpeg reads the source."""
+    return Fraction(ticks + track.view_offset, track.timescale)
+
+
+def _timeline(parts, video, audio):
+    """({track_id: edit's media time}, {track_id: decode-time shift}) that start
+    the output at 0: the video's decode times from its first sample's, its
+    edit at its first frame; the audio shifted to the same instant (rounded
+    to an audio tick), its edit starting where that instant is."""
     first_item = parts[0].video[0]
     first_dts = first_item[1][0].dts if first_item[0] == "copy" else first_item[1].slots[0].dts
     first_pts = min(_item_times(first_item))
     media_times = {video.track_id: first_pts - first_dts}
     shifts = {video.track_id: first_dts}
     if audio:
-        # The audio's edit starts it at the instant the video's first frame
-        # is presented in the source (rounded to an audio tick).
-        start_tick = round(view(video, first_pts) * audio.timescale) - audio.view_offset
+        start_tick = round(_view(video, first_pts) * audio.timescale) - audio.view_offset
         first_audio = next(
             (p.audio[0].dts for p in parts if isinstance(p, Part) and p.audio), start_tick
         )
         shifts[audio.track_id] = max(0, min(first_audio, start_tick))
         media_times[audio.track_id] = start_tick - shifts[audio.track_id]
-    try:
-        init = mp4box.rewrite_init(first.data[:init_size], media_times)
-    except mp4box.Unsupported as e:
-        raise NotFast("format", str(e)) from None
-    return Plan(init, init_size, parts, shifts)
+    return media_times, shifts
 
 
 def _silence(fmt, audio, kept, audio_hi):
@@ -258,9 +271,14 @@ def silent_aac_frame(sample_rate, layout):
     args = ffmpeg.base_args() + ["-f", "lavfi", "-i", f"anullsrc=r={sample_rate}:cl={layout}"]
     args += ["-frames:a", "8", "-c:a", "aac", "-f", "adts", "pipe:1"]
     try:
-        data = gevent.subprocess.check_output(args, stderr=gevent.subprocess.STDOUT, timeout=10)
-    except (gevent.subprocess.CalledProcessError, gevent.subprocess.TimeoutExpired, OSError) as e:
-        raise FFmpegError(f"cannot encode silence: {e}") from None
+        process = ffmpeg.Process(args)
+    except OSError as e:
+        raise FFmpegError(f"cannot run ffmpeg: {e}") from None
+    try:
+        data = bytes(bytearray().join(process.chunks()))
+        process.check()
+    finally:
+        process.kill()
     frames, offset = [], 0
     while offset + 7 <= len(data) and data[offset] == 0xFF:
         header = 7 if data[offset + 1] & 1 else 9  # protection_absent: no CRC
