@@ -74,7 +74,12 @@ STOP_MARGIN = Fraction(1, 5)
 MAX_DELAY = 2
 # x265's B-frame settings giving each reorder delay (frames).
 X265_DELAY = {0: "bframes=0", 1: "bframes=1:b-pyramid=0", 2: "bframes=3:b-pyramid=1"}
-HEVC_CRF = 22
+# x265 for the pieces: `ultrafast`, since x265 is where a fast HEVC cut's time
+# goes: 22 frames of 720p here took 3.7 s with `superfast` (the full cut's
+# preset), 1.7 s with `ultrafast`, on a loaded 2-core machine. CRF 20 rather
+# than the full cut's 22 makes up some of what the faster preset loses.
+HEVC_PRESET = "ultrafast"
+HEVC_CRF = 20
 # Samples in an AAC frame: the audio's unit when a segment shows none.
 AAC_FRAME = 1024
 
@@ -343,7 +348,7 @@ def _encode_args(media, piece, fmt):
     args += ["-filter_complex", f"[0:v:0]trim=start_pts={first}:end_pts={last + 1}[v]"]
     args += ["-map", "[v]", "-an", "-sn", "-dn"]
     if fmt.video["codec_name"] == "hevc":
-        args += ["-c:v", "libx265", "-preset", "superfast", "-crf", str(HEVC_CRF)]
+        args += ["-c:v", "libx265", "-preset", HEVC_PRESET, "-crf", str(HEVC_CRF)]
         args += ["-x265-params", f"log-level=error:open-gop=0:{X265_DELAY[min(delay, 2)]}"]
         args += ["-pix_fmt", fmt.video["pix_fmt"] or "yuv420p"]
     else:
