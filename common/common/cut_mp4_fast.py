@@ -40,9 +40,9 @@ costs a read and a write of each segment. See `common.cut_mp4` for figures.
 
 How it fails: `plan` raises `NotFast` (with a `cut_fallbacks_total` reason)
 for a range it cannot cut this way, before any output: several runs (a hole,
-a restart, an init section change: `format`), an open GOP, an edit list or
-fragment layout `mp4box` cannot read, a reorder delay above two frames
-(`codec`). `NoContent` for a range between two frames. During the cut, a
+a restart, an init section change; an edit list or fragment layout
+`mp4box` cannot read: `format`), an open GOP, negative composition offsets,
+a reorder delay above two frames (`codec`). `NoContent` for a range between two frames. During the cut, a
 failing ffmpeg is `FFmpegError` from the iterator (the output so far is then
 incomplete); closing the iterator kills the ffmpegs (the caller's `ffmpeg.Run`).
 """
@@ -317,6 +317,10 @@ def _video_items(media, lo, hi, frame):
         times = sorted(s.pts for s in gop)
         if times[0] != gop[0].pts or (b < len(samples) and times[-1] >= samples[b].pts):
             raise NotFast("codec", f"{media.segment.path}: an open GOP")
+        if any(s.cto < 0 for s in gop):
+            # Decode slots are borrowed from the source: they must come
+            # no later than the frames presented in them.
+            raise NotFast("codec", f"{media.segment.path}: negative composition offsets")
         delay = round(gop[0].cto / frame)
         if delay > MAX_DELAY:
             raise NotFast("codec", f"{media.segment.path}: reorder delay of {delay} frames")
