@@ -34,9 +34,10 @@ How the pieces join exactly:
   presentation offset, `tfdt` or edit list the source carried (Twitch's fMP4
   starts its timeline at the broadcast's start through an empty edit).
 
-Why this design: measured against remuxing pieces and copied media through
-one ffmpeg (`-c copy`, exact too), it touches only the two ends; the middle
-costs a read and a write of each segment. See `common.cut_mp4` for figures.
+Why this design rather than remuxing pieces and copied media through one
+ffmpeg (`-c copy`, exact too): only the two ends are decoded and encoded,
+the middle costs a read and a write of each segment, and no muxer re-times
+anything at the joins. The figures are in `common.cut_mp4`.
 
 How it fails: `plan` raises `NotFast` (with a `cut_fallbacks_total` reason)
 for a range it cannot cut this way, before any output: several runs (a hole,
