@@ -11,8 +11,9 @@ edit lists and a renamed sample entry, and an in-place patch of a copied
 How it fails: anything this module cannot read exactly (a box running past
 its parent, a truncated table, a fragment whose data offsets are absolute
 file positions, a track the init section does not declare) raises
-`Unsupported` saying what; the fast cut then falls back to a full one. A
-media part cut short (a `partial` segment) keeps its whole fragments.
+`Unsupported` saying what; the fast cut then falls back to a full one. So
+does a media part cut short (a `partial` segment: its last box runs past the
+end of the file).
 """
 
 import struct

@@ -16,6 +16,7 @@ from itertools import pairwise
 
 import pytest
 
+from common import layout, mp4box
 from common.cut import NoContent, cut
 from common.cut_mp4 import UnsupportedContainer, output_container
 from common.segments import get_best_segments, parse_segment_path, segment_path
@@ -269,7 +270,18 @@ def test_fast_cut_of_fmp4_copies_the_middle(fmp4_store, tmp_path, registry):
     with open(middle.path, "rb") as f:
         stored = f.read()
     mdat = stored[stored.index(b"mdat") - 4 :]
-    assert mdat in out.read_bytes()
+    data = out.read_bytes()
+    assert mdat in data
+    # One init section (the recording's, its sample entry renamed), then
+    # fragments numbered on from 1.
+    init_size = layout.read_layout(str(out)).init_size
+    tracks = mp4box.read_init(data[:init_size])
+    assert tracks[1].entry == b"avc3"
+    fragments, _ = mp4box.read_media(data, init_size, tracks)
+    numbers = [
+        int.from_bytes(data[f.sequence_offset : f.sequence_offset + 4], "big") for f in fragments
+    ]
+    assert numbers == list(range(1, len(fragments) + 1))
 
 
 @pytest.mark.parametrize("codec, reason", [pytest.param("av1", "codec", marks=SLOW)])
