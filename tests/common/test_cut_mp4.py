@@ -236,6 +236,61 @@ def test_fast_cut_starts_at_zero_whatever_the_offset(tmp_path, marked_fmp4_media
     assert registry.get_sample_value("cuts_total", labels) == 1
 
 
+def refragmented(source, out_dir, count=3):
+    """`source` (fMP4 files and durations) with each file's samples re-written
+    as `count` fragments (sequence numbers running on across files), as
+    low-latency streams carry their parts: a GOP spanning fragments."""
+    os.makedirs(out_dir, exist_ok=True)
+    result, sequence = [], 1
+    for path, duration in source:
+        with open(path, "rb") as f:
+            data = f.read()
+        init_size = layout.read_layout(str(path)).init_size
+        tracks = mp4box.read_init(data[:init_size])
+        _, samples = mp4box.read_media(data, init_size, tracks)
+        out = bytearray(data[:init_size])
+        for i in range(count):
+            chunk = []
+            for track_id, found in samples.items():
+                part = found[i * len(found) // count : (i + 1) * len(found) // count]
+                chunk.append((track_id, [
+                    mp4box.OutSample(s.dts, s.duration, s.flags, s.cto,
+                                     data[s.offset : s.offset + s.size])
+                    for s in part
+                ]))  # fmt: skip
+            out += mp4box.write_fragment(sequence, chunk)
+            sequence += 1
+        target = os.path.join(out_dir, os.path.basename(path))
+        with open(target, "wb") as f:
+            f.write(out)
+        result.append((target, duration))
+    return result
+
+
+@pytest.mark.parametrize(
+    "codec, a",
+    [
+        ("h264", 0.55),  # the segment after the first piece rewritten
+        ("h264", 0),  # nothing re-encoded before it: its three moofs copied and patched
+        pytest.param("hevc", 0.55, marks=SLOW),
+    ],
+)
+def test_fast_cut_of_fmp4_with_fragments_inside_segments(
+    tmp_path, marked_fmp4_media, registry, codec, a
+):
+    base = str(tmp_path / "store")
+    media = refragmented(marked_fmp4_media(codec), tmp_path / "refragmented")
+    add_to_store(base, "chan", "source", FMP4_START, media)
+    b = 5.1
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(a), at(b))
+    out = write_cut(
+        tmp_path / "out.mp4", cut(segments, at(a), at(b), container="mp4", registry=registry)
+    )
+    judge(out, a, b, frames_between(a, b))
+    labels = {"type": "fast", "method": "fast", "outcome": "ok"}
+    assert registry.get_sample_value("cuts_total", labels) == 1
+
+
 def test_fast_cut_of_fmp4_to_mpegts_falls_back(fmp4_store, tmp_path, registry):
     a, b = 0.55, 3.1
     segments = get_best_segments(fmp4_store("h264"), at(a), at(b))
