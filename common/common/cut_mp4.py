@@ -4,16 +4,17 @@
 fMP4, or when the caller asked for an `.mp4` file; MPEG-TS ranges cut to
 MPEG-TS stay in `common.cut`. Two ways to cut, both frame-exact:
 
-- **fast** (`common.cut_mp4_fast`): one run of fMP4 H.264 or HEVC segments
-  cut to `.mp4`. Only the partial GOPs at the two ends are re-encoded;
+- **fast** (`common.cut_mp4_fast`): fMP4 H.264 or HEVC segments of one
+  init section cut to `.mp4` (method `joined` when holes or restarts split
+  them into several runs: each later run re-timed to follow on). Only the partial GOPs at the two ends are re-encoded;
   every other sample (all the audio) is copied, the segments between the
   ends fragment by fragment, into one fragmented MP4 behind the recording's
   init section (sample entry renamed to allow in-band parameter sets).
 - **full** (here): the video re-encoded, through ffmpeg's concat filter:
   any codec, any mix of containers and formats. A `fast` cut that cannot be
   done the fast way (AV1; a mix of containers; MPEG-TS to `.mp4` or fMP4 to
-  `.ts`; several runs: a hole, a restart, another init section; an open GOP)
-  is done this way (method `concat`), logged and counted in
+  `.ts`; an init section change; an open GOP) is done this way (method
+  `concat`), logged and counted in
   `cut_fallbacks_total` with its reason (`fast_blocker`, `cut_mp4_fast.NotFast`).
 
 Why splice at the sample level rather than join re-encoded pieces and
@@ -338,7 +339,7 @@ def _cut(segments, start, end, type, container, metrics):
         if type == "fast":
             fast = _fast_plan(segments, start, end, container)
             if not isinstance(fast, str):
-                run.method = "fast"
+                run.method = "joined" if len(fast.runs) > 1 else "fast"
                 results = cut_mp4_fast.start(fast, run.processes)
                 yield from cut_mp4_fast.made(fast, results, fast.init_size)
                 return
@@ -354,13 +355,13 @@ def _fast_plan(segments, start, end, container):
     why = reason
     if reason is None:
         split = runs(segments)
-        if len(split) > 1:
-            reason = why = "format"
-            why = f"{len(split)} runs (a hole, a restart or another init section)"
+        if len({_init_hash(run[0]) for run in split}) > 1:
+            reason = "format"
+            why = "the init section changes"
         else:
             try:
                 init_size = layout.cached_layout(split[0][0].path).init_size
-                return cut_mp4_fast.plan(split[0], start, end, init_size)
+                return cut_mp4_fast.plan(split, start, end, init_size)
             except (cut_mp4_fast.NotFast, layout.BadLayout) as e:
                 reason, why = getattr(e, "reason", "format"), str(e)
     logger.warning(

@@ -40,10 +40,12 @@ the middle costs a read and a write of each segment, and no muxer re-times
 anything at the joins. The figures are in `common.cut_mp4`.
 
 How it fails: `plan` raises `NotFast` (with a `cut_fallbacks_total` reason)
-for a range it cannot cut this way, before any output: several runs (a hole,
-a restart, an init section change; an edit list or fragment layout
-`mp4box` cannot read: `format`), an open GOP, negative composition offsets,
-a reorder delay above two frames (`codec`). `NoContent` for a range between two frames. During the cut, a
+for a range it cannot cut this way, before any output: runs whose B-frame
+reorder delays differ, an edit list or fragment layout `mp4box` cannot read
+(`format`), an open GOP, negative composition offsets, a reorder delay above
+two frames (`codec`); `common.cut_mp4` sends ranges whose init section
+changes the full way before asking. `NoContent` for a range between two
+frames. During the cut, a
 failing ffmpeg is `FFmpegError` from the iterator (the output so far is then
 incomplete); closing the iterator kills the ffmpegs (the caller's `ffmpeg.Run`).
 """
@@ -143,9 +145,17 @@ class Part(NamedTuple):
 
 class Plan(NamedTuple):
     init: bytes
-    init_size: int  # of the source's init section, in every segment of the run
-    parts: list  # Part, or Media for a segment copied box for box
-    shifts: dict  # track_id -> ticks taken off every decode time
+    init_size: int  # of the source's init section, in every segment of the runs
+    # Per run: (parts: Part, or a segment copied box for box; shifts:
+    # track_id -> ticks taken off every decode time of that run).
+    runs: list
+
+
+class RunPlan(NamedTuple):
+    parts: list
+    video: mp4box.Track
+    audio: mp4box.Track | None
+    init: bytes  # the run's first init section
 
 
 def _ceil_frames(seconds, rate):
@@ -156,9 +166,46 @@ def _seconds(delta):
     return Fraction(delta.days * 86400 + delta.seconds) + Fraction(delta.microseconds, 10**6)
 
 
-def plan(run, start, end, init_size):
-    """The `Plan` of the fast cut of `run` (one run of `common.cut_mp4.runs`:
-    segments sharing one init section of `init_size` bytes) over [start, end)."""
+def plan(runs, start, end, init_size):
+    """The `Plan` of the fast cut of `runs` (from `common.cut_mp4.runs`: segments
+    with one init section of `init_size` bytes, split at holes or restarts) over
+    [start, end).
+
+    Several runs are joined as they are, nothing re-encoded at the joins (a
+    run after a hole starts on its first keyframe and the one before ends on
+    a segment's end): each later run's decode times are shifted to run on
+    from the previous run's last frame, and its audio to start with its
+    video (no earlier than the previous run's audio ends, which silence
+    pads to its video's end): the hole is simply absent. A run holding no
+    frame of the range (a sliver before a hole) is left out; runs whose
+    B-frame reorder delays differ are `NotFast` (`format`).
+    """
+    planned = []
+    for run in runs:
+        try:
+            planned.append(_plan_run(run, start, end, init_size))
+        except NoContent:
+            if len(runs) == 1:
+                raise
+    if not planned:
+        raise NoContent("no frame in the range")
+    video, audio = planned[0].video, planned[0].audio
+    if len({rp.parts[0].media.samples[video.track_id][0].cto for rp in planned}) > 1:
+        raise NotFast("format", "the B-frame reorder delay changes between runs")
+    media_times, shifts = _timeline(planned[0].parts, video, audio)
+    joined = [(planned[0].parts, shifts)]
+    for rp in planned[1:]:
+        joined.append((rp.parts, _joined_shifts(rp.parts, video, audio, media_times,
+                                                _ends(*joined[-1], video, audio))))  # fmt: skip
+    try:
+        init = mp4box.rewrite_init(planned[0].init, media_times)
+    except mp4box.Unsupported as e:
+        raise NotFast("format", str(e)) from None
+    return Plan(init, init_size, joined)
+
+
+def _plan_run(run, start, end, init_size):
+    """The `RunPlan` of one run's part of [start, end)."""
     fmt = probe.stream_format(run[0].path)
     codec = fmt.video["codec_name"]
     if codec not in ("h264", "hevc"):
@@ -173,7 +220,7 @@ def plan(run, start, end, init_size):
     )
     if len(run) > 1 and lo - frame / 2 > max(s.pts for s in first.samples[first.video.track_id]):
         # The start falls after the first segment's last frame.
-        return plan(run[1:], run[1].start, end, init_size)
+        return _plan_run(run[1:], run[1].start, end, init_size)
     last = first if len(run) == 1 else read_media(run[-1], init_size)
     hi = (
         _first_pts(last)
@@ -216,12 +263,7 @@ def plan(run, start, end, init_size):
         parts[1] = Part(media, _video_items(media, -math.inf, math.inf, frame),
                         media.samples[audio.track_id] if audio else [])  # fmt: skip
 
-    media_times, shifts = _timeline(parts, video, audio)
-    try:
-        init = mp4box.rewrite_init(first.data[:init_size], media_times)
-    except mp4box.Unsupported as e:
-        raise NotFast("format", str(e)) from None
-    return Plan(init, init_size, parts, shifts)
+    return RunPlan(parts, video, audio, first.data[:init_size])
 
 
 def _view(track, ticks):
@@ -234,9 +276,7 @@ def _timeline(parts, video, audio):
     the output at 0: the video's decode times from its first sample's, its
     edit at its first frame; the audio shifted to the same instant (rounded
     to an audio tick), its edit starting where that instant is."""
-    first_item = parts[0].video[0]
-    first_dts = first_item[1][0].dts if first_item[0] == "copy" else first_item[1].slots[0].dts
-    first_pts = min(_item_times(first_item))
+    first_dts, first_pts = _first_video(parts)
     media_times = {video.track_id: first_pts - first_dts}
     shifts = {video.track_id: first_dts}
     if audio:
@@ -247,6 +287,44 @@ def _timeline(parts, video, audio):
         shifts[audio.track_id] = max(0, min(first_audio, start_tick))
         media_times[audio.track_id] = start_tick - shifts[audio.track_id]
     return media_times, shifts
+
+
+def _first_video(parts):
+    """(dts, pts) of a run's first output sample and first frame (source ticks)."""
+    kind, what = parts[0].video[0]
+    return (what[0].dts if kind == "copy" else what.slots[0].dts), min(_item_times((kind, what)))
+
+
+def _ends(parts, shifts, video, audio):
+    """(video, audio) output decode ticks where a run's samples end."""
+    kind, what = parts[-1].video[-1]
+    last = what[-1] if kind == "copy" else what.slots[-1]
+    video_end = last.dts + last.duration - shifts[video.track_id]
+    audio_end = None
+    sounding = [p for p in parts if isinstance(p, Part) and p.audio]
+    if audio and sounding:
+        last = sounding[-1].audio[-1]
+        count = sounding[-1].silence[0] if sounding[-1] is parts[-1] else 0
+        audio_end = last.dts + last.duration * (1 + count) - shifts[audio.track_id]
+    return video_end, audio_end
+
+
+def _joined_shifts(parts, video, audio, media_times, ends):
+    """The shifts of a run joined after another that ends at `ends` (`_ends`)."""
+    video_end, audio_end = ends
+    first_dts, first_pts = _first_video(parts)
+    shifts = {video.track_id: first_dts - video_end}
+    if audio:
+        # Where the run's first frame is presented in the output, and in the source.
+        out = Fraction(first_pts - shifts[video.track_id] - media_times[video.track_id],
+                       video.timescale)  # fmt: skip
+        shift = (round((_view(video, first_pts) - out) * audio.timescale) - audio.view_offset
+                 - media_times[audio.track_id])  # fmt: skip
+        first_audio = next((p.audio[0].dts for p in parts if isinstance(p, Part) and p.audio), None)
+        if first_audio is not None and audio_end is not None:
+            shift = min(shift, first_audio - audio_end)
+        shifts[audio.track_id] = shift
+    return shifts
 
 
 def _silence(fmt, audio, kept, audio_hi):
@@ -366,8 +444,8 @@ def _encode_args(media, piece, fmt):
 def start(plan, processes):
     """Start every piece's ffmpeg at once; returns {id(Encode): AsyncResult}."""
     results = {}
-    fmt = probe.stream_format(plan.parts[0].media.segment.path)  # one init: one format
-    for part in plan.parts:
+    fmt = probe.stream_format(plan.runs[0][0][0].media.segment.path)  # one init: one format
+    for part in (part for parts, _ in plan.runs for part in parts):
         if not isinstance(part, Part):
             continue
         for kind, what in part.video:
@@ -424,14 +502,14 @@ def made(plan, results, init_size, sequence=1):
     """Yield the output's bytes: the init section, then each part's fragments."""
     yield plan.init
     after_piece = None  # the parameter sets of the piece just written
-    for part in plan.parts:
+    for part, shifts in ((part, shifts) for parts, shifts in plan.runs for part in parts):
         if not isinstance(part, Part):
             media = read_media(part, init_size)
             for fragment in media.fragments:
                 (offset, size), (mdat_offset, mdat_size) = fragment.moof, fragment.mdat
                 moof = bytearray(media.data[offset : offset + size])
                 try:
-                    mp4box.patch_fragment(moof, sequence, plan.shifts, fragment)
+                    mp4box.patch_fragment(moof, sequence, shifts, fragment)
                 except mp4box.Unsupported as e:
                     raise FFmpegError(f"{part.path}: {e}") from None
                 sequence += 1
@@ -441,7 +519,7 @@ def made(plan, results, init_size, sequence=1):
         media = part.media
         video = media.video
         length = video.nal_length
-        shift = plan.shifts[video.track_id]
+        shift = shifts[video.track_id]
         samples = []
         for kind, what in part.video:
             if kind == "encode":
@@ -458,7 +536,7 @@ def made(plan, results, init_size, sequence=1):
             samples += copied
         tracks = [(video.track_id, samples)]
         if media.audio:
-            audio = _copied(media, part.audio, plan.shifts[media.audio.track_id])
+            audio = _copied(media, part.audio, shifts[media.audio.track_id])
             count, frame = part.silence
             for _ in range(count):
                 last = audio[-1]

@@ -299,19 +299,47 @@ def test_fast_cut_of_fmp4_to_mpegts_falls_back(fmp4_store, tmp_path, registry):
     assert registry.get_sample_value("cut_fallbacks_total", {"reason": "container"}) == 1
 
 
-def test_fast_cut_of_fmp4_across_a_hole_falls_back(tmp_path, marked_fmp4_media, registry):
-    # Two runs (the middle segment missing): re-encoded whole, the hole left out.
+@pytest.mark.parametrize(
+    "second, resume, expected",
+    [
+        # The middle segment missing: the last one follows a 2 s hole.
+        (slice(2, 3), 4, frames_between(1.5, 2) + frames_between(4, 4.5)),
+        # The stream restarted 1.5 s later with the same init section, its
+        # timestamps starting over.
+        pytest.param(slice(0, 2), 3.5, frames_between(1.5, 2) + frames_between(0, 0.5), marks=SLOW),
+    ],
+)
+def test_fast_cut_of_fmp4_joins_across_a_hole(
+    tmp_path, marked_fmp4_media, registry, second, resume, expected
+):
+    # The runs either side are joined as they are, the hole left out,
+    # nothing re-encoded at the join.
     base = str(tmp_path / "store")
     media = marked_fmp4_media("h264")
     add_to_store(base, "chan", "source", FMP4_START, media[:1])
-    add_to_store(base, "chan", "source", at(4), media[2:])
-    a, b = 1.5, 4.5
+    add_to_store(base, "chan", "source", at(resume), media[second])
+    a, b = 1.5, resume + 0.5
     segments = get_best_segments(os.path.join(base, "chan", "source"), at(a), at(b))
     chunks = cut(segments, at(a), at(b), allow_holes=True, container="mp4", registry=registry)
     out = write_cut(tmp_path / "out.mp4", chunks)
     assert decode_warnings(out) == ""
-    assert frame_numbers(out, WIDTH) == frames_between(a, 2) + frames_between(4, b)
-    assert registry.get_sample_value("cut_fallbacks_total", {"reason": "format"}) == 1
+    assert frame_numbers(out, WIDTH) == expected
+    found = packet_times(out)
+    frame = 1 / RATE
+    dts = [p[1] for p in found["video"]]
+    assert all(abs(t - s - frame) < ROUNDING for s, t in pairwise(dts))
+    pts = sorted(p[0] for p in found["video"])
+    assert all(abs(t - s - frame) < ROUNDING for s, t in pairwise(pts))
+    audio = found["audio"]
+    gaps = [b[0] - a[0] - a[2] for a, b in pairwise(audio)]
+    # At the join the audio may pause for less than a frame; nowhere overlap.
+    assert all(-ROUNDING < g < ROUNDING for g in gaps if abs(g) < AUDIO_FRAME / 2 + ROUNDING)
+    assert all(-ROUNDING < g < AUDIO_FRAME for g in gaps)
+    assert sum(1 for g in gaps if g > ROUNDING) <= 1
+    assert abs(audio[0][0] - pts[0]) <= AUDIO_FRAME + ROUNDING
+    assert abs(audio[-1][0] + audio[-1][2] - pts[-1] - frame) <= AUDIO_FRAME + ROUNDING
+    labels = {"type": "fast", "method": "joined", "outcome": "ok"}
+    assert registry.get_sample_value("cuts_total", labels) == 1
 
 
 def test_fast_cut_of_fmp4_copies_the_middle(fmp4_store, tmp_path, registry):
