@@ -108,6 +108,8 @@ class Media(NamedTuple):
 
 
 def read_media(segment, init_size):
+    """The segment's `Media` (its whole file read). NotFast (`format`) if
+    `mp4box` cannot read it exactly, or it holds no video sample."""
     with open(segment.path, "rb") as f:
         data = f.read()
     try:
@@ -243,27 +245,29 @@ def _plan_run(run, start, end, init_size):
         v_lo = lo - frame / 2 if i == 0 else -math.inf
         v_hi = hi - frame / 2 if i == len(run) - 1 else math.inf
         items = _video_items(media, v_lo, v_hi, frame)
-        kept_audio = []
-        if audio:
-            kept_audio = [
-                s for s in media.samples[audio.track_id]
-                if (i > 0 or _view(audio, s.pts) >= audio_lo)
-                and (i < len(run) - 1 or _view(audio, s.pts) < audio_hi)
-            ]  # fmt: skip
         silence = (0, b"")
         if audio and i == len(run) - 1:
-            silence = _silence(fmt, audio, kept_audio, audio_hi)
-        parts.append(Part(media, items, kept_audio, silence))
+            silence = _silence(fmt, audio, _audio(media, audio_lo, audio_hi), audio_hi)
+        parts.append(Part(media, items, _audio(media, audio_lo, audio_hi), silence))
     if not parts[0].video:
         raise NoContent("no frame in the range")
     # A copied segment right after a re-encoded piece must carry the
     # source's parameter sets again: it is rewritten at the sample level.
+    # (So is its audio bounded: a start in the first segment's last frames is
+    # after the next segment's first audio, which encoders mux 20-60 ms early.)
     if len(parts) > 2 and parts[0].video[-1][0] == "encode":
         media = read_media(parts[1], init_size)
-        parts[1] = Part(media, _video_items(media, -math.inf, math.inf, frame),
-                        media.samples[audio.track_id] if audio else [])  # fmt: skip
+        items = _video_items(media, -math.inf, math.inf, frame)
+        parts[1] = Part(media, items, _audio(media, audio_lo, audio_hi))
 
     return RunPlan(parts, video, audio, first.data[:init_size])
+
+
+def _audio(media, lo, hi):
+    """The segment's audio samples presented in [lo, hi) (seconds)."""
+    if not media.audio:
+        return []
+    return [s for s in media.samples[media.audio.track_id] if lo <= _view(media.audio, s.pts) < hi]
 
 
 def _view(track, ticks):
@@ -499,12 +503,20 @@ def _copied(media, samples, shift):
 
 
 def made(plan, results, init_size, sequence=1):
-    """Yield the output's bytes: the init section, then each part's fragments."""
+    """Yield the output's bytes: the init section, then each part's fragments.
+
+    `results` are `start`'s. FFmpegError if a piece's ffmpeg failed or made
+    something unusable, or a segment between the ends cannot be copied (read
+    only now, one at a time): the output so far is then incomplete.
+    """
     yield plan.init
     after_piece = None  # the parameter sets of the piece just written
     for part, shifts in ((part, shifts) for parts, shifts in plan.runs for part in parts):
         if not isinstance(part, Part):
-            media = read_media(part, init_size)
+            try:
+                media = read_media(part, init_size)
+            except NotFast as e:
+                raise FFmpegError(str(e)) from None
             for fragment in media.fragments:
                 (offset, size), (mdat_offset, mdat_size) = fragment.moof, fragment.mdat
                 moof = bytearray(media.data[offset : offset + size])

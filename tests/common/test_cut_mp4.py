@@ -173,7 +173,8 @@ FAST_RANGES = [
     (2, 4),  # on segment boundaries: nothing re-encoded
     (2.5, 3.5),  # across the hour, two segments
     (1.5, 2.2),  # a few frames either side of a segment boundary
-    (3.99, 6),  # starting on a segment's last frame, to the end
+    (3.99, 6),  # starting just after a segment's last frame, to the end
+    (3.95, 5),  # starting on a segment's last frame: the next one's audio starts before it
 ]
 
 
@@ -196,6 +197,12 @@ def fast_cut(fmp4_store, tmp_path, registry, codec, a, b):
 def test_fast_cut_of_fmp4_is_frame_exact(fmp4_store, tmp_path, registry, codec, a, b):
     out = fast_cut(fmp4_store, tmp_path, registry, codec, a, b)
     judge(out, a, b, frames_between(a, b))
+    # Copied AAC packets, chosen around the video's ends: within half a frame.
+    found = packet_times(out)
+    pts = sorted(p[0] for p in found["video"])
+    audio = found["audio"]
+    assert abs(audio[0][0] - pts[0]) <= AUDIO_FRAME / 2 + ROUNDING
+    assert abs(audio[-1][0] + audio[-1][2] - (pts[-1] + 1 / RATE)) <= AUDIO_FRAME / 2 + ROUNDING
 
 
 @pytest.mark.parametrize(
