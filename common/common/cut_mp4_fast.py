@@ -8,7 +8,11 @@ and every audio sample is copied without decoding: the segments between the
 first and the last are copied box for box (their `moof` and `mdat`, the
 `moof` patched in place: sequence number, decode times), and the first and
 last segments are rewritten at the sample level (`common.mp4box`): one new
-fragment each, holding the re-encoded samples and the copied ones.
+fragment each, holding the re-encoded samples and the copied ones. So is the
+segment right after a re-encoded piece, whose first keyframe must carry the
+source's parameter sets again (see below). A range split by holes or
+restarts (one init section throughout) is several such runs, each later one
+re-timed to follow on (`plan`).
 
 How the pieces join exactly:
 
@@ -27,7 +31,10 @@ How the pieces join exactly:
   the same bytes), so every frame decodes with its own encoder's.
 - Audio is never re-encoded: AAC samples are copied, those presented from
   half an audio frame before the first frame to half an audio frame before
-  the end (as the TS fast cut does).
+  the end (as the TS fast cut does). Where the given segments end (a
+  recording's end, a range ending on a segment boundary, a hole) the audio,
+  which encoders mux 20-60 ms ahead, would stop that much before the video:
+  it is ended with silent AAC frames (one made by ffmpeg once per format).
 - The output starts at 0: each track's decode times are lowered by the
   first output sample's, and the init section gets one edit per track that
   starts the video at its first frame and shifts the audio with it — whatever
@@ -45,9 +52,9 @@ reorder delays differ, an edit list or fragment layout `mp4box` cannot read
 (`format`), an open GOP, negative composition offsets, a reorder delay above
 two frames (`codec`); `common.cut_mp4` sends ranges whose init section
 changes the full way before asking. `NoContent` for a range between two
-frames. During the cut, a
-failing ffmpeg is `FFmpegError` from the iterator (the output so far is then
-incomplete); closing the iterator kills the ffmpegs (the caller's `ffmpeg.Run`).
+frames. During the cut, a failing ffmpeg is `FFmpegError` from the iterator
+(the output so far is then incomplete); closing the iterator kills the
+ffmpegs (the caller's `ffmpeg.Run`).
 """
 
 import bisect
