@@ -49,8 +49,9 @@ anything at the joins. The figures are in `common.cut_mp4`.
 How it fails: `plan` raises `NotFast` (with a `cut_fallbacks_total` reason)
 for a range it cannot cut this way, before any output: runs whose B-frame
 reorder delays differ, an edit list or fragment layout `mp4box` cannot read
-(`format`), an open GOP, negative composition offsets, a reorder delay above
-two frames (`codec`); `common.cut_mp4` sends ranges whose init section
+(`format`), a profile or pixel format the encoders are not set up for (10-bit,
+4:2:2), an open GOP, negative composition offsets, a reorder delay above two
+frames (`codec`); `common.cut_mp4` sends ranges whose init section
 changes the full way before asking. `NoContent` for a range between two
 frames. During the cut, a failing ffmpeg is `FFmpegError` from the iterator
 (the output so far is then incomplete); closing the iterator kills the
@@ -69,7 +70,7 @@ import gevent
 import gevent.event
 
 from . import ffmpeg, mp4box, probe
-from .cut import NoContent
+from .cut import X264_PROFILES, NoContent
 from .cut import _video_encode_args as _x264_args
 from .probe import FFmpegError
 
@@ -90,6 +91,9 @@ X265_DELAY = {0: "bframes=0", 1: "bframes=1:b-pyramid=0", 2: "bframes=3:b-pyrami
 # than the full cut's 22 makes up some of what the faster preset loses.
 HEVC_PRESET = "ultrafast"
 HEVC_CRF = 20
+# The profiles (as ffprobe names them) the pieces can be encoded in: 8-bit
+# 4:2:0, what libx264 and libx265 make by default and live streams carry.
+ENCODABLE = {"h264": set(X264_PROFILES), "hevc": {"Main"}}
 # Samples in an AAC frame: the audio's unit when a segment shows none.
 AAC_FRAME = 1024
 
@@ -216,9 +220,9 @@ def plan(runs, start, end, init_size):
 def _plan_run(run, start, end, init_size):
     """The `RunPlan` of one run's part of [start, end)."""
     fmt = probe.stream_format(run[0].path)
-    codec = fmt.video["codec_name"]
-    if codec not in ("h264", "hevc"):
-        raise NotFast("codec", f"{codec} is not cut fast")
+    codec, profile = fmt.video["codec_name"], fmt.video["profile"]
+    if profile not in ENCODABLE.get(codec, ()) or fmt.video["pix_fmt"] not in (None, "yuv420p"):
+        raise NotFast("codec", f"{codec} {profile} {fmt.video['pix_fmt']} is not cut fast")
     num, den = fmt.video["frame_rate"]
     rate = Fraction(num, den)
     first = read_media(run[0], init_size)
