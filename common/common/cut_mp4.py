@@ -13,8 +13,9 @@ MPEG-TS stay in `common.cut`. Two ways to cut, both frame-exact:
 - **full** (here): the video re-encoded, through ffmpeg's concat filter:
   any codec, any mix of containers and formats. A `fast` cut that cannot be
   done the fast way (AV1; a mix of containers; MPEG-TS to `.mp4` or fMP4 to
-  `.ts`; an init section change; an open GOP) is done this way (method
-  `concat`), logged and counted in
+  `.ts`; an init section change; an open GOP; a re-encoded piece that
+  failed: the pieces are all made before the first byte goes out) is done
+  this way (method `concat`), logged and counted in
   `cut_fallbacks_total` with its reason (`fast_blocker`, `cut_mp4_fast.NotFast`).
 
 Why splice at the sample level rather than join re-encoded pieces and
@@ -337,15 +338,29 @@ def _cut(segments, start, end, type, container, metrics):
             (min(end, s.end) - max(start, s.start)).total_seconds() for s in segments if s
         )
         if type == "fast":
-            fast = _fast_plan(segments, start, end, container)
-            if not isinstance(fast, str):
-                run.method = "joined" if len(fast.runs) > 1 else "fast"
-                results = cut_mp4_fast.start(fast, run.processes)
-                yield from cut_mp4_fast.made(fast, results, fast.init_size)
+            plan = reason = _fast_plan(segments, start, end, container)
+            if not isinstance(plan, str):
+                reason, made = _fast_pieces(plan, run.processes, start, end)
+            if reason is None:
+                run.method = "joined" if len(plan.runs) > 1 else "fast"
+                yield from cut_mp4_fast.made(plan, made, plan.init_size)
                 return
             run.method = "concat"
-            metrics.fallbacks.labels(reason=fast).inc()
+            metrics.fallbacks.labels(reason=reason).inc()
         yield from _made(segments, start, end, container, run.processes, run.pipes)
+
+
+def _fast_pieces(plan, processes, start, end):
+    """(None, the pieces) of a fast plan, all made before any output; or
+    ("piece", None) if one failed (logged): the range is then cut the full way."""
+    try:
+        return None, cut_mp4_fast.pieces(plan, cut_mp4_fast.start(plan, processes))
+    except FFmpegError as e:
+        logger.warning(
+            "Cut %s to %s: a re-encoded piece failed (%s): re-encoding it all",
+            start.isoformat(), end.isoformat(), e,
+        )  # fmt: skip
+        return "piece", None
 
 
 def _fast_plan(segments, start, end, container):

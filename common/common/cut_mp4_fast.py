@@ -22,7 +22,7 @@ How the pieces join exactly:
   samples in the same places of the GOP, so decode times run on exactly
   across every join. The encoder is set to the source's B-frame reorder delay
   or less, which is what keeps every composition offset positive; a piece
-  that breaks that, or yields another number of frames, is an `FFmpegError`.
+  that breaks that, or yields another number of frames, is unusable.
 - Parameter sets travel in band: the output's init section is the source's
   first, with its sample entry renamed `avc1`->`avc3` / `hvc1`->`hev1` (same
   size), which allows them in the samples. A piece's keyframe carries the
@@ -53,9 +53,12 @@ reorder delays differ, an edit list or fragment layout `mp4box` cannot read
 4:2:2), an open GOP, negative composition offsets, a reorder delay above two
 frames (`codec`); `common.cut_mp4` sends ranges whose init section
 changes the full way before asking. `NoContent` for a range between two
-frames. During the cut, a failing ffmpeg is `FFmpegError` from the iterator
-(the output so far is then incomplete); closing the iterator kills the
-ffmpegs (the caller's `ffmpeg.Run`).
+frames. A piece's ffmpeg that fails, or makes something unusable, is
+`FFmpegError` from `pieces`, which waits for them all before any output (so
+the caller falls back). While the output is written, a segment between the
+ends that cannot be copied is `FFmpegError` from the iterator (the output so
+far is then incomplete); closing the iterator kills the ffmpegs (the
+caller's `ffmpeg.Run`).
 """
 
 import bisect
@@ -513,12 +516,31 @@ def _copied(media, samples, shift):
     ]
 
 
-def made(plan, results, init_size, sequence=1):
+def pieces(plan, results):
+    """Wait for every piece (`start`'s `results`): {id(Encode): (samples to
+    write, the piece's parameter sets)}. FFmpegError if a piece's ffmpeg failed
+    or made something unusable: nothing has been output yet, so the caller
+    can still cut the range another way."""
+    made = {}
+    for parts, shifts in plan.runs:
+        for part in parts:
+            if not isinstance(part, Part):
+                continue
+            video = part.media.video
+            for kind, what in part.video:
+                if kind == "encode":
+                    made[id(what)] = _piece_samples(
+                        results[id(what)].get(), what, video.nal_length, shifts[video.track_id]
+                    )
+    return made
+
+
+def made(plan, pieces, init_size, sequence=1):
     """Yield the output's bytes: the init section, then each part's fragments.
 
-    `results` are `start`'s. FFmpegError if a piece's ffmpeg failed or made
-    something unusable, or a segment between the ends cannot be copied (read
-    only now, one at a time): the output so far is then incomplete.
+    `pieces` are `pieces`'s. FFmpegError if a segment between the ends cannot
+    be copied (read only now, one at a time): the output so far is then
+    incomplete.
     """
     yield plan.init
     after_piece = None  # the parameter sets of the piece just written
@@ -546,8 +568,8 @@ def made(plan, results, init_size, sequence=1):
         samples = []
         for kind, what in part.video:
             if kind == "encode":
-                pieces, after_piece = _piece_samples(results[id(what)].get(), what, length, shift)
-                samples += pieces
+                encoded, after_piece = pieces[id(what)]
+                samples += encoded
                 continue
             copied = _copied(media, what, shift)
             if after_piece is not None and after_piece != video.parameter_sets:

@@ -16,7 +16,7 @@ from itertools import pairwise
 
 import pytest
 
-from common import layout, mp4box
+from common import ffmpeg, layout, mp4box
 from common.cut import NoContent, cut
 from common.cut_mp4 import UnsupportedContainer, output_container
 from common.segments import get_best_segments, parse_segment_path, segment_path
@@ -295,6 +295,24 @@ def test_fast_cut_of_fmp4_with_fragments_inside_segments(
     )
     judge(out, a, b, frames_between(a, b))
     labels = {"type": "fast", "method": "fast", "outcome": "ok"}
+    assert registry.get_sample_value("cuts_total", labels) == 1
+
+
+def test_a_failing_piece_falls_back_before_any_output(fmp4_store, tmp_path, registry, monkeypatch):
+    # An ffmpeg that fails the pieces' encodes (the only ones trimming by
+    # start_pts) and is the real one otherwise: the full cut takes over.
+    script = tmp_path / "ffmpeg"
+    script.write_text(
+        '#!/bin/sh\ncase "$*" in *"trim=start_pts"*) exit 1;; esac\nexec ffmpeg "$@"\n'
+    )
+    script.chmod(0o755)
+    monkeypatch.setattr(ffmpeg, "FFMPEG", str(script))
+    a, b = 0.55, 3.1
+    segments = get_best_segments(fmp4_store("h264"), at(a), at(b))
+    chunks = cut(segments, at(a), at(b), container="mp4", registry=registry)
+    judge(write_cut(tmp_path / "out.mp4", chunks), a, b, frames_between(a, b))
+    assert registry.get_sample_value("cut_fallbacks_total", {"reason": "piece"}) == 1
+    labels = {"type": "fast", "method": "concat", "outcome": "ok"}
     assert registry.get_sample_value("cuts_total", labels) == 1
 
 
