@@ -2,10 +2,33 @@
 
 `common.cut.cut` hands a range here when any of its segments is
 fMP4, or when the caller asked for an `.mp4` file; MPEG-TS ranges cut to
-MPEG-TS stay in `common.cut`. Every cut here re-encodes the video (the
-`full` method; a `fast` cut asked of such a range falls back to it, counted
-in `cut_fallbacks_total` with its reason): frame-exact, any codec, any mix of
-containers.
+MPEG-TS stay in `common.cut`. Two ways to cut, both frame-exact:
+
+- **fast** (`common.cut_mp4_fast`): fMP4 H.264 or HEVC segments of one
+  init section cut to `.mp4` (method `joined` when holes or restarts split
+  them into several runs: each later run re-timed to follow on). Only the partial GOPs at the two ends are re-encoded;
+  every other sample (all the audio) is copied, the segments between the
+  ends fragment by fragment, into one fragmented MP4 behind the recording's
+  init section (sample entry renamed to allow in-band parameter sets).
+- **full** (here): the video re-encoded, through ffmpeg's concat filter:
+  any codec, any mix of containers and formats. A `fast` cut that cannot be
+  done the fast way (AV1; a mix of containers; MPEG-TS to `.mp4` or fMP4 to
+  `.ts`; an init section change; an open GOP; a re-encoded piece that
+  failed: the pieces are all made before the first byte goes out) is done
+  this way (method `concat`), logged and counted in
+  `cut_fallbacks_total` with its reason (`fast_blocker`, `cut_mp4_fast.NotFast`).
+
+Why splice at the sample level rather than join re-encoded pieces and
+copied media with one ffmpeg `-c copy` remux (exact too): the remux is a
+second pass over every packet of the range, started only once the pieces
+are made, its cost growing with the length, and ffmpeg's MP4 muxer re-times
+what it joins (edit lists, B-frame delay); the splice sets every timestamp
+itself and only parses the moofs in between. Measured (`bench/cut_mp4.py`:
+1280x720 30 fps H.264 with B-frames, 2 s segments, cold caches, 2 cores at a
+load of about 10): a 1-minute cut took 2.4 s fast (1.1 CPU-s), 42 s full
+(18 CPU-s), 0.5 s for a bare `-c copy` (keyframe-accurate only, 22 frames
+early); 5 minutes: 1.3 s fast, 148 s full, 0.2 s `-c copy`. HEVC, 1 minute:
+3.9 s fast (x265 being slower), 109 s full, 0.3 s `-c copy`.
 
 How a range is read: it is split into runs of segments one ffmpeg can read
 as one stream: the same container, for fMP4 the same init section (one
@@ -34,6 +57,7 @@ iterator kills ffmpeg (the caller's `finally` does).
 """
 
 import datetime
+import functools
 import logging
 import math
 import os
@@ -42,7 +66,7 @@ from fractions import Fraction
 import gevent
 import gevent.fileobject
 
-from . import ffmpeg, layout, probe
+from . import cut_mp4_fast, ffmpeg, layout, mp4box, probe
 from .cut import AUDIO_BITRATE, CutError, NoContent
 from .cut import _video_encode_args as _x264_args
 from .cut_join import conform_video
@@ -99,14 +123,18 @@ def check_output(segments, container):
 
 
 def fast_blocker(segments, container):
-    """Why a fast cut of this range must be done the full way (always, for now):
-    `codec` for AV1, `format` for a mix of containers, `fmp4` otherwise."""
+    """Why a fast cut of this range cannot even be tried (the full way, then), or
+    None: `format` for a mix of containers, `container` for an output in
+    another container than the recording's (MPEG-TS to .mp4, fMP4 to .ts),
+    `codec` for video other than H.264 and HEVC (AV1)."""
     present = [s for s in segments if s is not None]
     if len({s.container for s in present}) > 1:
         return "format"
-    if probe.stream_format(present[0].path).video["codec_name"] == "av1":
+    if present[0].container != container:
+        return "container"
+    if probe.stream_format(present[0].path).video["codec_name"] not in ("h264", "hevc"):
         return "codec"
-    return "fmp4" if present[0].container == "mp4" else "container"
+    return None
 
 
 # --- facts about segments ----------------------------------------------------
@@ -118,11 +146,30 @@ def _time_base(path):
 
 
 def first_time(segment):
-    """The segment's first frame's presentation time, in seconds, as ffmpeg reads it."""
+    """The segment's first frame's presentation time, in seconds, as ffmpeg reads it.
+
+    For fMP4, from the init section and the first fragment's header (a few KB
+    read: `mp4box.first_video_pts`, cached); from ffprobe (a read of the whole
+    file) for MPEG-TS, or an fMP4 file mp4box cannot read.
+    """
+    if segment.container == "mp4":
+        try:
+            return _mp4_first_time(segment.path)
+        except (mp4box.Unsupported, layout.BadLayout) as e:
+            logger.info("Probing %s instead: %s", segment.path, e)
     keyframes = probe.stream_format(segment.path).keyframes
     if not keyframes:
         raise FFmpegError(f"{segment.path}: no keyframe")
     return keyframes[0] * _time_base(segment.path)
+
+
+@functools.lru_cache(maxsize=probe.CACHE_SIZE)
+def _mp4_first_time(path):
+    init_size = layout.cached_layout(path).init_size
+    with open(path, "rb") as f:
+        tracks = mp4box.read_init(f.read(init_size))
+        video, pts = mp4box.first_video_pts(f, init_size, tracks)
+    return Fraction(pts + video.view_offset, video.timescale)
 
 
 def _seconds(delta):
@@ -149,8 +196,12 @@ def runs(segments):
                 segment.container == previous.container
                 and _init_hash(segment) == _init_hash(previous)
                 and abs(first_time(segment) - first_time(previous) - expected) <= TIME_TOLERANCE
-                and probe.stream_format(segment.path).key()
-                == probe.stream_format(previous.path).key()
+                # One fMP4 init section describes one format: no probe needed.
+                and (
+                    segment.container == "mp4"
+                    or probe.stream_format(segment.path).key()
+                    == probe.stream_format(previous.path).key()
+                )
             )
             if not joinable:
                 logger.info("Cannot read %s on from %s as one stream", segment.path, previous.path)
@@ -283,20 +334,57 @@ def cut(segments, start, end, type, container, metrics):
 
 
 def _cut(segments, start, end, type, container, metrics):
-    method = "full"
-    if type == "fast":
-        method = "concat"
-        reason = fast_blocker(segments, container)
-        metrics.fallbacks.labels(reason=reason).inc()
-        logger.warning(
-            "Cut %s to %s as .%s cannot be fast (%s): re-encoding it all",
-            start.isoformat(), end.isoformat(), container, reason,
-        )  # fmt: skip
-    with ffmpeg.Run(metrics, type, method) as run:
+    with ffmpeg.Run(metrics, type, "full") as run:
         run.video_seconds = sum(
             (min(end, s.end) - max(start, s.start)).total_seconds() for s in segments if s
         )
+        if type == "fast":
+            plan = reason = _fast_plan(segments, start, end, container)
+            if not isinstance(plan, str):
+                reason, made = _fast_pieces(plan, run.processes, start, end)
+            if reason is None:
+                run.method = "joined" if len(plan.runs) > 1 else "fast"
+                yield from cut_mp4_fast.made(plan, made, plan.init_size)
+                return
+            run.method = "concat"
+            metrics.fallbacks.labels(reason=reason).inc()
         yield from _made(segments, start, end, container, run.processes, run.pipes)
+
+
+def _fast_pieces(plan, processes, start, end):
+    """(None, the pieces) of a fast plan, all made before any output; or
+    ("piece", None) if one failed (logged): the range is then cut the full way."""
+    try:
+        return None, cut_mp4_fast.pieces(plan, cut_mp4_fast.start(plan, processes))
+    except FFmpegError as e:
+        logger.warning(
+            "Cut %s to %s: a re-encoded piece failed (%s): re-encoding it all",
+            start.isoformat(), end.isoformat(), e,
+        )  # fmt: skip
+        return "piece", None
+
+
+def _fast_plan(segments, start, end, container):
+    """The fast cut's plan (`cut_mp4_fast.plan`), or why there is none (a
+    `cut_fallbacks_total` reason), logged."""
+    reason = fast_blocker(segments, container)
+    why = reason
+    if reason is None:
+        split = runs(segments)
+        if len({_init_hash(run[0]) for run in split}) > 1:
+            reason = "format"
+            why = "the init section changes"
+        else:
+            try:
+                init_size = layout.cached_layout(split[0][0].path).init_size
+                return cut_mp4_fast.plan(split, start, end, init_size)
+            except (cut_mp4_fast.NotFast, layout.BadLayout) as e:
+                reason, why = getattr(e, "reason", "format"), str(e)
+    logger.warning(
+        "Cut %s to %s as .%s cannot be fast (%s): re-encoding it all",
+        start.isoformat(), end.isoformat(), container, why,
+    )  # fmt: skip
+    return reason
 
 
 def _made(segments, start, end, container, processes, pipes):

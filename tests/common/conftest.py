@@ -82,3 +82,18 @@ def marked_fmp4_media(tmp_path_factory):
         return made[codec, ts_offset]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def multi_gop_fmp4_media(tmp_path_factory):
+    """12 s of 160x90 H.264 fMP4 + AAC as two 6 s segments of three 2 s GOPs
+    each, every frame marked with its number."""
+    return make_fmp4_media(
+        tmp_path_factory.mktemp("multi-gop-fmp4"),
+        "h264",
+        seconds=12,
+        size="160x90",
+        segment_seconds=6,
+        gop_seconds=2,
+        extra_video_filter=marker_filter(160),
+    )

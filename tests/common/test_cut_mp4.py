@@ -16,6 +16,7 @@ from itertools import pairwise
 
 import pytest
 
+from common import ffmpeg, layout, mp4box
 from common.cut import NoContent, cut
 from common.cut_mp4 import UnsupportedContainer, output_container
 from common.segments import get_best_segments, parse_segment_path, segment_path
@@ -166,9 +167,232 @@ def test_av1_in_mpegts_is_refused(fmp4_store, registry):
     assert registry.get_sample_value("cuts_total", labels) == 1
 
 
+FAST_RANGES = [
+    (0.55, 5.1),  # mid-GOP at both ends, across all three segments and 14:00
+    (0.55, 1.4),  # inside one segment (one GOP)
+    (2, 4),  # on segment boundaries: nothing re-encoded
+    (2.5, 3.5),  # across the hour, two segments
+    (1.5, 2.2),  # a few frames either side of a segment boundary
+    (3.99, 6),  # starting just after a segment's last frame, to the end
+    (3.95, 5),  # starting on a segment's last frame: the next one's audio starts before it
+]
+
+
+def fast_cut(fmp4_store, tmp_path, registry, codec, a, b):
+    store = fmp4_store(codec)
+    segments = get_best_segments(store, at(a), at(b))
+    chunks = cut(segments, at(a), at(b), container="mp4", registry=registry)
+    out = write_cut(tmp_path / "out.mp4", chunks)
+    labels = {"type": "fast", "method": "fast", "outcome": "ok"}
+    assert registry.get_sample_value("cuts_total", labels) == 1
+    assert registry.get_sample_value("cut_fallbacks_total", {"reason": "fmp4"}) is None
+    return out
+
+
 @pytest.mark.parametrize(
-    "codec, reason", [("h264", "fmp4"), pytest.param("av1", "codec", marks=SLOW)]
+    "codec, a, b",
+    [("h264", *FAST_RANGES[0]), ("hevc", *FAST_RANGES[0])]
+    + [pytest.param(c, *r, marks=SLOW) for c in ("h264", "hevc") for r in FAST_RANGES[1:]],
 )
+def test_fast_cut_of_fmp4_is_frame_exact(fmp4_store, tmp_path, registry, codec, a, b):
+    out = fast_cut(fmp4_store, tmp_path, registry, codec, a, b)
+    judge(out, a, b, frames_between(a, b))
+    # Copied AAC packets, chosen around the video's ends: within half a frame.
+    found = packet_times(out)
+    pts = sorted(p[0] for p in found["video"])
+    audio = found["audio"]
+    assert abs(audio[0][0] - pts[0]) <= AUDIO_FRAME / 2 + ROUNDING
+    assert abs(audio[-1][0] + audio[-1][2] - (pts[-1] + 1 / RATE)) <= AUDIO_FRAME / 2 + ROUNDING
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        (1.1, 10.3),  # a GOP and a half re-encoded, whole GOPs copied in both segments
+        pytest.param(2.5, 5.5, marks=SLOW),  # one segment: re-encoded, copied, re-encoded
+        pytest.param(4, 8, marks=SLOW),  # on keyframes: nothing re-encoded
+    ],
+)
+def test_fast_cut_of_fmp4_with_gops_inside_segments(tmp_path, multi_gop_fmp4_media, registry, a, b):
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", FMP4_START, multi_gop_fmp4_media)
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(a), at(b))
+    out = write_cut(
+        tmp_path / "out.mp4", cut(segments, at(a), at(b), container="mp4", registry=registry)
+    )
+    judge(out, a, b, frames_between(a, b))
+    labels = {"type": "fast", "method": "fast", "outcome": "ok"}
+    assert registry.get_sample_value("cuts_total", labels) == 1
+
+
+@SLOW
+@pytest.mark.parametrize("codec", ["h264", "hevc"])
+def test_fast_cut_starts_at_zero_whatever_the_offset(tmp_path, marked_fmp4_media, registry, codec):
+    # Twitch's fMP4 presents from the broadcast's start (10 h in here, through
+    # an empty edit): the fast cut still starts at the segment's name, at 0.
+    base = str(tmp_path / "store")
+    add_to_store(base, "chan", "source", FMP4_START, marked_fmp4_media(codec, 36000))
+    a, b = 1.25, 4.6
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(a), at(b))
+    out = write_cut(
+        tmp_path / "out.mp4", cut(segments, at(a), at(b), container="mp4", registry=registry)
+    )
+    judge(out, a, b, frames_between(a, b))
+    assert min(p[0] for p in packet_times(out)["video"]) == 0
+    labels = {"type": "fast", "method": "fast", "outcome": "ok"}
+    assert registry.get_sample_value("cuts_total", labels) == 1
+
+
+def refragmented(source, out_dir, count=3):
+    """`source` (fMP4 files and durations) with each file's samples re-written
+    as `count` fragments (sequence numbers running on across files), as
+    low-latency streams carry their parts: a GOP spanning fragments."""
+    os.makedirs(out_dir, exist_ok=True)
+    result, sequence = [], 1
+    for path, duration in source:
+        with open(path, "rb") as f:
+            data = f.read()
+        init_size = layout.read_layout(str(path)).init_size
+        tracks = mp4box.read_init(data[:init_size])
+        _, samples = mp4box.read_media(data, init_size, tracks)
+        out = bytearray(data[:init_size])
+        for i in range(count):
+            chunk = []
+            for track_id, found in samples.items():
+                part = found[i * len(found) // count : (i + 1) * len(found) // count]
+                chunk.append((track_id, [
+                    mp4box.OutSample(s.dts, s.duration, s.flags, s.cto,
+                                     data[s.offset : s.offset + s.size])
+                    for s in part
+                ]))  # fmt: skip
+            out += mp4box.write_fragment(sequence, chunk)
+            sequence += 1
+        target = os.path.join(out_dir, os.path.basename(path))
+        with open(target, "wb") as f:
+            f.write(out)
+        result.append((target, duration))
+    return result
+
+
+@pytest.mark.parametrize(
+    "codec, a",
+    [
+        ("h264", 0.55),  # the segment after the first piece rewritten
+        ("h264", 0),  # nothing re-encoded before it: its three moofs copied and patched
+        pytest.param("hevc", 0.55, marks=SLOW),
+    ],
+)
+def test_fast_cut_of_fmp4_with_fragments_inside_segments(
+    tmp_path, marked_fmp4_media, registry, codec, a
+):
+    base = str(tmp_path / "store")
+    media = refragmented(marked_fmp4_media(codec), tmp_path / "refragmented")
+    add_to_store(base, "chan", "source", FMP4_START, media)
+    b = 5.1
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(a), at(b))
+    out = write_cut(
+        tmp_path / "out.mp4", cut(segments, at(a), at(b), container="mp4", registry=registry)
+    )
+    judge(out, a, b, frames_between(a, b))
+    labels = {"type": "fast", "method": "fast", "outcome": "ok"}
+    assert registry.get_sample_value("cuts_total", labels) == 1
+
+
+def test_a_failing_piece_falls_back_before_any_output(fmp4_store, tmp_path, registry, monkeypatch):
+    # An ffmpeg that fails the pieces' encodes (the only ones trimming by
+    # start_pts) and is the real one otherwise: the full cut takes over.
+    script = tmp_path / "ffmpeg"
+    script.write_text(
+        '#!/bin/sh\ncase "$*" in *"trim=start_pts"*) exit 1;; esac\nexec ffmpeg "$@"\n'
+    )
+    script.chmod(0o755)
+    monkeypatch.setattr(ffmpeg, "FFMPEG", str(script))
+    a, b = 0.55, 3.1
+    segments = get_best_segments(fmp4_store("h264"), at(a), at(b))
+    chunks = cut(segments, at(a), at(b), container="mp4", registry=registry)
+    judge(write_cut(tmp_path / "out.mp4", chunks), a, b, frames_between(a, b))
+    assert registry.get_sample_value("cut_fallbacks_total", {"reason": "piece"}) == 1
+    labels = {"type": "fast", "method": "concat", "outcome": "ok"}
+    assert registry.get_sample_value("cuts_total", labels) == 1
+
+
+def test_fast_cut_of_fmp4_to_mpegts_falls_back(fmp4_store, tmp_path, registry):
+    a, b = 0.55, 3.1
+    segments = get_best_segments(fmp4_store("h264"), at(a), at(b))
+    chunks = cut(segments, at(a), at(b), container="ts", registry=registry)
+    judge(write_cut(tmp_path / "out.ts", chunks), a, b, frames_between(a, b))
+    assert registry.get_sample_value("cut_fallbacks_total", {"reason": "container"}) == 1
+
+
+@pytest.mark.parametrize(
+    "second, resume, expected",
+    [
+        # The middle segment missing: the last one follows a 2 s hole.
+        (slice(2, 3), 4, frames_between(1.5, 2) + frames_between(4, 4.5)),
+        # The stream restarted 1.5 s later with the same init section, its
+        # timestamps starting over.
+        pytest.param(slice(0, 2), 3.5, frames_between(1.5, 2) + frames_between(0, 0.5), marks=SLOW),
+    ],
+)
+def test_fast_cut_of_fmp4_joins_across_a_hole(
+    tmp_path, marked_fmp4_media, registry, second, resume, expected
+):
+    # The runs either side are joined as they are, the hole left out,
+    # nothing re-encoded at the join.
+    base = str(tmp_path / "store")
+    media = marked_fmp4_media("h264")
+    add_to_store(base, "chan", "source", FMP4_START, media[:1])
+    add_to_store(base, "chan", "source", at(resume), media[second])
+    a, b = 1.5, resume + 0.5
+    segments = get_best_segments(os.path.join(base, "chan", "source"), at(a), at(b))
+    chunks = cut(segments, at(a), at(b), allow_holes=True, container="mp4", registry=registry)
+    out = write_cut(tmp_path / "out.mp4", chunks)
+    assert decode_warnings(out) == ""
+    assert frame_numbers(out, WIDTH) == expected
+    found = packet_times(out)
+    frame = 1 / RATE
+    dts = [p[1] for p in found["video"]]
+    assert all(abs(t - s - frame) < ROUNDING for s, t in pairwise(dts))
+    pts = sorted(p[0] for p in found["video"])
+    assert all(abs(t - s - frame) < ROUNDING for s, t in pairwise(pts))
+    audio = found["audio"]
+    gaps = [b[0] - a[0] - a[2] for a, b in pairwise(audio)]
+    # At the join the audio may pause for less than a frame; nowhere overlap.
+    assert all(-ROUNDING < g < ROUNDING for g in gaps if abs(g) < AUDIO_FRAME / 2 + ROUNDING)
+    assert all(-ROUNDING < g < AUDIO_FRAME for g in gaps)
+    assert sum(1 for g in gaps if g > ROUNDING) <= 1
+    assert abs(audio[0][0] - pts[0]) <= AUDIO_FRAME + ROUNDING
+    assert abs(audio[-1][0] + audio[-1][2] - pts[-1] - frame) <= AUDIO_FRAME + ROUNDING
+    labels = {"type": "fast", "method": "joined", "outcome": "ok"}
+    assert registry.get_sample_value("cuts_total", labels) == 1
+
+
+def test_fast_cut_of_fmp4_copies_the_middle(fmp4_store, tmp_path, registry):
+    # Starting on a keyframe, nothing before the middle segment is re-encoded:
+    # its fragment is in the output as stored, but for its sequence number and
+    # decode times (patched in place, in the moof). After a re-encoded piece
+    # it would be rewritten, to carry the source's parameter sets again.
+    out = fast_cut(fmp4_store, tmp_path, registry, "h264", 0, 5.1)
+    judge(out, 0, 5.1, frames_between(0, 5.1))
+    middle = get_best_segments(fmp4_store("h264"), at(2), at(4))[0]
+    with open(middle.path, "rb") as f:
+        stored = f.read()
+    mdat = stored[stored.index(b"mdat") - 4 :]
+    data = out.read_bytes()
+    assert mdat in data
+    # One init section (the recording's, its sample entry renamed), then
+    # fragments numbered on from 1.
+    init_size = layout.read_layout(str(out)).init_size
+    tracks = mp4box.read_init(data[:init_size])
+    assert tracks[1].entry == b"avc3"
+    fragments, _ = mp4box.read_media(data, init_size, tracks)
+    numbers = [
+        int.from_bytes(data[f.sequence_offset : f.sequence_offset + 4], "big") for f in fragments
+    ]
+    assert numbers == list(range(1, len(fragments) + 1))
+
+
+@pytest.mark.parametrize("codec, reason", [pytest.param("av1", "codec", marks=SLOW)])
 def test_fast_cut_of_fmp4_falls_back_exactly(fmp4_store, tmp_path, registry, codec, reason):
     a, b = 0.55, 5.1
     store = fmp4_store(codec)
