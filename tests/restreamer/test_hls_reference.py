@@ -137,9 +137,7 @@ def check(segments, uri, ended=True, slices=(len,)):
         step = max(1, size(segments) if callable(size) else size)
         entries = hls.Entries()
         for i in range(0, len(segments), step):
-            entries = hls.format_entries(
-                segments[i : i + step], uri, layout=layout, before=entries
-            )
+            entries = hls.format_entries(segments[i : i + step], uri, layout=layout, before=entries)
         assert b"".join(hls.assemble(entries, ended=ended)).decode() == expected, size
 
 
