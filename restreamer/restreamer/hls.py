@@ -178,9 +178,10 @@ class DirectoryURIs:
         return self.directory(path) + name.replace(":", "%3A")
 
 
-def _stored_entries(run, uri):
-    """`segment_entry(segment, uri)` of each of `run` (stored segments, with
-    hours), as bytes, one piece an hour; `uri` a DirectoryURIs.
+def _stored_entries(run, uri, parts):
+    """Append `segment_entry(segment, uri)` of each of `run` to `parts`, as
+    bytes, one piece an hour; `uri` a DirectoryURIs. Returns the longest
+    duration in `run`.
 
     A day of entries is 43,200 strings of ~130 characters, and what costs is
     making Python strings, each about as dear as a short function call:
@@ -194,14 +195,20 @@ def _stored_entries(run, uri):
     its first one's directory with a `:` third in the name (one of another
     store, or not a store's name) is formatted segment by segment instead.
     """
-    pieces = []
+    longest = None
     for hour, group in itertools.groupby(run, _hour):
         group = list(group)
-        text = _hour_entries(hour, list(map(_path, group)), list(map(_duration, group)), uri)
+        durations = list(map(_duration, group))
+        text = None
+        if hour is not None:  # None: not a stored segment, its time formatted whole
+            text = _hour_entries(hour, list(map(_path, group)), durations, uri)
         if text is None:
             text = "".join([segment_entry(segment, uri) for segment in group])
-        pieces.append(text.encode())
-    return pieces
+        parts.append(text.encode())
+        group_longest = max(durations)
+        if longest is None or group_longest > longest:
+            longest = group_longest
+    return longest
 
 
 def _hour_entries(hour, paths, durations, uri):
@@ -276,11 +283,11 @@ def format_entries(segments, uri, *, layout=None, before=Entries()):
                 parts.append(b"#EXT-X-DISCONTINUITY\n")
             after_hole = False
             written = True
-            if isinstance(uri, DirectoryURIs) and all(map(_hour, run)):
-                parts += _stored_entries(run, uri)
+            if isinstance(uri, DirectoryURIs):
+                run_longest = _stored_entries(run, uri, parts)
             else:
                 parts.append(b"".join([segment_entry(segment, uri).encode() for segment in run]))
-            run_longest = max(map(_duration, run))
+                run_longest = max(map(_duration, run))
             if longest is None or run_longest > longest:
                 longest = run_longest
             continue

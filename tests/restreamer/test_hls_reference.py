@@ -166,6 +166,9 @@ def test_odd_directories_match_the_reference():
     segments[5] = SegmentInfo(*made)
     check(segments, _segment_uri, slices=(7, 1))
     check(segments, reference_uri, slices=(7,))
+    # Without an hour to say it (made by hand): its time is formatted whole.
+    segments[9] = segments[9]._replace(hour=None)
+    check(segments, _segment_uri, slices=(7, 1))
 
 
 def test_one_segment_and_empty():
