@@ -226,16 +226,17 @@ def _hour_entries(hour, paths, durations, uri):
         return None
     directory = uri.directory(prefix[:-1])
     head = f"#EXT-X-PROGRAM-DATE-TIME:{hour}:"
-    pdt_end, minutes_end, seconds_start = k + 9, k + 2, k + 3
+    # The name's `MM:SS.fff`, its `MM` and what follows its `:`. Slice objects
+    # made once: `path[a:b]` would make one per segment (a day 10% slower).
+    clock, minutes, rest = slice(k, k + 9), slice(k, k + 2), slice(k + 3, None)
     if durations.count(durations[0]) == count:
         middle = f"Z\n#EXTINF:{format_extinf(durations[0])},\n{directory}"
         return "".join([
-            f"{head}{path[k:pdt_end]}{middle}{path[k:minutes_end]}%3A{path[seconds_start:]}\n"
-            for path in paths
+            f"{head}{path[clock]}{middle}{path[minutes]}%3A{path[rest]}\n" for path in paths
         ])  # fmt: skip
     middles = {d: f"Z\n#EXTINF:{format_extinf(d)},\n{directory}" for d in set(durations)}
     return "".join([
-        f"{head}{path[k:pdt_end]}{middle}{path[k:minutes_end]}%3A{path[seconds_start:]}\n"
+        f"{head}{path[clock]}{middle}{path[minutes]}%3A{path[rest]}\n"
         for path, middle in zip(paths, map(middles.__getitem__, durations), strict=True)
     ])  # fmt: skip
 
