@@ -106,19 +106,24 @@ def segment_entry(segment, uri, layout=None):
     A stored segment (one with an hour) starts at its hour plus the
     `MM:SS.ffffff` its name begins with, so its hour and the name's first nine
     characters are `format_program_date_time(segment.start)` without the
-    `Z`, in a fifth of the time of formatting the datetime.
+    `Z`, in a fifth of the time of formatting the datetime. With a
+    DirectoryURIs, the path is split once for both (a day of fMP4 entries,
+    which go one at a time, in an eighth less time).
     """
     if segment.hour is None:
         program_date_time = format_program_date_time(segment.start)
+        link = uri(segment)
     else:
-        program_date_time = f"{segment.hour}:{segment.path.rpartition('/')[2][:9]}Z"
+        path, _, name = segment.path.rpartition("/")
+        program_date_time = f"{segment.hour}:{name[:9]}Z"
+        link = uri.of(path, name) if isinstance(uri, DirectoryURIs) else uri(segment)
     byterange = ""
     if layout is not None:
         byterange = f"#EXT-X-BYTERANGE:{layout.media_size}@{layout.init_size}\n"
     return (
         f"#EXT-X-PROGRAM-DATE-TIME:{program_date_time}\n"
         f"#EXTINF:{format_extinf(segment.duration)},\n"
-        f"{byterange}{uri(segment)}\n"
+        f"{byterange}{link}\n"
     )
 
 
@@ -175,6 +180,10 @@ class DirectoryURIs:
 
     def __call__(self, segment):
         path, _, name = segment.path.rpartition("/")
+        return self.of(path, name)
+
+    def of(self, path, name):
+        """The URI of the segment named `name` in the directory at `path`."""
         return self.directory(path) + name.replace(":", "%3A")
 
 
