@@ -108,7 +108,7 @@ def make(base, start, duration_text, container="ts", type="full", init="a", init
     return segment
 
 
-def store_day(base, rng, count, mp4_share=0.0, hole_share=0.02):
+def store_day(base, rng, count, mp4_share=0.0, hole_share=0.02, inits="aab"):
     """`count` segments from 23:40 the day before, mostly 2 s, with holes and odd ones."""
     segments = []
     t = DAY - datetime.timedelta(minutes=20)
@@ -120,7 +120,7 @@ def store_day(base, rng, count, mp4_share=0.0, hole_share=0.02):
             continue
         duration = rng.choice(["2.000"] * 20 + ["6.006", "2.5", "1.999999", "0.000001"])
         container = "mp4" if rng.random() < mp4_share else "ts"
-        init = rng.choice("aab") if container == "mp4" else "a"
+        init = rng.choice(inits) if container == "mp4" else "a"
         if container == "mp4" and rng.random() < 0.02:
             init = None
         type = "partial" if rng.random() < 0.01 else "full"
@@ -143,11 +143,13 @@ def check(segments, uri, ended=True, slices=(len,)):
 
 @pytest.mark.parametrize("uri", [_segment_uri, reference_uri], ids=["DirectoryURIs", "function"])
 @pytest.mark.parametrize(
-    "mp4_share, hole_share", [(0, 0), (0, 0.02), (0.3, 0.02), (1, 0.05)], ids=str
+    "mp4_share, hole_share, inits",
+    [(0, 0, "a"), (0, 0.02, "a"), (0.3, 0.02, "aab"), (1, 0.05, "aab"), (1, 0.01, "a")],
+    ids=str,
 )
-def test_mixed_day_matches_the_reference(uri, mp4_share, hole_share):
-    rng = random.Random(f"{mp4_share}/{hole_share}")
-    segments = store_day("/store", rng, 3000, mp4_share, hole_share)
+def test_mixed_day_matches_the_reference(uri, mp4_share, hole_share, inits):
+    rng = random.Random(f"{mp4_share}/{hole_share}/{inits}")
+    segments = store_day("/store", rng, 3000, mp4_share, hole_share, inits)
     check(segments, uri, slices=(FORMAT_SLICE, 997, 1))
     check(segments + [None], uri, ended=False, slices=(FORMAT_SLICE,))
 
