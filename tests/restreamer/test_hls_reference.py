@@ -91,14 +91,16 @@ def layout(segment):
     return LAYOUTS[segment.path]
 
 
-def make(base, start, duration_text, container="ts", type="full", init="a", init_size=100):
+def make(
+    base, start, duration_text, container="ts", type="full", init="a", init_size=100, channel="chan"
+):
     """A stored segment's SegmentInfo (no file: playlists never read one but
     through `layout`). `init=None`: an fMP4 file whose init section is not found."""
     seconds = datetime.timedelta(seconds=float(duration_text))
     digest = hash_bytes(f"{base}{start}{duration_text}{container}{len(LAYOUTS)}".encode())
     hour = start.strftime("%Y-%m-%dT%H")
     name = f"{start:%M:%S.%f}-{duration_text}-{type}-{digest}.{container}"
-    segment = parse_segment_path(f"{base}/chan/source/{hour}/{name}")
+    segment = parse_segment_path(f"{base}/{channel}/source/{hour}/{name}")
     assert segment.duration == seconds
     if container == "ts":
         LAYOUTS[segment.path] = Layout(376, "t" * 64, 5000)
@@ -108,7 +110,7 @@ def make(base, start, duration_text, container="ts", type="full", init="a", init
     return segment
 
 
-def store_day(base, rng, count, mp4_share=0.0, hole_share=0.02, inits="aab"):
+def store_day(base, rng, count, mp4_share=0.0, hole_share=0.02, inits="aab", channel="chan"):
     """`count` segments from 23:40 the day before, mostly 2 s, with holes and odd ones."""
     segments = []
     t = DAY - datetime.timedelta(minutes=20)
@@ -124,7 +126,8 @@ def store_day(base, rng, count, mp4_share=0.0, hole_share=0.02, inits="aab"):
         if container == "mp4" and rng.random() < 0.02:
             init = None
         type = "partial" if rng.random() < 0.01 else "full"
-        segments.append(make(base, t, duration, container, type, init, 100 + ord(init or "x")))
+        init_size = 100 + ord(init or "x")
+        segments.append(make(base, t, duration, container, type, init, init_size, channel))
         t += datetime.timedelta(seconds=float(duration))
     return segments
 
@@ -155,14 +158,21 @@ def test_mixed_day_matches_the_reference(uri, mp4_share, hole_share, inits):
 
 
 def test_odd_directories_match_the_reference():
-    """Stores whose base has `:`, `%` or spaces in it; one hour's segments from two
-    stores (same hour, other directories); a name that is not a store's own."""
+    """Stores whose base has `:`, `%` or spaces in it; one hour's segments from
+    several stores (same hour, other directories, of the same length or not);
+    segments made by hand."""
     rng = random.Random(1)
     segments = store_day("/st:ore 1%", rng, 200)
     segments += store_day("/", rng, 30)
-    other = store_day("/store/b", rng, 40)
-    for i in range(0, 40, 3):
-        segments[-40 + i] = other[i]  # same hours, another store, interleaved
+    for base, step in (("/store/b", 3), ("/st:ore 2%", 5)):
+        other = store_day(base, rng, 40)
+        for i in range(0, 40, step):
+            segments[-40 + i] = other[i]  # same hours, another store, interleaved
+    # Paths of the very same length, in other channels' directories (sorting
+    # after this one's, and before).
+    for channel, start, stop in (("chon", 60, 120), ("cham", 130, 200)):
+        same_length = store_day("/st:ore 1%", rng, 200, channel=channel)
+        segments[start:stop:7] = same_length[start:stop:7]
     # A segment made by hand, not by parsing a listing: `container` is a property.
     made = segments[5]
     segments[5] = SegmentInfo(*made)
