@@ -67,8 +67,8 @@ VOD_PLAYLIST_MAX_AGE = 60  # seconds
 PLAYLIST_CONTENT_TYPE = "application/vnd.apple.mpegurl"
 # Segments whose sizes are read to measure a master playlist's bandwidth.
 BANDWIDTH_SAMPLE = 1000
-# Playlist entries formatted between two yields to other requests: about 3 ms
-# of CPU.
+# Playlist entries formatted between two yields to other requests: about 2 ms
+# of CPU (a day's 43,200 in 25 ms, measured by bench/best_segments.py).
 FORMAT_SLICE = 4096  # segments
 # Whole media playlists kept (most recent first), of at most a day of 2 s
 # segments each, about 6 MB: longer ones are formatted again when asked for.
