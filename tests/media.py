@@ -88,19 +88,21 @@ def make_fmp4_media(
     size="320x180",
     rate=30,
     segment_seconds=2,
+    gop_seconds=None,
     tone=440,
     extra_video_filter=None,
     ts_offset=0,
 ):
     """Encode `seconds` of test video as fMP4 HLS (`codec`: a key of FMP4_CODECS),
-    timestamps starting at `ts_offset` seconds (Twitch's start at the broadcast's).
+    timestamps starting at `ts_offset` seconds (Twitch's start at the broadcast's),
+    a keyframe every `gop_seconds` (default: one a segment).
 
     Returns `[(path, duration), ...]` like `make_media`, each path a `.mp4` file
     holding the init section followed by one media segment, as the store keeps them.
     """
     os.makedirs(out_dir, exist_ok=True)
     playlist = os.path.join(out_dir, "index.m3u8")
-    gop = rate * segment_seconds
+    gop = rate * (gop_seconds or segment_seconds)
     video_filter = f"testsrc2=size={size}:rate={rate}"
     if extra_video_filter:
         video_filter += "," + extra_video_filter
