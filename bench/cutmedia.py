@@ -26,6 +26,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # the repository: for tests.media
 
+from common.layout import read_layout  # noqa: E402
 from tests.common.cutcheck import MARKER_BITS, MARKER_HEIGHT, marker_filter  # noqa: E402
 from tests.media import add_to_store, make_fmp4_media, make_media  # noqa: E402
 
@@ -117,30 +118,48 @@ COPY_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 
 
 def run_stream_copy(segments, start, end, out, container="ts"):
-    """ffmpeg's concat demuxer over the segments, `-ss/-to`, `-c copy` into `out`."""
+    """`-c copy` of [start, end) of the segments into `out`, `-ss/-to` choosing it.
 
-    def go():
+    MPEG-TS: ffmpeg's concat demuxer over the segment files. fMP4: the first
+    file's init section followed by every file's media segment, piped into
+    one ffmpeg as the stream they came from (the concat demuxer takes every
+    fMP4 file for a 6 s file from 0 and loses most of the range).
+    """
+    seek = [
+        "-ss", f"{(start - segments[0].start).total_seconds():.6f}",
+        "-to", f"{(end - segments[0].start).total_seconds():.6f}",
+    ]  # fmt: skip
+    base = ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-y"]
+
+    def ts():
         listing = out + ".txt"
         with open(listing, "w") as f:
             for segment in segments:
                 f.write(f"file 'file:{segment.path}'\n")
-        first = segments[0].start
-        if container == "mp4":
-            muxer = ["-f", "mp4", "-movflags", COPY_MOVFLAGS]
-        else:
-            muxer = ["-f", "mpegts"]
         subprocess.run(
-            [
-                "ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-y",
-                "-f", "concat", "-safe", "0",
-                "-ss", f"{(start - first).total_seconds():.6f}",
-                "-to", f"{(end - first).total_seconds():.6f}",
-                "-i", listing, "-c", "copy", *muxer, out,
-            ],
+            base + ["-f", "concat", "-safe", "0", *seek, "-i", listing]
+            + ["-c", "copy", "-f", "mpegts", out],
             check=True,
         )  # fmt: skip
 
-    return go
+    def mp4():
+        args = base + ["-f", "mp4", "-i", "pipe:0", *seek, "-c", "copy"]
+        args += ["-f", "mp4", "-movflags", COPY_MOVFLAGS, out]
+        with subprocess.Popen(args, stdin=subprocess.PIPE) as process:
+            try:
+                for i, segment in enumerate(segments):
+                    with open(segment.path, "rb") as f:
+                        if i:
+                            f.seek(read_layout(segment.path).init_size)
+                        while chunk := f.read(1 << 20):
+                            process.stdin.write(chunk)
+                process.stdin.close()
+            except BrokenPipeError:
+                pass  # ffmpeg has all it needs (-to)
+        if process.returncode:
+            raise subprocess.CalledProcessError(process.returncode, args)
+
+    return mp4 if container == "mp4" else ts
 
 
 def first_frame_number(path):
