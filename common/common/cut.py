@@ -449,15 +449,17 @@ def _plan_fast(run, start, end):
     one ffmpeg (`ffmpeg.start`), or ("copy", segments) between.
 
     Only the frames that cannot be copied are re-encoded: from the first kept
-    frame to the next keyframe, and from the last keyframe before the end to
-    the end. The rest of those two segments is remuxed (packets copied, from
-    that keyframe on / up to it), and the segments between are copied byte for
-    byte. Each boundary between pieces is one timestamp that both sides use,
-    so no audio packet is lost or doubled there:
+    frame to the next keyframe, and from the last split point at or before the
+    end (`StreamFormat.split_points`: usually the last frame that is not a
+    B-frame, so at most a few frames) to the end. The rest of those two
+    segments is remuxed (packets copied, from that keyframe on / up to that
+    point), and the segments between are copied byte for byte. Each boundary
+    between pieces is one timestamp that both sides use, so no audio packet is
+    lost or doubled there:
 
-    - video: the keyframe's DTS (in decode order, everything before it belongs
-      to the GOP before);
-    - audio: half an audio frame before the keyframe's PTS.
+    - video: the keyframe's or split point's DTS (in decode order, everything
+      before it is shown before it, everything from it on at or after it);
+    - audio: half an audio frame before its PTS.
 
     A range inside one segment is re-encoded whole (at most one segment).
     """
@@ -500,15 +502,17 @@ def _plan_fast(run, start, end):
 
     fmt = segment_format(last.path)
     half_audio = fmt.audio_frame_ticks / 2
-    key = max((k for k in segment_keyframes(last.path) if k < end_pts), default=None)
-    if key is None or key <= _first_pts(last_head):
+    end_frame = _next_frame(_first_pts(last_head), end_pts, fmt.frame_ticks)
+    split = max((p for p in fmt.split_points if p <= end_frame), default=None)
+    if split is None or split <= _first_pts(last_head):
         pieces.append(_end_args(last, [_encode_piece_args(last, None, end_pts)]))
     else:
-        key_dts = key - _reorder_delay(last_head, fmt) * fmt.frame_ticks
-        outputs = [
-            _remux_piece_args(last, (None, key_dts), (None, key - half_audio)),
-            _encode_piece_args(last, key, end_pts, audio_start=key - half_audio, input=1),
-        ]
+        split_dts = split - _reorder_delay(last_head, fmt) * fmt.frame_ticks
+        outputs = [_remux_piece_args(last, (None, split_dts), (None, split - half_audio))]
+        if split < end_frame:
+            outputs.append(
+                _encode_piece_args(last, split, end_pts, audio_start=split - half_audio, input=1)
+            )
         pieces.append(_end_args(last, outputs))
     return pieces
 

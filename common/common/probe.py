@@ -25,6 +25,7 @@ so an entry never goes stale; failures are not cached (a file that was being
 written may probe fine later).
 """
 
+import array
 import functools
 import json
 import logging
@@ -57,6 +58,12 @@ class StreamFormat(NamedTuple):
     video: dict | None  # codec_name, profile, level, width, height, pix_fmt, frame_rate, sar
     audio: dict | None  # codec_name, profile, sample_rate, channels, channel_layout
     keyframes: tuple = ()  # PTS of the video keyframes, as ffmpeg reads them
+    # PTS of every frame F such that the video packets before F's decode-order
+    # position are exactly the frames shown before F (ascending; keyframes of
+    # closed GOPs among them): those packets decode on their own, so a piece
+    # ending at F can be copied and only F onwards re-encoded. `array("q")`:
+    # 60 a 6 s segment at 30 fps with B-frames, kept in 0.5 KB, not 2.5.
+    split_points: array.array = array.array("q")
 
     def key(self):
         """What must be equal for two segments to be joined (the level may differ)."""
@@ -123,8 +130,9 @@ def describe(path):
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
 def _probe(path):
-    # The packets' flags give the keyframes; streams only, no data (with
-    # -show_data ffprobe formats every packet's bytes too: 7x the CPU).
+    # The packets' flags give the keyframes, their order the split points;
+    # streams only, no data (with -show_data ffprobe formats every packet's
+    # bytes too: 7x the CPU).
     parsed = _ffprobe(path, "-show_streams", "-show_entries", "packet=stream_index,pts,flags")
     return format_from_probe(parsed)
 
@@ -191,14 +199,32 @@ def format_from_probe(parsed):
                 "channels": stream.get("channels"),
                 "channel_layout": stream.get("channel_layout"),
             }
+    packets = [p for p in parsed.get("packets", []) if p.get("stream_index") == video_index]
     keyframes = sorted(
-        packet["pts"]
-        for packet in parsed.get("packets", [])
-        if packet.get("stream_index") == video_index
-        and "K" in packet.get("flags", "")
-        and isinstance(packet.get("pts"), int)
+        p["pts"] for p in packets if "K" in p.get("flags", "") and isinstance(p.get("pts"), int)
     )
-    return StreamFormat(video, audio, tuple(keyframes))
+    return StreamFormat(
+        video, audio, tuple(keyframes), split_points([p.get("pts") for p in packets])
+    )
+
+
+def split_points(pts):
+    """The `StreamFormat.split_points` of video packets with these PTS (in decode
+    order): the PTS after every prefix whose PTS are all below the rest's.
+    None at all if any PTS is missing (nothing can be said)."""
+    if not pts or not all(isinstance(p, int) for p in pts):
+        return array.array("q")
+    after = [0] * len(pts)  # after[i]: the smallest PTS from packet i on
+    smallest = pts[-1]
+    for i in range(len(pts) - 1, -1, -1):
+        smallest = min(smallest, pts[i])
+        after[i] = smallest
+    points, largest = array.array("q"), pts[0]
+    for i in range(1, len(pts)):
+        if largest < after[i]:
+            points.append(after[i])
+        largest = max(largest, pts[i])
+    return points
 
 
 def _ratio(text):
