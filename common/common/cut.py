@@ -439,11 +439,6 @@ def _end_args(segment, outputs):
     return ("made", (args, outputs))
 
 
-def segment_keyframes(path):
-    """PTS of every keyframe in a segment (90 kHz, as ffmpeg reads them; cached)."""
-    return segment_format(path).keyframes
-
-
 def _plan_fast(run, start, end):
     """The pieces of a fast cut: ("made", (args, outputs)) for each end, made by
     one ffmpeg (`ffmpeg.start`), or ("copy", segments) between.
@@ -468,22 +463,19 @@ def _plan_fast(run, start, end):
     first_head, last_head = segment_head(first.path), segment_head(last.path)
     start_pts = _first_pts(first_head) + _ticks(max(start, first.start) - first.start)
     end_pts = _first_pts(last_head) + _ticks(min(end, last.end) - last.start)
-    if len(run) > 1:
-        fmt = segment_format(first.path)
-        first_frame = _next_frame(_first_pts(first_head), start_pts, fmt.frame_ticks)
-        if first_frame >= _first_pts(first_head) + _ticks(first.duration):
-            # The start falls after the first segment's last frame: the cut
-            # starts with the next segment (whose audio must still be trimmed
-            # to its video, hence not simply dropping the first segment).
-            return _plan_fast(run[1:], run[1].start, end)
     if len(run) == 1:
         return [_end_args(first, [_encode_piece_args(first, start_pts, end_pts)])]
+    fmt = segment_format(first.path)
+    first_frame = _next_frame(_first_pts(first_head), start_pts, fmt.frame_ticks)
+    if first_frame >= _first_pts(first_head) + _ticks(first.duration):
+        # The start falls after the first segment's last frame: the cut
+        # starts with the next segment (whose audio must still be trimmed
+        # to its video, hence not simply dropping the first segment).
+        return _plan_fast(run[1:], run[1].start, end)
 
     pieces = []
-    fmt = segment_format(first.path)
     half_audio = fmt.audio_frame_ticks / 2
-    first_frame = _next_frame(_first_pts(first_head), start_pts, fmt.frame_ticks)
-    key = next((k for k in segment_keyframes(first.path) if k >= first_frame), None)
+    key = next((k for k in fmt.keyframes if k >= first_frame), None)
     if key is None:
         pieces.append(_end_args(first, [_encode_piece_args(first, start_pts, None)]))
     else:
@@ -518,8 +510,7 @@ def _plan_fast(run, start, end):
 
 
 def _probe_ends(run):
-    """Probe a run's first and last segments (cached), side by side: they are
-    independent, and each ffprobe spends most of its time starting up."""
+    """Probe a run's first and last segments (cached) side by side, not in turn."""
     paths = {run[0].path, run[-1].path}
     gevent.joinall([gevent.spawn(segment_format, path) for path in paths], raise_error=True)
 
@@ -529,17 +520,8 @@ def _fast_cut(run, start, end, processes):
     return (yield from _made_groups(_start_fast(run, start, end, processes)))
 
 
-# How much lower than the first made piece's the priority of the later ones
-# is, when segments are copied between (the last end only has to be ready
-# once the middle has been copied, the first is needed at once). On 2 cores,
-# with both ends' ffmpegs at one priority, the first end of a 15 min cut took
-# 0.X s; with the last end 5 lower, 0.Y s, and the last was still ready in time.
-LATER_NICENESS = 5
-
-
 def _start_fast(run, start, end, processes):
-    """Start every ffmpeg of a run's fast cut at once (they are independent),
-    those needed later (after copied segments) at a lower priority.
+    """Start every ffmpeg of a run's fast cut at once (they are independent).
 
     Returns its groups: ("copy", segments) or ("made", [AsyncResult, ...]),
     consecutive made pieces joined in one group.
@@ -550,9 +532,7 @@ def _start_fast(run, start, end, processes):
             groups.append((kind, what))
             continue
         result = gevent.event.AsyncResult()
-        later = any(k == "copy" for k, _ in groups)
-        niceness = ffmpeg.NICENESS + (LATER_NICENESS if later else 0)
-        processes.append(ffmpeg.start(*what, niceness=niceness))
+        processes.append(ffmpeg.start(*what))
         processes[-1].readers.append(gevent.spawn(ffmpeg.collect, processes[-1], result))
         if groups and groups[-1][0] == "made":
             groups[-1][1].append(result)

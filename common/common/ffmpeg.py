@@ -40,14 +40,8 @@ STDERR_LINES = 20
 NICENESS = 10
 
 
-class _Nice:
-    """A `preexec_fn` lowering the child's priority by `niceness`."""
-
-    def __init__(self, niceness):
-        self.niceness = niceness
-
-    def __call__(self):
-        os.nice(self.niceness)
+def _lower_priority():
+    os.nice(NICENESS)
 
 
 def base_args():
@@ -60,10 +54,10 @@ class Process:
 
     `outputs`: read ends of more pipes it writes into (their write ends in
     `pass_fds`); `self.outputs` is stdout followed by them, and `kill`
-    closes them all. `niceness`: how much lower than ours its priority is.
+    closes them all.
     """
 
-    def __init__(self, args, pass_fds=(), env=None, outputs=(), niceness=None):
+    def __init__(self, args, pass_fds=(), env=None, outputs=()):
         logger.debug("Running %s", args)
         self.args = args
         self.proc = gevent.subprocess.Popen(
@@ -73,7 +67,7 @@ class Process:
             stderr=gevent.subprocess.PIPE,
             pass_fds=pass_fds,
             env=env,
-            preexec_fn=_Nice(NICENESS if niceness is None else niceness),
+            preexec_fn=_lower_priority,
         )
         self.outputs = [self.proc.stdout]
         self.outputs += [gevent.fileobject.FileObjectPosix(fd, "rb", close=True) for fd in outputs]
@@ -133,7 +127,7 @@ def copy_file(path):
             yield chunk
 
 
-def start(args, outputs, niceness=None):
+def start(args, outputs):
     """Start one ffmpeg writing several outputs, each into a pipe of its own.
 
     `args` is the command line up to the first output (inputs, global
@@ -151,7 +145,6 @@ def start(args, outputs, niceness=None):
             args,
             pass_fds=[w for _, w in pipes],
             outputs=[r for r, _ in pipes],
-            niceness=niceness,
         )
     except BaseException:
         for read_fd, _ in pipes:
