@@ -1,7 +1,7 @@
 """Benchmark: fast cuts side by side with full re-encodes, stream copy and cat.
 
     .venv/bin/python bench/cut.py [--lengths 1,5,15] [--sources ts,fmp4-h264,fmp4-hevc]
-        [--minutes 21] [--no-full] [--no-restarts]
+        [--fmp4-lengths 1,5] [--minutes 21] [--no-full] [--no-restarts]
 
 Makes (once; cached under bench/.cache, see `cutmedia`) stores of 1280x720
 30 fps video with B-frames and 2 s closed GOPs + AAC in 6 s segments,
@@ -230,6 +230,10 @@ def main():
     )
     parser.add_argument("--lengths", default="1,5,15", help="cut lengths in minutes")
     parser.add_argument(
+        "--fmp4-lengths",
+        help="cut lengths of the fMP4 sources (default: --lengths; their full cuts are slow)",
+    )
+    parser.add_argument(
         "--sources",
         default=",".join(SOURCES),
         help=f"sources to cut, of {', '.join(SOURCES)} (default: all)",
@@ -243,16 +247,24 @@ def main():
     unknown = set(sources) - SOURCES.keys()
     if unknown:
         parser.error(f"unknown sources: {', '.join(sorted(unknown))}")
-    lengths = [float(x) for x in args.lengths.split(",") if x]
+    lengths = {
+        source: [float(x) for x in (args.fmp4_lengths or args.lengths).split(",") if x]
+        if SOURCES[source][1] == "mp4"
+        else [float(x) for x in args.lengths.split(",") if x]
+        for source in sources
+    }
     out_dir = os.path.join(CACHE, "out")
     os.makedirs(out_dir, exist_ok=True)
 
-    needed = OFFSET + max(lengths) * 60 + 2 * 6  # two segments' margin
-    stores = {source: source_store(source, args.minutes, needed) for source in sources}
+    stores = {}
+    for source in sources:
+        needed = OFFSET + max(lengths[source]) * 60 + 2 * 6  # two segments' margin
+        stores[source] = source_store(source, args.minutes, needed)
     rows = []
-    for minutes in lengths:
+    for minutes in sorted({m for source in sources for m in lengths[source]}):
         for source in sources:
-            rows += cut_rows(source, stores[source], minutes, out_dir, full=not args.no_full)
+            if minutes in lengths[source]:
+                rows += cut_rows(source, stores[source], minutes, out_dir, full=not args.no_full)
     print_tables(rows)
 
     if args.no_restarts:

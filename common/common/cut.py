@@ -5,14 +5,15 @@
 bytes. Two ways to cut:
 
 - **fast** (the default; cut, then cat): only the video from the start to the
-  next keyframe and from the last keyframe before the end is re-encoded (at
-  most a GOP at each end), trimmed to the exact frames; the rest of those two
-  segments is remuxed (packets copied), and every segment between is passed
-  through byte for byte. Audio is never re-encoded (every AAC encoder session
-  adds priming and padding, which overlaps or gaps at each join): its packets
-  are copied, split between pieces at one shared timestamp. The made pieces
-  keep the source's timestamps exactly (`-copyts`, the encoder clocked in
-  90 kHz ticks, the same B-frame reorder delay and mux delay) and its PIDs,
+  next keyframe, and from the last split point before the end (a frame all
+  packets before which in decode order show before it: at most a group of
+  B-frames from the end), is re-encoded, trimmed to the exact frames; the rest
+  of those two segments is remuxed (packets copied), and every segment between
+  is passed through byte for byte. Audio is never re-encoded (every AAC encoder
+  session adds priming and padding, which overlaps or gaps at each join): its
+  packets are copied, split between pieces at one shared timestamp. The made
+  pieces keep the source's timestamps exactly (`-copyts`, the encoder clocked
+  in 90 kHz ticks, the same B-frame reorder delay and mux delay) and its PIDs,
   and their continuity counters are renumbered to run on from the copied
   neighbours: to a demuxer the result is one unbroken stream.
 - **full** (cat, then cut): every covering segment is fed through one ffmpeg,
