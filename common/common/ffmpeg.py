@@ -134,7 +134,8 @@ def start(args, outputs):
     options), `outputs` each output's options: the first goes to stdout, the
     others to pipes made here. ffmpeg writes its outputs as it goes, so all
     must be read at once (`collect` does): one left unread fills its pipe
-    and stalls the others.
+    and stalls the others. If ffmpeg cannot be started, the pipes are closed
+    and the error raised; once started, `kill` closes them.
     """
     pipes = [os.pipe() for _ in outputs[1:]]
     args = list(args) + list(outputs[0]) + ["pipe:1"]
