@@ -11,9 +11,10 @@ cut length and source, starting mid-GOP and crossing an hour boundary, runs in
 one go:
 
 - cat: the covering segments' bytes, concatenated (the floor: no cut at all);
-- stream copy: ffmpeg's concat demuxer over the same segments, `-ss/-to`,
-  `-c copy` into the source's container (keyframe-accurate only: what people
-  use today);
+- stream copy: ffmpeg `-ss/-to -c copy` of the same range into the source's
+  container (MPEG-TS: the concat demuxer over the segments; fMP4: the init
+  section and the media segments piped in as one stream; keyframe-accurate
+  only: what people use today);
 - fast: `common.cut.cut(type="fast")` (`container="mp4"` for fMP4 sources);
 - full: the same with `type="full"`.
 
@@ -225,8 +226,9 @@ def print_tables(rows):
     print(
         "Wall and CPU (this process and its children) seconds per method, in one run. "
         "cat: the covering segments' bytes concatenated (the floor: no cut at all); "
-        "stream copy: ffmpeg's concat demuxer over the same segments, -ss/-to, -c copy, "
-        "into MPEG-TS or fragmented MP4 like the source (keyframe-accurate only); "
+        "stream copy: ffmpeg -ss/-to -c copy of the same range into the source's container "
+        "(MPEG-TS: its concat demuxer over the segments; fMP4: the first init section and "
+        "every media segment piped in as one stream; keyframe-accurate only); "
         "fast: common.cut.cut(type='fast'), fMP4 sources to .mp4; "
         "full: the same with type='full' (everything re-encoded). "
         "Start error: the first frame's number minus the one wanted; duration error: "
