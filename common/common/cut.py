@@ -5,14 +5,15 @@
 bytes. Two ways to cut:
 
 - **fast** (the default; cut, then cat): only the video from the start to the
-  next keyframe and from the last keyframe before the end is re-encoded (at
-  most a GOP at each end), trimmed to the exact frames; the rest of those two
-  segments is remuxed (packets copied), and every segment between is passed
-  through byte for byte. Audio is never re-encoded (every AAC encoder session
-  adds priming and padding, which overlaps or gaps at each join): its packets
-  are copied, split between pieces at one shared timestamp. The made pieces
-  keep the source's timestamps exactly (`-copyts`, the encoder clocked in
-  90 kHz ticks, the same B-frame reorder delay and mux delay) and its PIDs,
+  next keyframe, and from the last split point before the end (a frame all
+  packets before which in decode order show before it: at most a group of
+  B-frames from the end), is re-encoded, trimmed to the exact frames; the rest
+  of those two segments is remuxed (packets copied), and every segment between
+  is passed through byte for byte. Audio is never re-encoded (every AAC encoder
+  session adds priming and padding, which overlaps or gaps at each join): its
+  packets are copied, split between pieces at one shared timestamp. The made
+  pieces keep the source's timestamps exactly (`-copyts`, the encoder clocked
+  in 90 kHz ticks, the same B-frame reorder delay and mux delay) and its PIDs,
   and their continuity counters are renumbered to run on from the copied
   neighbours: to a demuxer the result is one unbroken stream.
 - **full** (cat, then cut): every covering segment is fed through one ffmpeg,
@@ -276,6 +277,7 @@ def _has_frames(segment, start, end):
 
 def _fast_blocker(run):
     """Why this run cannot be fast-cut, or None."""
+    _probe_ends(run)
     for segment in (run[0], run[-1]):
         fmt = segment_format(segment.path)
         head = segment_head(segment.path)
@@ -336,7 +338,7 @@ def _mux_args(head):
         args += ["-mpegts_transport_stream_id", str(head.transport_stream_id)]
     if head.program_number is not None:
         args += ["-mpegts_service_id", str(head.program_number)]
-    return args + ["pipe:1"]
+    return args
 
 
 def _drop_args(stream, field, first=None, end=None):
@@ -369,8 +371,9 @@ def _stop_args(last_pts):
     return ["-to", _seconds(stop)] if stop > 0 else []
 
 
-def _encode_piece_args(segment, start_pts, end_pts, audio_start=None, audio_end=None):
-    """ffmpeg arguments re-encoding one segment's video between two timestamps.
+def _encode_piece_args(segment, start_pts, end_pts, audio_start=None, audio_end=None, input=0):
+    """ffmpeg output options re-encoding one segment's video between two timestamps,
+    read from input number `input` of the command (`_end_args`).
 
     `start_pts`/`end_pts` (90 kHz, as in the file; None for the segment's own
     start/end) bound the kept frames: `start_pts <= pts < end_pts`. The audio
@@ -393,8 +396,7 @@ def _encode_piece_args(segment, start_pts, end_pts, audio_start=None, audio_end=
         if audio_end is None:
             audio_end = _next_frame(_first_pts(head), end_pts, fmt.frame_ticks) - half_audio
     chain = f"trim={':'.join(trims)}" if trims else "null"
-    args = ffmpeg.base_args() + ["-copyts", "-i", _file_url(segment.path)]
-    args += ["-filter_complex", f"[0:v:0]{chain}[v]", "-map", "[v]", "-map", "0:a:0?"]
+    args = ["-filter_complex", f"[{input}:v:0]{chain}[v]", "-map", "[v]", "-map", f"{input}:a:0?"]
     delay = _reorder_delay(head, fmt)
     args += _video_encode_args(fmt, delay)
     args += ["-enc_time_base:v", f"1:{mpegts.CLOCK}", "-fps_mode", "passthrough"]
@@ -412,92 +414,109 @@ def _encode_piece_args(segment, start_pts, end_pts, audio_start=None, audio_end=
     return args + _mux_args(head)
 
 
-def _remux_piece_args(segment, video_dts, audio_pts):
-    """ffmpeg arguments copying the packets of a segment between two bounds.
+def _remux_piece_args(segment, video_dts, audio_pts, input=0):
+    """ffmpeg output options copying the packets of a segment between two bounds,
+    read from input number `input` of the command (`_end_args`).
 
     `video_dts` and `audio_pts` are (first, end) pairs of 90 kHz timestamps,
     either end None for open; video is chosen by DTS, so that a bound at a
     keyframe's DTS splits the GOPs before and after it.
     """
     head = segment_head(segment.path)
-    args = ffmpeg.base_args() + ["-copyts", "-i", _file_url(segment.path)]
-    args += ["-map", "0:v:0", "-map", "0:a:0?", "-c", "copy"]
+    args = ["-map", f"{input}:v:0", "-map", f"{input}:a:0?", "-c", "copy"]
     args += _drop_args("v", "dts", *video_dts) + _drop_args("a", "pts", *audio_pts)
     if video_dts[1] is not None and audio_pts[1] is not None:
         args += _stop_args(max(video_dts[1], audio_pts[1]))
     return args + _mux_args(head)
 
 
-def segment_keyframes(path):
-    """PTS of every keyframe in a segment (90 kHz, as ffmpeg reads them; cached)."""
-    return segment_format(path).keyframes
+def _end_args(segment, outputs):
+    """One ffmpeg making every piece of one end of a cut: ("made", (args, outputs)).
+
+    The segment is opened once per output (the same file, input number
+    `i` for output `i`): ffmpeg stops reading an input once the outputs fed
+    from it are done, so the encode, which needs only the frames up to its
+    end, does not decode the rest of the segment for the remux beside it.
+    """
+    args = ffmpeg.base_args() + ["-copyts"]
+    args += ["-i", _file_url(segment.path)] * len(outputs)
+    return ("made", (args, outputs))
 
 
 def _plan_fast(run, start, end):
-    """The pieces of a fast cut: ("encode"|"remux", args) or ("copy", segments).
+    """The pieces of a fast cut: ("made", (args, outputs)) for each end, made by
+    one ffmpeg (`ffmpeg.start`), or ("copy", segments) between.
 
     Only the frames that cannot be copied are re-encoded: from the first kept
-    frame to the next keyframe, and from the last keyframe before the end to
-    the end. The rest of those two segments is remuxed (packets copied, from
-    that keyframe on / up to it), and the segments between are copied byte for
-    byte. Each boundary between pieces is one timestamp that both sides use,
-    so no audio packet is lost or doubled there:
+    frame to the next keyframe, and from the last split point at or before the
+    end (`StreamFormat.split_points`: usually the last frame that is not a
+    B-frame, so at most a few frames) to the end. The rest of those two
+    segments is remuxed (packets copied, from that keyframe on / up to that
+    point), and the segments between are copied byte for byte. Each boundary
+    between pieces is one timestamp that both sides use, so no audio packet is
+    lost or doubled there:
 
-    - video: the keyframe's DTS (in decode order, everything before it belongs
-      to the GOP before);
-    - audio: half an audio frame before the keyframe's PTS.
+    - video: the keyframe's or split point's DTS (in decode order, everything
+      before it is shown before it, everything from it on at or after it);
+    - audio: half an audio frame before its PTS.
 
     A range inside one segment is re-encoded whole (at most one segment).
     """
     first, last = run[0], run[-1]
-    # The probes of the two ends are independent: run them side by side.
-    probes = [gevent.spawn(segment_format, path) for path in {first.path, last.path}]
-    gevent.joinall(probes, raise_error=True)
+    _probe_ends(run)
     first_head, last_head = segment_head(first.path), segment_head(last.path)
     start_pts = _first_pts(first_head) + _ticks(max(start, first.start) - first.start)
     end_pts = _first_pts(last_head) + _ticks(min(end, last.end) - last.start)
-    if len(run) > 1:
-        fmt = segment_format(first.path)
-        first_frame = _next_frame(_first_pts(first_head), start_pts, fmt.frame_ticks)
-        if first_frame >= _first_pts(first_head) + _ticks(first.duration):
-            # The start falls after the first segment's last frame: the cut
-            # starts with the next segment (whose audio must still be trimmed
-            # to its video, hence not simply dropping the first segment).
-            return _plan_fast(run[1:], run[1].start, end)
     if len(run) == 1:
-        return [("encode", _encode_piece_args(first, start_pts, end_pts))]
+        return [_end_args(first, [_encode_piece_args(first, start_pts, end_pts)])]
+    fmt = segment_format(first.path)
+    first_frame = _next_frame(_first_pts(first_head), start_pts, fmt.frame_ticks)
+    if first_frame >= _first_pts(first_head) + _ticks(first.duration):
+        # The start falls after the first segment's last frame: the cut
+        # starts with the next segment (whose audio must still be trimmed
+        # to its video, hence not simply dropping the first segment).
+        return _plan_fast(run[1:], run[1].start, end)
 
     pieces = []
-    fmt = segment_format(first.path)
     half_audio = fmt.audio_frame_ticks / 2
-    first_frame = _next_frame(_first_pts(first_head), start_pts, fmt.frame_ticks)
-    key = next((k for k in segment_keyframes(first.path) if k >= first_frame), None)
+    key = next((k for k in fmt.keyframes if k >= first_frame), None)
     if key is None:
-        pieces.append(("encode", _encode_piece_args(first, start_pts, None)))
+        pieces.append(_end_args(first, [_encode_piece_args(first, start_pts, None)]))
     else:
         key_dts = key - _reorder_delay(first_head, fmt) * fmt.frame_ticks
+        outputs = []
         if key > first_frame:
-            pieces.append(
-                ("encode", _encode_piece_args(first, start_pts, key, audio_end=key - half_audio))
-            )
+            outputs.append(_encode_piece_args(first, start_pts, key, audio_end=key - half_audio))
         audio_start = key - half_audio if key > first_frame else first_frame - half_audio
-        pieces.append(("remux", _remux_piece_args(first, (key_dts, None), (audio_start, None))))
+        outputs.append(
+            _remux_piece_args(first, (key_dts, None), (audio_start, None), input=len(outputs))
+        )
+        pieces.append(_end_args(first, outputs))
 
     if len(run) > 2:
         pieces.append(("copy", run[1:-1]))
 
     fmt = segment_format(last.path)
     half_audio = fmt.audio_frame_ticks / 2
-    key = max((k for k in segment_keyframes(last.path) if k < end_pts), default=None)
-    if key is None or key <= _first_pts(last_head):
-        pieces.append(("encode", _encode_piece_args(last, None, end_pts)))
+    end_frame = _next_frame(_first_pts(last_head), end_pts, fmt.frame_ticks)
+    split = max((p for p in fmt.split_points if p <= end_frame), default=None)
+    if split is None or split <= _first_pts(last_head):
+        pieces.append(_end_args(last, [_encode_piece_args(last, None, end_pts)]))
     else:
-        key_dts = key - _reorder_delay(last_head, fmt) * fmt.frame_ticks
-        pieces.append(("remux", _remux_piece_args(last, (None, key_dts), (None, key - half_audio))))
-        pieces.append(
-            ("encode", _encode_piece_args(last, key, end_pts, audio_start=key - half_audio))
-        )
+        split_dts = split - _reorder_delay(last_head, fmt) * fmt.frame_ticks
+        outputs = [_remux_piece_args(last, (None, split_dts), (None, split - half_audio))]
+        if split < end_frame:
+            outputs.append(
+                _encode_piece_args(last, split, end_pts, audio_start=split - half_audio, input=1)
+            )
+        pieces.append(_end_args(last, outputs))
     return pieces
+
+
+def _probe_ends(run):
+    """Probe a run's first and last segments (cached) side by side, not in turn."""
+    paths = {run[0].path, run[-1].path}
+    gevent.joinall([gevent.spawn(segment_format, path) for path in paths], raise_error=True)
 
 
 def _fast_cut(run, start, end, processes):
@@ -517,7 +536,7 @@ def _start_fast(run, start, end, processes):
             groups.append((kind, what))
             continue
         result = gevent.event.AsyncResult()
-        processes.append(ffmpeg.Process(what))
+        processes.append(ffmpeg.start(*what))
         processes[-1].readers.append(gevent.spawn(ffmpeg.collect, processes[-1], result))
         if groups and groups[-1][0] == "made":
             groups[-1][1].append(result)

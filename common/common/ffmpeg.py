@@ -3,6 +3,8 @@
 `Process` starts one ffmpeg (at a lower priority: `NICENESS`) with its stdout piped to us and its stderr kept
 (the last `STDERR_LINES` lines) for the error message; `check()` waits for
 it and raises `FFmpegError` if it failed, `kill()` ends it and its readers.
+`start` runs one ffmpeg writing several outputs, each into a pipe of its own
+(one process start-up instead of several), and `collect` reads them all.
 Nothing here knows about segments or time: `common.cut` plans the pieces
 and builds the arguments.
 
@@ -19,6 +21,7 @@ import os
 import time
 
 import gevent
+import gevent.fileobject
 import gevent.subprocess
 
 from .probe import FFmpegError
@@ -47,9 +50,14 @@ def base_args():
 
 
 class Process:
-    """One ffmpeg, its stdout to read, its stderr kept for error messages."""
+    """One ffmpeg, its stdout to read, its stderr kept for error messages.
 
-    def __init__(self, args, pass_fds=(), env=None):
+    `outputs`: read ends of more pipes it writes into (their write ends in
+    `pass_fds`); `self.outputs` is stdout followed by them, and `kill`
+    closes them all.
+    """
+
+    def __init__(self, args, pass_fds=(), env=None, outputs=()):
         logger.debug("Running %s", args)
         self.args = args
         self.proc = gevent.subprocess.Popen(
@@ -61,6 +69,8 @@ class Process:
             env=env,
             preexec_fn=_lower_priority,
         )
+        self.outputs = [self.proc.stdout]
+        self.outputs += [gevent.fileobject.FileObjectPosix(fd, "rb", close=True) for fd in outputs]
         self.stderr = collections.deque(maxlen=STDERR_LINES)
         self._stderr_reader = gevent.spawn(self._read_stderr)
         # Greenlets reading this process's pipes: `kill` ends them before it
@@ -100,7 +110,7 @@ class Process:
             except gevent.subprocess.TimeoutExpired:
                 logger.warning("ffmpeg %d did not exit after being killed", self.proc.pid)
         gevent.killall(self.readers, timeout=KILL_TIMEOUT)
-        for f in (self.proc.stdout, self.proc.stderr):
+        for f in (*self.outputs, self.proc.stderr):
             try:
                 f.close()
             except OSError:
@@ -117,10 +127,51 @@ def copy_file(path):
             yield chunk
 
 
-def collect(process, result):
-    """Read all of `process`'s output into `result` (an AsyncResult), or its error."""
+def start(args, outputs):
+    """Start one ffmpeg writing several outputs, each into a pipe of its own.
+
+    `args` is the command line up to the first output (inputs, global
+    options), `outputs` each output's options: the first goes to stdout, the
+    others to pipes made here. ffmpeg writes its outputs as it goes, so all
+    must be read at once (`collect` does): one left unread fills its pipe
+    and stalls the others. If ffmpeg cannot be started, the pipes are closed
+    and the error raised; once started, `kill` closes them.
+    """
+    pipes = [os.pipe() for _ in outputs[1:]]
+    args = list(args) + list(outputs[0]) + ["pipe:1"]
+    for options, (_, write_fd) in zip(outputs[1:], pipes, strict=True):
+        args += list(options) + [f"pipe:{write_fd}"]
     try:
+        return Process(
+            args,
+            pass_fds=[w for _, w in pipes],
+            outputs=[r for r, _ in pipes],
+        )
+    except BaseException:
+        for read_fd, _ in pipes:
+            os.close(read_fd)
+        raise
+    finally:
+        for _, write_fd in pipes:
+            os.close(write_fd)
+
+
+def _read_all(f):
+    data = bytearray()
+    while chunk := f.read(CHUNK_SIZE):
+        data += chunk
+    return data
+
+
+def collect(process, result):
+    """Read all of `process`'s outputs into `result` (an AsyncResult): their
+    bytes one after the other, in order, or the error."""
+    try:
+        readers = [gevent.spawn(_read_all, f) for f in process.outputs[1:]]
+        process.readers += readers
         data = bytearray().join(process.chunks())
+        for reader in readers:
+            data += reader.get()
         process.check()
         result.set(data)
     except BaseException as e:  # noqa: B036 -- hand every outcome to the reader

@@ -4,7 +4,7 @@ Pure functions over bytes, no I/O except `scan_head`/`last_counters`, which read
 one file. Used by `common.cut` to:
 
 - learn a segment's stream layout, first timestamps and codec headers cheaply
-  (`scan_head`: a few packets from the start of the file, ~0.3 ms a segment,
+  (`scan_head`: a few packets from the start of the file, ~0.1 ms a segment,
   where ffprobe costs ~30 ms), so that every segment of a long cut can be
   checked for a stream restart;
 - renumber the continuity counters of a re-encoded piece so that they run on
@@ -296,17 +296,24 @@ def scan_head(path):
 
 
 def _find_packet(data, pids, start, end):
-    """Offset of the first packet at or after `start` (packet-aligned) of one of `pids`."""
+    """Offset of the first packet at or after `start` (packet-aligned) of one of `pids`
+    (without the transport error flag), or None.
+
+    Searches the packets' PID bytes only (every 188th byte, sliced out), not
+    the whole of `data` for header patterns: payload bytes never match, and
+    `scan_head` of a 720p segment went from 1.7 ms (most of it in this
+    search) to 0.12 ms.
+    """
+    high = data[start + 1 : end : PACKET_SIZE]  # error/start/priority flags, PID's top 5 bits
+    low = data[start + 2 : end : PACKET_SIZE]  # PID's low 8 bits
     best = None
     for pid in pids:
-        for flags in (0x40, 0x00, 0x60, 0x20):  # unit start and priority bits
-            pattern = bytes([SYNC_BYTE, flags | (pid >> 8), pid & 0xFF])
-            at = data.find(pattern, start, end)
-            while at != -1 and at % PACKET_SIZE:
-                at = data.find(pattern, at + 1, end)
-            if at != -1 and (best is None or at < best):
-                best = at
-    return best
+        at = low.find(pid & 0xFF)
+        while at != -1 and high[at] & 0x9F != pid >> 8:
+            at = low.find(pid & 0xFF, at + 1)
+        if at != -1 and (best is None or at < best):
+            best = at
+    return None if best is None else start + best * PACKET_SIZE
 
 
 def _video_signature(header):

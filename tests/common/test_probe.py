@@ -133,6 +133,46 @@ def test_keyframes_and_frame_rate_from_packets():
     assert fmt.audio_frame_ticks == pytest.approx(1920)
 
 
+@pytest.mark.parametrize(
+    "pts, points",
+    [
+        # I0 P3 b1 b2 P6 b4 b5: after I0 alone, and after each P-frame's B-frames.
+        ([0, 3, 1, 2, 6, 4, 5], [1, 4]),
+        # B-pyramid: I0 P4 B2 b1 b3 P8 B6 b5 b7.
+        ([0, 4, 2, 1, 3, 8, 6, 5, 7], [1, 5]),
+        # No B-frames: after every frame.
+        ([0, 1, 2, 3], [1, 2, 3]),
+        # A closed GOP starting at 10 after one ending with B-frames.
+        ([0, 3, 1, 2, 10, 13, 11, 12], [1, 10, 11]),
+        # The second GOP's leading B-frames show before its keyframe (open GOP):
+        # no split at the keyframe.
+        ([0, 2, 1, 5, 3, 4], [1, 3]),
+        ([], []),
+        ([0, None, 1], []),
+    ],
+)
+def test_split_points(pts, points):
+    assert list(probe.split_points(pts)) == points
+
+
+def test_split_points_of_the_video_only():
+    parsed = {
+        "streams": [
+            {"index": 0, "codec_type": "audio", "codec_name": "aac", "sample_rate": "48000"},
+            {"index": 1, "codec_type": "video", "codec_name": "h264", "width": 64, "height": 36,
+             "r_frame_rate": "30/1"},
+        ],
+        "packets": [
+            {"stream_index": 1, "pts": 0, "flags": "K__"},
+            {"stream_index": 0, "pts": 0, "flags": "K__"},
+            {"stream_index": 1, "pts": 6000, "flags": "___"},
+            {"stream_index": 0, "pts": 1920, "flags": "K__"},
+            {"stream_index": 1, "pts": 3000, "flags": "___"},
+        ],
+    }  # fmt: skip
+    assert list(probe.format_from_probe(parsed).split_points) == [3000]
+
+
 def encode(path, *args):
     subprocess.run(
         ["ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-y",
