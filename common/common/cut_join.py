@@ -253,7 +253,7 @@ class _Conversion:
             args += _drop_args(
                 "a", "pts", self.base - half_audio, self.base + self.length - half_audio
             )
-        args = ["-filter_complex", ";".join(filters)] + args + _mux_args(target_head)
+        args = ["-filter_complex", ";".join(filters)] + args + _mux_args(target_head) + ["pipe:1"]
 
         read_fd, write_fd = os.pipe()
         try:
