@@ -99,7 +99,9 @@ def make_base_image(work):
     for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man"):
         shutil.rmtree(root / junk, ignore_errors=True)
     (root / "var/lib/apt/lists/partial").mkdir(parents=True)
-    # Builds reach PyPI and npm through this machine's CA bundle.
+    # Builds reach PyPI and npm through this machine's CA bundle (minbase has
+    # no ca-certificates, so not always an /etc/ssl either).
+    (root / "etc/ssl").mkdir(parents=True, exist_ok=True)
     shutil.copy(CA_BUNDLE, root / "etc/ssl/host-ca-bundle.crt")
     tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
     run(
