@@ -265,7 +265,7 @@ class _Conversion:
             processes.append(self.process)
         finally:
             os.close(read_fd)
-        self.writer = gevent.spawn(ffmpeg.feed, [segment.path for segment in run], pipes[-1])
+        self.writer = gevent.spawn(ffmpeg.feed, [(s.path, 0) for s in run], pipes[-1])
         self.output = gevent.queue.Queue(maxsize=READ_AHEAD // ffmpeg.CHUNK_SIZE)
         # A reader of the process: `kill` ends it.
         self.process.readers.append(gevent.spawn(self._read_ahead))
@@ -352,14 +352,5 @@ def concat_cut(runs, start, end, processes, pipes):
     finally:
         for fd in read_fds:
             os.close(fd)
-    writers = [
-        gevent.spawn(ffmpeg.feed, [s.path for s in run], pipe)
-        for run, pipe in zip(runs, pipes, strict=True)
-    ]
-    try:
-        yield from process.chunks()
-        process.check()
-        for writer in writers:
-            writer.get()
-    finally:
-        gevent.killall(writers, timeout=ffmpeg.KILL_TIMEOUT)
+    inputs = [([(s.path, 0) for s in run], pipe) for run, pipe in zip(runs, pipes, strict=True)]
+    yield from ffmpeg.fed_output(process, inputs)

@@ -227,20 +227,6 @@ def _parts(run):
     return parts
 
 
-def _feed(parts, pipe):
-    """Write the parts into a pipe to ffmpeg, then close it (a broken pipe is
-    ffmpeg having read all it needs)."""
-    try:
-        for path, offset in parts:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                while chunk := f.read(ffmpeg.CHUNK_SIZE):
-                    pipe.write(chunk)
-        pipe.close()
-    except BrokenPipeError:
-        pass
-
-
 # --- ffmpeg arguments --------------------------------------------------------
 
 
@@ -407,13 +393,5 @@ def _made(segments, start, end, container, processes, pipes):
     finally:
         for fd in read_fds:
             os.close(fd)
-    writers = [
-        gevent.spawn(_feed, _parts(run), pipe) for run, pipe in zip(split, pipes, strict=True)
-    ]
-    try:
-        yield from process.chunks()
-        process.check()
-        for writer in writers:
-            writer.get()
-    finally:
-        gevent.killall(writers, timeout=ffmpeg.KILL_TIMEOUT)
+    inputs = [(_parts(run), pipe) for run, pipe in zip(split, pipes, strict=True)]
+    yield from ffmpeg.fed_output(process, inputs)

@@ -117,9 +117,10 @@ class Process:
                 pass
 
 
-def copy_file(path):
-    """Yield a file's bytes in CHUNK_SIZE pieces."""
+def copy_file(path, offset=0):
+    """Yield a file's bytes from `offset` on, in CHUNK_SIZE pieces."""
     with open(path, "rb") as f:
+        f.seek(offset)
         while True:
             chunk = f.read(CHUNK_SIZE)
             if not chunk:
@@ -178,19 +179,38 @@ def collect(process, result):
         result.set_exception(e)
 
 
-def feed(paths, pipe):
-    """Write files (a run's segments) into a pipe to ffmpeg, then close it.
+def feed(parts, pipe):
+    """Write `parts`, (path, offset) pairs (each file from that offset on: a
+    run's segments, or an fMP4 run's first file and the media of the rest),
+    into a pipe to ffmpeg, then close it.
 
     ffmpeg stops reading once it has all it needs (the rest of the last
     segment is past the cut); the broken pipe that gives is expected.
     """
     try:
-        for path in paths:
-            for chunk in copy_file(path):
+        for path, offset in parts:
+            for chunk in copy_file(path, offset):
                 pipe.write(chunk)
         pipe.close()
     except BrokenPipeError:
         pass
+
+
+def fed_output(process, inputs):
+    """Yield `process`'s output while feeding it: `inputs` are (parts, pipe)
+    pairs, each written by its own greenlet (`feed`).
+
+    Raises FFmpegError if ffmpeg failed, or what a writer raised; however it
+    ends, the writers are stopped (the caller kills the process).
+    """
+    writers = [gevent.spawn(feed, parts, pipe) for parts, pipe in inputs]
+    try:
+        yield from process.chunks()
+        process.check()
+        for writer in writers:
+            writer.get()
+    finally:
+        gevent.killall(writers, timeout=KILL_TIMEOUT)
 
 
 def close_quietly(pipe):
