@@ -56,7 +56,6 @@ ffmpeg 5.1 cannot write) is refused by `common.cut` with the reason
 iterator kills ffmpeg (the caller's `finally` does).
 """
 
-import datetime
 import functools
 import logging
 import math
@@ -71,6 +70,7 @@ from .cut import AUDIO_BITRATE, CutError, NoContent
 from .cut import _video_encode_args as _x264_args
 from .cut_join import conform_video
 from .probe import FFmpegError
+from .times import exact_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -172,10 +172,6 @@ def _mp4_first_time(path):
     return Fraction(pts + video.view_offset, video.timescale)
 
 
-def _seconds(delta):
-    return Fraction(delta // datetime.timedelta(microseconds=1), 1_000_000)
-
-
 def _init_hash(segment):
     return layout.cached_layout(segment.path).init_hash if segment.container == "mp4" else None
 
@@ -191,7 +187,7 @@ def runs(segments):
             continue
         if current:
             previous = current[-1]
-            expected = _seconds(segment.start - previous.start)
+            expected = exact_seconds(segment.start - previous.start)
             joinable = (
                 segment.container == previous.container
                 and _init_hash(segment) == _init_hash(previous)
@@ -268,8 +264,8 @@ def cut_args(runs, start, end, container, read_fds):
         num, den = fmt.video["frame_rate"]
         frame = Fraction(den, num)
         first = first_time(run[0])
-        s = first + _seconds(max(start, run[0].start) - run[0].start)
-        e = first_time(run[-1]) + _seconds(min(end, run[-1].end) - run[-1].start)
+        s = first + exact_seconds(max(start, run[0].start) - run[0].start)
+        e = first_time(run[-1]) + exact_seconds(min(end, run[-1].end) - run[-1].start)
         first_frame, end_frame = _next_frame(first, s, frame), _next_frame(first, e, frame)
         total += max(0, end_frame - first_frame)
         # Frame times in the file are rounded to its time base: trim half a

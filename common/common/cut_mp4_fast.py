@@ -76,6 +76,7 @@ from . import ffmpeg, mp4box, probe
 from .cut import X264_PROFILES, NoContent
 from .cut import _video_encode_args as _x264_args
 from .probe import FFmpegError
+from .times import exact_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -178,10 +179,6 @@ def _ceil_frames(seconds, rate):
     return max(0, math.ceil(seconds * rate - Fraction(1, 10**6)))
 
 
-def _seconds(delta):
-    return Fraction(delta.days * 86400 + delta.seconds) + Fraction(delta.microseconds, 10**6)
-
-
 def plan(runs, start, end, init_size):
     """The `Plan` of the fast cut of `runs` (from `common.cut_mp4.runs`: segments
     with one init section of `init_size` bytes, split at holes or restarts) over
@@ -232,7 +229,7 @@ def _plan_run(run, start, end, init_size):
     frame = first.video.timescale / rate  # ticks, a Fraction
     lo = (
         _first_pts(first)
-        + _ceil_frames(_seconds(max(start, run[0].start) - run[0].start), rate) * frame
+        + _ceil_frames(exact_seconds(max(start, run[0].start) - run[0].start), rate) * frame
     )
     if len(run) > 1 and lo - frame / 2 > max(s.pts for s in first.samples[first.video.track_id]):
         # The start falls after the first segment's last frame.
@@ -240,7 +237,7 @@ def _plan_run(run, start, end, init_size):
     last = first if len(run) == 1 else read_media(run[-1], init_size)
     hi = (
         _first_pts(last)
-        + _ceil_frames(_seconds(min(end, run[-1].end) - run[-1].start), rate) * frame
+        + _ceil_frames(exact_seconds(min(end, run[-1].end) - run[-1].start), rate) * frame
     )
     video, audio = first.video, first.audio
     # Audio from half an audio frame before the first frame to half a frame

@@ -7,6 +7,7 @@ ValueError into their own error (a 400, a refused job, a bad flag).
 """
 
 import datetime
+from fractions import Fraction
 
 import dateutil.parser
 
@@ -48,3 +49,9 @@ def parse_time(text):
 def format_time(dt):
     """An aware datetime as ISO 8601 UTC with microseconds and `Z` (safe in a query string)."""
     return to_utc(dt).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def exact_seconds(delta):
+    """A timedelta as a Fraction of seconds, exactly (microseconds and all), for
+    frame arithmetic that must not round."""
+    return Fraction(delta // datetime.timedelta(microseconds=1), 1_000_000)
