@@ -16,7 +16,7 @@ How it fails, and what it does about it:
   a listing by MAX_LISTING_BYTES, a segment by MAX_SEGMENT_BYTES, before they
   fill memory or the disk.
 - A segment's body is read whole into memory, then written to a `temp` file
-  while hashed, and renamed into place only if the bytes hash to its name
+  while hashed (in the fetching greenlet: `store_verified` says why), and renamed into place only if the bytes hash to its name
   (`HashMismatch` otherwise) and parse as their container with the timeline
   the name says (`media.check_segment`; `bad_media` otherwise); on every
   other way out the writer removes its temp file.
@@ -59,10 +59,6 @@ CHUNK_SIZE = 256 * 2**10
 # client's CPU than writing, then hashing, the whole body (1.38 against 1.74 s
 # an hour, median of 6); 32-64 KB were no better.
 STORE_PIECE = 128 * 2**10
-# Seconds a killed fetch waits for its thread to finish storing its segment
-# (a millisecond or so from a healthy disk): longer than any write but a
-# stalled disk's, well within the 5 s the service gives its workers to stop.
-OFFLOAD_STOP_WAIT = 2
 USER_AGENT = "streamvault-backfiller"
 HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
 
@@ -141,23 +137,6 @@ def is_dropped(connection):
     """
     sock = connection.sock
     return sock is not None and bool(select.select([sock], [], [], 0)[0])
-
-
-def offload(function, *args):
-    """Run `function(*args)` in gevent's thread pool, this greenlet waiting for it.
-
-    For work that releases the GIL (file writes, hashing big chunks): it then
-    runs on another core while the hub serves the other greenlets. A thread
-    cannot be killed, so if this greenlet is (a SIGTERM stopping the fetches)
-    it first waits up to OFFLOAD_STOP_WAIT for the call to end: what the call
-    started (a temp file) it finishes or removes, before the process exits.
-    """
-    result = gevent.get_hub().threadpool.spawn(function, *args)
-    try:
-        return result.get()
-    except BaseException:
-        result.wait(OFFLOAD_STOP_WAIT)
-        raise
 
 
 def check_body(data, segment, url):
@@ -275,10 +254,8 @@ class PeerClient:
             if response.status != 200:
                 raise PeerError("http", f"{url}: HTTP {response.status}")
             body = read_body(response, limit, url)
-        # Hashing and writing release the GIL: in a thread, they run beside
-        # the other fetches' reads. One hand-off a segment, not one a chunk:
-        # each wakes a thread and then the hub.
-        return offload(store_verified, base_dir, segment, body, url)
+        # Stored here, in this greenlet, not in a thread: see store_verified.
+        return store_verified(base_dir, segment, body, url)
 
 
 def store_verified(base_dir, segment, body, url):
@@ -287,9 +264,17 @@ def store_verified(base_dir, segment, body, url):
     The bytes are hashed as they are written to a `temp` file, which is
     renamed into place only if the hash is the name's (HashMismatch
     otherwise) and the body is the media the name says (PeerError
-    `bad_media`); on every other way out it is removed. Run in a thread
-    (`offload`), so once started it finishes even if the fetch is killed:
-    nothing it leaves behind is unverified.
+    `bad_media`); on every other way out it is removed. Nothing here yields
+    to the hub (gevent does not make file I/O cooperative), so a fetch
+    killed by a SIGTERM never stops halfway through: the temp file is
+    renamed or removed before the kill lands.
+
+    Why not in a thread, where hashing and writing (which release the GIL)
+    could run beside the other fetches' reads: on bench/backfill.py a thread
+    hand-off a segment cost 0.3 CPU-s more an hour than storing in place and
+    made the pass 10% slower, as the thread and the hub wait on each other
+    for the GIL. A 500 KB segment holds the hub about a millisecond here;
+    the largest we accept (MAX_SEGMENT_BYTES) about 100 ms.
     """
     with SegmentWriter(
         base_dir, segment.channel, segment.quality, segment.start, segment.duration,

@@ -8,15 +8,14 @@ peer has closed while idle must be noticed before it is used.
 import datetime
 
 import gevent
-import gevent.monkey
 import gevent.server
 
 from backfiller import client
 from backfiller.client import PeerClient, PeerError
 from backfiller.main import PeerWorker
 from backfiller.plan import peer_from_url
-from common.segments import UTC
-from tests.backfiller.peers import FakePeer, put_segment, store_files
+from common.segments import UTC, parse_segment_path
+from tests.backfiller.peers import FakePeer, fake_name, media, put_segment, store_files
 
 S = datetime.timedelta(seconds=1)
 T0 = datetime.datetime(2026, 1, 10, 10, 0, tzinfo=UTC)
@@ -78,17 +77,19 @@ def test_a_peer_url_with_a_bad_port_is_a_connection_error(tmp_path, metrics, reg
     assert registry.get_sample_value("backfiller_errors_total", labels) == 1
 
 
-def test_a_killed_fetch_lets_its_thread_finish_storing():
-    # A SIGTERM kills the fetches; a store already running in a thread (which
-    # cannot be killed) must end, renamed or removed, before the process does.
-    sleep = gevent.monkey.get_original("time", "sleep")
-    done = []
-
-    def store():
-        sleep(0.2)
-        done.append(True)
-
-    fetch = gevent.spawn(client.offload, store)
-    gevent.sleep(0.05)
-    fetch.kill()
-    assert done == [True]
+def test_storing_a_segment_never_yields_so_a_kill_cannot_land_halfway(tmp_path):
+    # A SIGTERM kills the fetches at their next yield to the hub. Storing a
+    # body has none, so it ends renamed or removed before the kill lands.
+    data = media(b"whole")
+    name = fake_name(T0, data)
+    segment = parse_segment_path(
+        name, channel="chan", quality="source", hour=T0.strftime("%Y-%m-%dT%H")
+    )
+    ran = []
+    gevent.spawn(ran.append, "other greenlet")  # runs at this greenlet's first yield
+    size = client.store_verified(str(tmp_path), segment, data, "http://peer/x")
+    assert ran == []
+    assert size == len(data)
+    assert store_files(tmp_path) == {f"chan/source/{segment.hour}/{name}": data}
+    gevent.sleep(0)
+    assert ran == ["other greenlet"]
