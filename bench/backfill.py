@@ -9,6 +9,9 @@ once under bench/.cache. Then, in one run, alternating:
 - the floor: the same 600 URLs fetched by `curl` into a directory,
   `--concurrency` at a time (`xargs -P`, a batch of URLs per curl so that it
   reuses its connection, as the backfiller does);
+- the same, then `openssl dgst -sha256` of every file, `--concurrency` at a
+  time: what a client written in C pays to verify what it fetched (SHA-256
+  as fast as the CPU does it), for reference;
 - the backfiller: `python -m backfiller --run-once` into an empty store, with
   the same concurrency: listing, fetching, hashing, verifying and renaming.
 
@@ -104,7 +107,7 @@ def start_peer():
             time.sleep(0.1)
 
 
-def run_curl(url, names, dest, concurrency):
+def run_curl(url, names, dest, concurrency, verify=False):
     urls = "\n".join(
         f"{url}/segments/{CHANNEL}/{QUALITY}/{HOUR}/{urllib.parse.quote(name, safe=':')}"
         for name in names
@@ -115,6 +118,12 @@ def run_curl(url, names, dest, concurrency):
          "curl", "-sSf", "--remote-name-all"],
         input=urls.encode(), cwd=dest, check=True,
     )  # fmt: skip
+    if verify:
+        subprocess.run(
+            ["xargs", "-0", "-P", str(concurrency), "-n", str(CURL_BATCH), "openssl", "dgst", "-sha256"],
+            input=b"\0".join(n.encode() for n in os.listdir(dest)), cwd=dest, check=True,
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
     return time.perf_counter() - started
 
 
@@ -150,9 +159,9 @@ def main():
         os.path.getsize(os.path.join(CACHE, CHANNEL, QUALITY, HOUR, name)) for name in names
     )
     peer, url = start_peer()
-    times = {"curl": [], "backfiller": []}
-    cpu = {"curl": [], "backfiller": []}  # user + system seconds of the client processes
-    peer_cpu = {"curl": [], "backfiller": []}  # ...and of the peer serving them
+    times = {"curl": [], "curl+sha256": [], "backfiller": []}
+    cpu = {method: [] for method in times}  # user + system seconds of the client processes
+    peer_cpu = {method: [] for method in times}  # ...and of the peer serving them
     load = os.getloadavg()[0]
     try:
         for _ in range(args.repeat):
@@ -163,8 +172,8 @@ def main():
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 peer_before = process_cpu(peer.pid)
                 try:
-                    if method == "curl":
-                        elapsed = run_curl(url, names, dest, args.concurrency)
+                    if method.startswith("curl"):
+                        elapsed = run_curl(url, names, dest, args.concurrency, method != "curl")
                     else:
                         elapsed = run_backfiller(url, dest, args.concurrency)
                     if count_files(dest) != COUNT:
@@ -193,6 +202,7 @@ def main():
     )
     for method, label in (
         ("curl", "floor: curl, xargs -P"),
+        ("curl+sha256", "curl, then openssl sha256 (ref.)"),
         ("backfiller", "backfiller --run-once"),
     ):
         elapsed = statistics.median(times[method])

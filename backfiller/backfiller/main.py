@@ -36,8 +36,9 @@ How it fails, and what it does about it. Nothing a peer says is trusted:
   wait (`BACKOFF`), so a broken or lying peer costs little, and each peer has
   its own worker, so it never slows the others.
 - SIGTERM stops the workers at once: a pass in progress is abandoned, and the
-  fetches in flight are killed; a body already being stored (in a thread, a
-  millisecond or so) is finished, verified or removed, as it would have been.
+  fetches in flight are killed; a body already being stored (a millisecond
+  or so, with no yield to the hub) is finished, verified or removed, as it
+  would have been.
 """
 
 import datetime
