@@ -16,10 +16,11 @@ How it fails, and what it does about it:
   a listing by MAX_LISTING_BYTES, a segment by MAX_SEGMENT_BYTES, before they
   fill memory or the disk.
 - A segment's body is read whole into memory, then written to a `temp` file
-  while hashed (in the fetching greenlet: `store_verified` says why), and renamed into place only if the bytes hash to its name
-  (`HashMismatch` otherwise) and parse as their container with the timeline
-  the name says (`media.check_segment`; `bad_media` otherwise); on every
-  other way out the writer removes its temp file.
+  while hashed, in the fetching greenlet (`store_verified` says why), and
+  renamed into place only if the bytes hash to its name (`HashMismatch`
+  otherwise) and parse as their container with the timeline the name says
+  (`media.check_segment`; `bad_media` otherwise); on every other way out the
+  writer removes its temp file.
 """
 
 import contextlib

@@ -14,7 +14,7 @@ from backfiller import client
 from backfiller.client import PeerClient, PeerError
 from backfiller.main import PeerWorker
 from backfiller.plan import peer_from_url
-from common.segments import UTC, parse_segment_path
+from common.segments import UTC, format_hour, parse_segment_path
 from tests.backfiller.peers import FakePeer, fake_name, media, put_segment, store_files
 
 S = datetime.timedelta(seconds=1)
@@ -82,9 +82,7 @@ def test_storing_a_segment_never_yields_so_a_kill_cannot_land_halfway(tmp_path):
     # body has none, so it ends renamed or removed before the kill lands.
     data = media(b"whole")
     name = fake_name(T0, data)
-    segment = parse_segment_path(
-        name, channel="chan", quality="source", hour=T0.strftime("%Y-%m-%dT%H")
-    )
+    segment = parse_segment_path(name, channel="chan", quality="source", hour=format_hour(T0))
     ran = []
     gevent.spawn(ran.append, "other greenlet")  # runs at this greenlet's first yield
     size = client.store_verified(str(tmp_path), segment, data, "http://peer/x")
